@@ -1,0 +1,1 @@
+"""The shared language of shopml: schemas, contracts, adapters, settings, the warehouse."""

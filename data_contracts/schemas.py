@@ -1,0 +1,86 @@
+"""Canonical table schemas: what every adapter produces and every consumer may rely on."""
+
+from __future__ import annotations
+
+import polars as pl
+
+EVENT_TYPES = (
+    "view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "refund",
+    "rec_impression",
+    "rec_click",
+)
+# Event types that carry an item a shopper interacted with; these make up user_sequences.
+ITEM_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "refund", "rec_click")
+
+# The canonical event, as stored in the warehouse `events` table.
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "user_id": pl.String(),
+    "item_id": pl.String(),
+    "event_type": pl.String(),
+    "session_id": pl.String(),
+    "quantity": pl.Int64(),
+    "price": pl.Float64(),
+    "source": pl.String(),
+}
+EVENT_COLUMNS = tuple(EVENT_SCHEMA)
+# Columns a canonical file must have; the others may be missing and are then null.
+EVENT_REQUIRED = ("ts", "user_id", "item_id", "event_type")
+
+# Where a raw row came from: kept on raw and quarantine rows so every row can be traced.
+LINEAGE_SCHEMA: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "source_row": pl.Int64(),
+    # The original line for rows that could not be parsed at all (else null).
+    "raw_line": pl.String(),
+    # Why the reader or adapter rejected the row (else null), e.g. "malformed_line: ...".
+    "reject_reason": pl.String(),
+}
+
+RAW_EVENT_SCHEMA = {**EVENT_SCHEMA, **LINEAGE_SCHEMA}
+
+CATALOG_SCHEMA: dict[str, pl.DataType] = {
+    "item_id": pl.String(),
+    "title": pl.String(),
+    "description": pl.String(),
+    # Category path, levels joined by " > ".
+    "category": pl.String(),
+    "brand": pl.String(),
+    "price": pl.Float64(),
+    "currency": pl.String(),
+    "in_stock": pl.Boolean(),
+    "updated_at": pl.Datetime("us", "UTC"),
+}
+CATALOG_COLUMNS = tuple(CATALOG_SCHEMA)
+CATALOG_REQUIRED = ("item_id", "title", "price", "updated_at")
+RAW_CATALOG_SCHEMA = {**CATALOG_SCHEMA, **LINEAGE_SCHEMA}
+
+FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
+    "feedback_id": pl.String(),
+    "target_id": pl.String(),  # reply_id or rec_id
+    "target_kind": pl.String(),  # "reply" or "recommendation"
+    "user_id": pl.String(),
+    "session_id": pl.String(),
+    "rating": pl.Int64(),  # +1 or -1
+    "reason": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select the schema's columns in order, adding missing ones as nulls and casting."""
+    return frame.select(
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )

@@ -1,0 +1,87 @@
+"""One settings object for every part: paths, store URLs and the profile.
+
+Values come from environment variables (``SHOPML_*``) with embedded defaults that run on
+one machine; the ``production`` profile switches the stores to Redis and PostgreSQL by
+configuration only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Profile = Literal["local", "production"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SHOPML_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything lives. Build with ``Settings.from_env()``; override per test."""
+
+    profile: Profile = "local"
+    # Root of all generated data (git-ignored).
+    data_dir: Path = Path("data")
+    # The DuckDB warehouse file.
+    warehouse_path: Path = field(default=Path("data/warehouse.duckdb"))
+    # Landing folder: landing/events/<YYYY-MM-DD>/*, landing/catalog/*, landing/feedback/*.
+    landing_dir: Path = field(default=Path("data/landing"))
+    # Items kept per user in user_sequences and the online store.
+    sequence_length: int = 50
+    # First day of the daily partitions of raw_events and events.
+    partition_start: str = "2009-12-01"
+    # Allowed clock skew for event timestamps ahead of "now", in minutes.
+    future_skew_minutes: int = 10
+    # Largest number of rows a Great Expectations suite validates in full; larger tables are
+    # validated on a seeded sample (uniqueness is always checked on the whole table in DuckDB).
+    contract_sample_rows: int = 200_000
+    # The BentoML model store (BENTOML_HOME) where trained models are saved and served from.
+    model_store: Path = field(default=Path("data/bentoml"))
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("DATA_DIR", "data"))
+        profile = _env("PROFILE", "local")
+        if profile not in ("local", "production"):
+            raise ValueError(f"SHOPML_PROFILE must be 'local' or 'production', not {profile!r}")
+        return cls(
+            profile=profile,  # type: ignore[arg-type]
+            data_dir=data_dir,
+            warehouse_path=Path(_env("WAREHOUSE", str(data_dir / "warehouse.duckdb"))),
+            landing_dir=Path(_env("LANDING_DIR", str(data_dir / "landing"))),
+            sequence_length=int(_env("SEQUENCE_LENGTH", "50")),
+            partition_start=_env("PARTITION_START", "2009-12-01"),
+            future_skew_minutes=int(_env("FUTURE_SKEW_MINUTES", "10")),
+            contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "200000")),
+            model_store=Path(_env("MODEL_STORE", str(data_dir / "bentoml"))),
+            redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        )
+
+    @property
+    def events_landing(self) -> Path:
+        return self.landing_dir / "events"
+
+    @property
+    def catalog_landing(self) -> Path:
+        return self.landing_dir / "catalog"
+
+    @property
+    def feedback_landing(self) -> Path:
+        return self.landing_dir / "feedback"
+
+
+def use_model_store(settings: Settings) -> Path:
+    """Point BentoML at the configured model store; call before the first ``import bentoml``.
+
+    An explicit BENTOML_HOME in the environment wins.
+    """
+    home = Path(os.environ.setdefault("BENTOML_HOME", str(settings.model_store.resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -1,0 +1,1 @@
+"""Dagster orchestration of shopml: assets, checks, resources, schedules, sensors, the CLI."""

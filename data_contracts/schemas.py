@@ -84,3 +84,30 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
             for name, dtype in schema.items()
         ]
     )
+
+# Warehouse `user_sequences`: one row per user, lists newest last, at most N long.
+USER_SEQUENCE_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String(),
+    "item_ids": pl.List(pl.String()),
+    "event_types": pl.List(pl.String()),
+    "event_times": pl.List(pl.Datetime("us", "UTC")),
+    "length": pl.Int64(),  # items in the lists (<= N)
+    "total_events": pl.Int64(),  # all item events of the user, before trimming to N
+    "last_event_ts": pl.Datetime("us", "UTC"),
+}
+
+# Warehouse `item_stats`: one row per catalog item (items without events have zero counts).
+ITEM_STATS_SCHEMA: dict[str, pl.DataType] = {
+    "item_id": pl.String(),
+    "views": pl.Int64(),
+    "carts": pl.Int64(),
+    "purchases": pl.Int64(),
+    "refunds": pl.Int64(),
+    "users": pl.Int64(),  # distinct users with any item event
+    "popularity": pl.Int64(),  # item events of every type
+    "popularity_rank": pl.Int64(),  # 1 = most popular
+    "conversion_rate": pl.Float64(),  # purchases / views (0 when never viewed)
+    "first_seen": pl.Datetime("us", "UTC"),
+    "last_seen": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"),  # when the stats were computed
+}

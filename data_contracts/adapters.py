@@ -114,8 +114,11 @@ def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
         frame = rel.pl()
         # duckdb numbers data lines from the header line (line 1); source_row counts data rows.
         rejects = con.sql(
-            "SELECT line - 1 AS source_row, csv_line AS raw_line,"
-            " 'malformed_line: ' || lower(error_type) AS reject_reason FROM rejects"
+            # One reject row per broken column: keep one per line.
+            "SELECT line - 1 AS source_row, any_value(csv_line) AS raw_line,"
+            " 'malformed_line: ' || lower(any_value(error_type::VARCHAR)) || ' ('"
+            " || any_value(error_message) || ')' AS reject_reason"
+            " FROM rejects GROUP BY line ORDER BY line"
         ).pl()
     except duckdb.Error as exc:
         raise LandingFileError(f"{path}: not a readable CSV file ({exc})") from exc
@@ -219,7 +222,8 @@ _TS_FORMATS = (
 
 def parse_ts(column: str) -> pl.Expr:
     """Text or datetime → UTC datetime; unparseable text becomes null."""
-    text = pl.col(column).cast(pl.String).str.strip_chars()
+    # chrono's %z wants "+00:00"; ISO 8601 also allows "Z".
+    text = pl.col(column).cast(pl.String).str.strip_chars().str.replace(r"Z$", "+00:00")
     candidates = []
     for fmt in _TS_FORMATS:
         parsed = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
@@ -289,9 +293,9 @@ def detect_format(path: Path, columns: list[str]) -> str:
         return "online_retail"
     if REES46_COLUMNS <= names:
         return "rees46"
-    if names & set(schemas.EVENT_REQUIRED):
+    if names & {"ts", "event_type", "user_id"}:
         return "canonical"
-    if names & set(schemas.CATALOG_REQUIRED):
+    if names & {"title", "updated_at", "item_id"}:
         return "canonical_catalog"
     raise LandingFileError(
         f"{path}: columns {sorted(names)} match no known format (canonical events need"
@@ -512,3 +516,31 @@ def _adapt_sasrec(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         schemas.conform(catalog, schemas.RAW_CATALOG_SCHEMA),
     )
 
+
+
+def sniff_format(path: Path) -> str:
+    """The format of a landed file from its header alone (no rows are read)."""
+    path = Path(path)
+    if is_sasrec_file(path):
+        return "sasrec"
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise LandingFileError(f"{path}: file is empty (no header, no rows)")
+    if suffix == ".parquet":
+        columns = list(pl.read_parquet_schema(path))
+    elif suffix in (".csv", ".tsv"):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            columns = [c.strip().strip('"') for c in handle.readline().rstrip("\r\n").split("\t" if suffix == ".tsv" else ",")]
+    elif suffix in (".jsonl", ".ndjson"):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            try:
+                columns = list(json.loads(handle.readline()))
+            except ValueError:
+                return "canonical"
+    else:
+        raise LandingFileError(f"{path}: unsupported file type {suffix!r}; use one of {EVENT_SUFFIXES}")
+    return detect_format(path, columns)
+
+
+# Formats whose event files also describe the items they mention.
+FORMATS_WITH_ITEMS = ("online_retail", "rees46", "sasrec")

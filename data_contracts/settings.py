@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -63,6 +64,9 @@ class Settings:
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
         )
+
+    def future_skew(self) -> timedelta:
+        return timedelta(minutes=self.future_skew_minutes)
 
     @property
     def events_landing(self) -> Path:

@@ -71,14 +71,29 @@ def replace_partitions(
     """Delete the rows of ``keys`` in ``column`` and insert ``frame`` in their place."""
     conn.register("_incoming", frame.to_arrow())
     try:
-        if not table_exists(conn, table):
-            conn.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming LIMIT 0")
-            _comment(conn, table)
+        _create_like_incoming(conn, table)
         conn.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?))", [list(keys)])
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
     finally:
         conn.unregister("_incoming")
     return frame.height
+
+
+def append(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Append ``frame`` to ``table`` (created on first use), for logs such as ingest_runs."""
+    conn.register("_incoming", frame.to_arrow())
+    try:
+        _create_like_incoming(conn, table)
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+    finally:
+        conn.unregister("_incoming")
+    return frame.height
+
+
+def _create_like_incoming(conn: duckdb.DuckDBPyConnection, table: str) -> None:
+    if not table_exists(conn, table):
+        conn.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming LIMIT 0")
+        _comment(conn, table)
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -88,7 +103,13 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def read(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    return conn.execute(sql, params or []).pl()
+    """Run a query; timestamps come back in UTC whatever the session's time zone."""
+    frame = conn.execute(sql, params or []).pl()
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    )
 
 
 def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:

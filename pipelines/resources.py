@@ -19,5 +19,5 @@ def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
     return {
         "settings": ShopSettings(),
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "warehouse_db": DuckDBResource(database=str(settings.warehouse_path)),
     }

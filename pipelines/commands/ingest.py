@@ -1,0 +1,71 @@
+"""shopml ingest: materialise the ingest assets for everything in the landing folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+from data_contracts.settings import Settings
+from pipelines.ingest import transform
+
+# Dagster's tags for a run over a range of partitions (a single-run backfill).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", action="append", help="only this landing day (YYYY-MM-DD); repeatable")
+
+
+def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
+    """Group sorted ISO days into (first, last) runs of consecutive days."""
+    ranges: list[tuple[str, str]] = []
+    for day in sorted(days):
+        if ranges and date.fromisoformat(ranges[-1][1]) + timedelta(days=1) == date.fromisoformat(day):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def dagster_instance():
+    """The instance in DAGSTER_HOME (./dagster_home by default), so runs show in the UI."""
+    from dagster import DagsterInstance
+
+    if "DAGSTER_HOME" not in os.environ and Path("dagster_home/dagster.yaml").exists():
+        os.environ["DAGSTER_HOME"] = str(Path("dagster_home").resolve())
+    if "DAGSTER_HOME" in os.environ:
+        return DagsterInstance.get()
+    return DagsterInstance.ephemeral()
+
+
+def ingest_landed(settings: Settings, batches: list[str] | None = None, instance=None) -> list[str]:
+    """Run the ingest job once per contiguous range of landing days; return the run ids.
+
+    Raises ``dagster.DagsterExecutionStepExecutionError`` (with the file and the problem) on
+    bad input; the warehouse then holds what it held before the failed run.
+    """
+    from pipelines.definitions import defs
+
+    instance = instance or dagster_instance()
+    # The run's step events go to the Dagster UI; the console shows warnings and errors only.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    batches = batches or transform.landed_batches(settings)
+    runs = []
+    if not batches:
+        result = defs.resolve_job_def("catalog_job").execute_in_process(run_config=quiet, instance=instance)
+        return [result.run_id]
+    job = defs.resolve_job_def("ingest_job")
+    for first, last in contiguous_ranges(batches):
+        result = job.execute_in_process(run_config=quiet, instance=instance, tags={RANGE_START_TAG: first, RANGE_END_TAG: last})
+        runs.append(result.run_id)
+    return runs
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    runs = ingest_landed(settings, args.batch)
+    print(f"ingest finished: {len(runs)} run(s) {', '.join(runs)}")
+    return 0

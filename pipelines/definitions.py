@@ -1,0 +1,15 @@
+"""The Dagster code location: assembles assets, checks, jobs, schedules, sensors and resources."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from pipelines.ingest import assets as ingest_assets
+from pipelines.ingest.automation import catalog_job, daily_ingest_schedule, ingest_job, landing_sensor
+from pipelines.resources import build_resources
+
+defs = Definitions(
+    assets=load_assets_from_modules([ingest_assets]),
+    jobs=[ingest_job, catalog_job],
+    schedules=[daily_ingest_schedule],
+    sensors=[landing_sensor],
+    resources=build_resources(),
+)

@@ -1,0 +1,1 @@
+"""Ingest: landed files → raw tables → contracts → clean tables, sequences and item stats."""

@@ -1,0 +1,255 @@
+"""Ingest assets: landed files → raw tables → contract checks → clean tables and sequences."""
+
+
+from datetime import date, datetime, timezone
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    BackfillPolicy,
+    DailyPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset,
+)
+from dagster_duckdb import DuckDBResource
+
+from data_contracts import contracts, warehouse
+from data_contracts.adapters import LandingFileError
+from data_contracts.settings import Settings
+from pipelines.ingest import transform
+from pipelines.resources import ShopSettings
+
+GROUP = "ingest"
+daily = DailyPartitionsDefinition(start_date=Settings.from_env().partition_start, end_offset=1)
+
+
+def _keys(context: AssetExecutionContext) -> list[date]:
+    return [date.fromisoformat(k) for k in context.partition_keys]
+
+
+def _contract_check(name: str, asset_name: str, frame: pl.DataFrame, settings: Settings) -> AssetCheckResult:
+    result = contracts.validate(name, frame, settings.contract_sample_rows)
+    return AssetCheckResult(
+        asset_key=asset_name,
+        check_name=f"{name}_contract",
+        passed=result.success,
+        severity=AssetCheckSeverity.ERROR,
+        description=result.describe(),
+        metadata={
+            "rows_total": result.rows_total,
+            "rows_validated": result.rows_validated,
+            "expectations": MetadataValue.json(result.expectations),
+        },
+    )
+
+
+def _contract_spec(name: str, asset_name: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        f"{name}_contract",
+        asset=asset_name,
+        blocking=True,
+        description=f"Great Expectations suite data_contracts/expectations/{name}.json",
+    )
+
+
+@asset(group_name=GROUP, partitions_def=daily, backfill_policy=BackfillPolicy.single_run())
+def raw_events(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
+    """Every row of the event files landed on a day, in canonical form with its source."""
+    config = settings.get()
+    files = {k: transform.landed_event_files(config, k) for k in context.partition_keys}
+    try:
+        raw = transform.read_raw_events(files)
+    except LandingFileError as exc:
+        raise Failure(description=str(exc)) from exc
+    with warehouse_db.get_connection() as conn, warehouse.transaction(conn):
+        warehouse.replace_partitions(conn, "raw_events", "batch_date", _keys(context), raw)
+    by_file = raw.group_by("source_file").len().sort("source_file")
+    return MaterializeResult(
+        metadata={
+            "rows": raw.height,
+            "files": MetadataValue.md(by_file.to_pandas().to_markdown(index=False) if by_file.height else "none"),
+        }
+    )
+
+
+@asset(group_name=GROUP)
+def raw_catalog(warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
+    """Every landed catalog row (catalog files and items described by event files)."""
+    files = transform.landed_catalog_files(settings.get())
+    try:
+        raw = transform.read_raw_catalog(files)
+    except LandingFileError as exc:
+        raise Failure(description=str(exc)) from exc
+    with warehouse_db.get_connection() as conn, warehouse.transaction(conn):
+        warehouse.replace_table(conn, "raw_catalog", raw)
+    return MaterializeResult(metadata={"rows": raw.height, "files": len(files)})
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("catalog", description="The current row of every item", group_name=GROUP, deps=[raw_catalog]),
+        AssetSpec("catalog_history", description="Every distinct version of every item", group_name=GROUP, deps=[raw_catalog]),
+        AssetSpec("quarantine_catalog", description="Catalog rows that broke a rule", group_name=GROUP, deps=[raw_catalog]),
+    ],
+    check_specs=[_contract_spec("catalog", "catalog")],
+)
+def catalog(warehouse_db: DuckDBResource, settings: ShopSettings):
+    """Current catalog, its history and its quarantine, written together."""
+    with warehouse_db.get_connection() as conn:
+        raw = warehouse.read(conn, "SELECT * FROM raw_catalog")
+        tables = transform.build_catalog(raw)
+        with warehouse.transaction(conn):
+            warehouse.replace_table(conn, "catalog", tables.current)
+            warehouse.replace_table(conn, "catalog_history", tables.history)
+            warehouse.replace_table(conn, "quarantine_catalog", tables.quarantined)
+    yield MaterializeResult(asset_key="catalog", metadata={"rows": tables.current.height})
+    yield MaterializeResult(
+        asset_key="catalog_history", metadata={"rows": tables.history.height, "duplicates": tables.duplicates}
+    )
+    yield MaterializeResult(
+        asset_key="quarantine_catalog",
+        metadata={"rows": tables.quarantined.height, "by_rule": _by_rule(tables.quarantined)},
+    )
+    yield _contract_check("catalog", "catalog", tables.current, settings.get())
+
+
+def _by_rule(quarantined: pl.DataFrame) -> MetadataValue:
+    counts = quarantined.group_by("rule").len().sort("len", descending=True) if quarantined.height else None
+    return MetadataValue.json({} if counts is None else dict(counts.iter_rows()))
+
+
+_EVENT_DEPS = [raw_events, AssetKey("catalog")]
+
+
+@multi_asset(
+    partitions_def=daily,
+    backfill_policy=BackfillPolicy.single_run(),
+    specs=[
+        AssetSpec("events", description="Clean, deduplicated shopper events", group_name=GROUP, deps=_EVENT_DEPS),
+        AssetSpec(
+            "quarantine_events", description="Event rows that broke a rule, with the rule", group_name=GROUP, deps=_EVENT_DEPS
+        ),
+    ],
+    check_specs=[
+        _contract_spec("events", "events"),
+        AssetCheckSpec(
+            "rows_balance",
+            asset="events",
+            blocking=True,
+            description="rows_in = rows_clean + rows_quarantined + rows_duplicate, and event_id unique in the table",
+        ),
+    ],
+)
+def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings):
+    """Apply the event contract: clean rows to events, the rest to quarantine_events."""
+    config = settings.get()
+    keys = _keys(context)
+    now = datetime.now(timezone.utc)
+    with warehouse_db.get_connection() as conn:
+        raw = warehouse.read(conn, "SELECT * FROM raw_events WHERE batch_date IN (SELECT unnest(?))", [keys])
+        known = warehouse.read(conn, "SELECT item_id FROM catalog")["item_id"]
+        existing = None
+        if warehouse.table_exists(conn, "events"):
+            existing = warehouse.read(
+                conn, "SELECT event_id FROM events WHERE batch_date NOT IN (SELECT unnest(?))", [keys]
+            )["event_id"]
+        split = transform.clean_events(raw, known, now, config.future_skew(), existing)
+        runs = _ingest_runs(context.run_id, raw, split, now)
+        with warehouse.transaction(conn):
+            warehouse.replace_partitions(conn, "events", "batch_date", keys, split.clean)
+            warehouse.replace_partitions(conn, "quarantine_events", "batch_date", keys, split.quarantined)
+            warehouse.append(conn, "ingest_runs", runs)
+        stored_in = conn.execute(
+            "SELECT count(*) FROM raw_events WHERE batch_date IN (SELECT unnest(?))", [keys]
+        ).fetchone()[0]
+        stored = {
+            t: conn.execute(f"SELECT count(*) FROM {t} WHERE batch_date IN (SELECT unnest(?))", [keys]).fetchone()[0]
+            for t in ("events", "quarantine_events")
+        }
+        repeated_ids = conn.execute(
+            "SELECT count(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1)"
+        ).fetchone()[0]
+    counts = {
+        "rows_in": split.rows_in,
+        "rows_clean": split.clean.height,
+        "rows_quarantined": split.quarantined.height,
+        "rows_duplicate": split.duplicates,
+    }
+    yield MaterializeResult(asset_key="events", metadata={**counts, "partitions": len(keys)})
+    yield MaterializeResult(
+        asset_key="quarantine_events",
+        metadata={"rows": split.quarantined.height, "by_rule": _by_rule(split.quarantined)},
+    )
+    yield _contract_check("events", "events", split.clean, config)
+    balanced = stored_in == stored["events"] + stored["quarantine_events"] + split.duplicates
+    yield AssetCheckResult(
+        asset_key="events",
+        check_name="rows_balance",
+        passed=bool(balanced and repeated_ids == 0),
+        description="rows_in = rows_clean + rows_quarantined + rows_duplicate" + ("" if balanced else " is broken")
+        + (f"; {repeated_ids} event ids repeat in events" if repeated_ids else ""),
+        metadata={"rows_in_stored": stored_in, **{f"{k}_stored": v for k, v in stored.items()}, **counts},
+    )
+
+
+def _ingest_runs(run_id: str, raw: pl.DataFrame, split: transform.EventSplit, now: datetime) -> pl.DataFrame:
+    """One row per batch: how its rows were split."""
+    def per_batch(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.group_by("batch_date").agg(pl.len().cast(pl.Int64).alias(name))
+
+    batches = per_batch(raw, "rows_in")
+    for frame, name in ((split.clean, "rows_clean"), (split.quarantined, "rows_quarantined")):
+        batches = batches.join(per_batch(frame, name), on="batch_date", how="left")
+    return (
+        batches.with_columns(pl.col("rows_clean", "rows_quarantined").fill_null(0))
+        .with_columns(
+            (pl.col("rows_in") - pl.col("rows_clean") - pl.col("rows_quarantined")).alias("rows_duplicate"),
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
+        )
+        .sort("batch_date")
+        .select("run_id", "batch_date", "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "ingested_at")
+    )
+
+
+@asset(group_name=GROUP, deps=[AssetKey("events")], check_specs=[_contract_spec("user_sequences", "user_sequences")])
+def user_sequences(warehouse_db: DuckDBResource, settings: ShopSettings):
+    """Each user's last N item events (items, event types, times), newest last."""
+    config = settings.get()
+    with warehouse_db.get_connection() as conn:
+        events_frame = warehouse.read(conn, "SELECT user_id, item_id, event_type, ts, event_id FROM events")
+        sequences = transform.build_user_sequences(events_frame, config.sequence_length)
+        with warehouse.transaction(conn):
+            warehouse.replace_table(conn, "user_sequences", sequences)
+    lengths = sequences["length"]
+    yield MaterializeResult(
+        metadata={
+            "users": sequences.height,
+            "mean_length": float(lengths.mean() or 0),
+            "max_length": int(lengths.max() or 0),
+        }
+    )
+    yield _contract_check("user_sequences", "user_sequences", sequences, config)
+
+
+@asset(group_name=GROUP, deps=[AssetKey("events"), AssetKey("catalog")], check_specs=[_contract_spec("item_stats", "item_stats")])
+def item_stats(warehouse_db: DuckDBResource, settings: ShopSettings):
+    """Per item funnel counts, distinct users, popularity and its rank."""
+    with warehouse_db.get_connection() as conn:
+        events_frame = warehouse.read(conn, "SELECT user_id, item_id, event_type, ts FROM events")
+        catalog_frame = warehouse.read(conn, "SELECT item_id FROM catalog")
+        stats = transform.build_item_stats(events_frame, catalog_frame, datetime.now(timezone.utc))
+        with warehouse.transaction(conn):
+            warehouse.replace_table(conn, "item_stats", stats)
+    yield MaterializeResult(
+        metadata={"items": stats.height, "items_with_events": int((stats["popularity"] > 0).sum())}
+    )
+    yield _contract_check("item_stats", "item_stats", stats, settings.get())

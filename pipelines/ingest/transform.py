@@ -1,0 +1,181 @@
+"""The ingest transformations in plain Polars: what the assets and the benchmark both run.
+
+No Dagster here: each function takes frames and returns frames, so it is tested and
+measured without the orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from data_contracts import adapters, rules, schemas
+from data_contracts.settings import Settings
+
+# Order of events with the same timestamp (e.g. every line of one invoice): by event id,
+# so sequences are deterministic.
+EVENT_ORDER = ["user_id", "ts", "event_id"]
+
+
+def landed_event_files(settings: Settings, batch_date: str) -> list[Path]:
+    """The files that landed for one day: landing/events/<YYYY-MM-DD>/*."""
+    folder = settings.events_landing / batch_date
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in adapters.EVENT_SUFFIXES)
+
+
+def landed_batches(settings: Settings) -> list[str]:
+    """Every landing day that has files."""
+    root = settings.events_landing
+    if not root.is_dir():
+        return []
+    days = []
+    for folder in sorted(root.iterdir()):
+        try:
+            date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        if landed_event_files(settings, folder.name):
+            days.append(folder.name)
+    return days
+
+
+def landed_catalog_files(settings: Settings) -> list[Path]:
+    """Catalog files, plus event files whose format also describes items (e.g. Online Retail)."""
+    files: list[Path] = []
+    if settings.catalog_landing.is_dir():
+        files += sorted(
+            p for p in settings.catalog_landing.iterdir() if p.is_file() and p.suffix.lower() in adapters.EVENT_SUFFIXES
+        )
+    for batch in landed_batches(settings):
+        files += [p for p in landed_event_files(settings, batch) if adapters.sniff_format(p) in adapters.FORMATS_WITH_ITEMS]
+    return files
+
+
+def read_raw_events(files_by_batch: dict[str, list[Path]]) -> pl.DataFrame:
+    """Adapt every file of every batch to canonical raw rows with a batch_date column."""
+    frames = [
+        adapters.adapt_file(path).events.with_columns(pl.lit(date.fromisoformat(batch)).alias("batch_date"))
+        for batch, paths in files_by_batch.items()
+        for path in paths
+    ]
+    if not frames:
+        return schemas.empty(schemas.RAW_EVENT_SCHEMA).with_columns(pl.lit(None, pl.Date).alias("batch_date"))
+    return pl.concat(frames, how="vertical")
+
+
+def read_raw_catalog(files: Iterable[Path]) -> pl.DataFrame:
+    frames = [adapters.adapt_file(path).catalog for path in files]
+    if not frames:
+        return schemas.empty(schemas.RAW_CATALOG_SCHEMA)
+    return pl.concat(frames, how="vertical")
+
+
+@dataclass
+class EventSplit:
+    """One ingest of raw events: rows_in = clean + quarantined + duplicates."""
+
+    clean: pl.DataFrame
+    quarantined: pl.DataFrame
+    duplicates: int
+
+    @property
+    def rows_in(self) -> int:
+        return self.clean.height + self.quarantined.height + self.duplicates
+
+
+def clean_events(
+    raw: pl.DataFrame,
+    known_items: pl.Series | None,
+    now: datetime,
+    future_skew: timedelta,
+    existing_ids: pl.Series | None = None,
+) -> EventSplit:
+    """Quarantine rows that break the contract, then drop repeated event ids.
+
+    ``existing_ids`` are event ids already clean in other batches: a row repeating one is a
+    duplicate too, so re-landing a file never doubles the events table.
+    """
+    split = rules.apply_rules(raw, rules.event_rules(now, future_skew, known_items))
+    passed = split.clean
+    clean = passed.unique(subset="event_id", keep="first", maintain_order=True)
+    if existing_ids is not None and existing_ids.len():
+        clean = clean.join(pl.DataFrame({"event_id": existing_ids}), on="event_id", how="anti")
+    keep = [*schemas.EVENT_COLUMNS, "batch_date"]
+    return EventSplit(clean.select(keep), split.quarantined, passed.height - clean.height)
+
+
+@dataclass
+class CatalogTables:
+    current: pl.DataFrame
+    history: pl.DataFrame
+    quarantined: pl.DataFrame
+    duplicates: int
+
+
+def build_catalog(raw: pl.DataFrame) -> CatalogTables:
+    """Current row per item (latest updated_at) and every distinct version, oldest first."""
+    split = rules.apply_rules(raw, rules.catalog_rules())
+    versions = split.clean.select(schemas.CATALOG_COLUMNS)
+    history = versions.unique(maintain_order=True).sort(["item_id", "updated_at"], maintain_order=True)
+    current = history.group_by("item_id", maintain_order=True).last().sort("item_id")
+    return CatalogTables(current, history, split.quarantined, versions.height - history.height)
+
+
+def build_user_sequences(events: pl.LazyFrame | pl.DataFrame, length: int) -> pl.DataFrame:
+    """Each user's last ``length`` item events, newest last."""
+    item_events = events.lazy().filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
+    return (
+        item_events.select("user_id", "item_id", "event_type", "ts", "event_id")
+        .sort(EVENT_ORDER)
+        .group_by("user_id", maintain_order=True)
+        .agg(
+            pl.col("item_id").tail(length).alias("item_ids"),
+            pl.col("event_type").tail(length).alias("event_types"),
+            pl.col("ts").tail(length).alias("event_times"),
+            pl.len().cast(pl.Int64).alias("total_events"),
+            pl.col("ts").last().alias("last_event_ts"),
+        )
+        .with_columns(pl.col("item_ids").list.len().cast(pl.Int64).alias("length"))
+        .select(list(schemas.USER_SEQUENCE_SCHEMA))
+        .collect()
+    )
+
+
+def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Per catalog item: funnel counts, distinct users, popularity and its rank."""
+    counts = (
+        events.lazy()
+        .filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
+        .group_by("item_id")
+        .agg(
+            (pl.col("event_type") == "view").sum().alias("views"),
+            (pl.col("event_type") == "add_to_cart").sum().alias("carts"),
+            (pl.col("event_type") == "purchase").sum().alias("purchases"),
+            (pl.col("event_type") == "refund").sum().alias("refunds"),
+            pl.col("user_id").n_unique().alias("users"),
+            pl.len().alias("popularity"),
+            pl.col("ts").min().alias("first_seen"),
+            pl.col("ts").max().alias("last_seen"),
+        )
+        .collect()
+    )
+    stats = catalog.select("item_id").join(counts, on="item_id", how="left")
+    zero = ["views", "carts", "purchases", "refunds", "users", "popularity"]
+    stats = stats.with_columns(pl.col(zero).fill_null(0).cast(pl.Int64))
+    return (
+        stats.with_columns(
+            pl.col("popularity").rank("ordinal", descending=True).cast(pl.Int64).alias("popularity_rank"),
+            pl.when(pl.col("views") > 0).then(pl.col("purchases") / pl.col("views")).otherwise(0.0).alias(
+                "conversion_rate"
+            ),
+            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"),
+        )
+        .sort("popularity_rank")
+        .select(list(schemas.ITEM_STATS_SCHEMA))
+    )

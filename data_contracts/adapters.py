@@ -115,7 +115,8 @@ def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
         # duckdb numbers data lines from the header line (line 1); source_row counts data rows.
         rejects = con.sql(
             # One reject row per broken column: keep one per line.
-            "SELECT line - 1 AS source_row, any_value(csv_line) AS raw_line,"
+            "SELECT line - 1 AS source_row,"
+            " regexp_replace(any_value(csv_line), '^[\\r\\n]+|[\\r\\n]+$', '', 'g') AS raw_line,"
             " 'malformed_line: ' || lower(any_value(error_type::VARCHAR)) || ' ('"
             " || any_value(error_message) || ')' AS reject_reason"
             " FROM rejects GROUP BY line ORDER BY line"
@@ -220,27 +221,36 @@ _TS_FORMATS = (
 )
 
 
-def parse_ts(column: str) -> pl.Expr:
-    """Text or datetime → UTC datetime; unparseable text becomes null."""
+def parse_ts(column: str, zone: str = "UTC") -> pl.Expr:
+    """Text → UTC datetime; text without an offset is read as local time in ``zone``.
+
+    Unparseable text becomes null (the caller flags it).
+    """
     # chrono's %z wants "+00:00"; ISO 8601 also allows "Z".
     text = pl.col(column).cast(pl.String).str.strip_chars().str.replace(r"Z$", "+00:00")
     candidates = []
     for fmt in _TS_FORMATS:
-        parsed = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
         if "%z" in fmt:
-            parsed = text.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+            candidates.append(text.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False))
         else:
-            parsed = parsed.dt.replace_time_zone("UTC")
-        candidates.append(parsed)
+            naive = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+            candidates.append(_localize(naive, zone))
     return pl.coalesce(candidates)
 
 
-def _ts_expr(frame: pl.DataFrame, column: str) -> pl.Expr:
+def _localize(naive: pl.Expr, zone: str) -> pl.Expr:
+    if zone == "UTC":
+        return naive.dt.replace_time_zone("UTC")
+    # At the autumn clock change the earlier of the two instants is taken.
+    return naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+
+
+def _ts_expr(frame: pl.DataFrame, column: str, zone: str = "UTC") -> pl.Expr:
     dtype = frame.schema[column]
     if isinstance(dtype, pl.Datetime):
         col = pl.col(column)
-        return col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
-    return parse_ts(column)
+        return _localize(col, zone) if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+    return parse_ts(column, zone)
 
 
 def _num_expr(frame: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Expr:
@@ -390,10 +400,7 @@ def _adapt_online_retail(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame,
 
     InvoiceDate is the shop's local time (Europe/London) and is converted to UTC.
     """
-    local = _ts_expr(frame, "InvoiceDate") if frame.schema["InvoiceDate"] == pl.String else (
-        pl.col("InvoiceDate").dt.replace_time_zone("Europe/London", ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-    )
+    local = _ts_expr(frame, "InvoiceDate", zone="Europe/London")
     quantity = _num_expr(frame, "Quantity", pl.Int64)
     price = _num_expr(frame, "Price", pl.Float64)
     customer = _num_expr(frame, "Customer ID", pl.Float64).cast(pl.Int64).cast(pl.String)

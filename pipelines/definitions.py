@@ -2,14 +2,20 @@
 
 from dagster import Definitions, load_assets_from_modules
 
+from data_contracts.settings import Settings
 from pipelines.ingest import assets as ingest_assets
 from pipelines.ingest.automation import catalog_job, daily_ingest_schedule, ingest_job, landing_sensor
 from pipelines.resources import build_resources
 
-defs = Definitions(
-    assets=load_assets_from_modules([ingest_assets]),
-    jobs=[ingest_job, catalog_job],
-    schedules=[daily_ingest_schedule],
-    sensors=[landing_sensor],
-    resources=build_resources(),
-)
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    return Definitions(
+        assets=load_assets_from_modules([ingest_assets]),
+        jobs=[ingest_job, catalog_job],
+        schedules=[daily_ingest_schedule],
+        sensors=[landing_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

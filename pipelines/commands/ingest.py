@@ -47,8 +47,9 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
     Raises ``dagster.DagsterExecutionStepExecutionError`` (with the file and the problem) on
     bad input; the warehouse then holds what it held before the failed run.
     """
-    from pipelines.definitions import defs
+    from pipelines.definitions import build_definitions
 
+    defs = build_definitions(settings)
     instance = instance or dagster_instance()
     # The run's step events go to the Dagster UI; the console shows warnings and errors only.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

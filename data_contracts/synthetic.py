@@ -54,8 +54,9 @@ class ShopConfig:
 
 @dataclass
 class ShopSummary:
-    events: int
+    events: int  # rows in the daily event files
     bad_rows: int
+    feed_rows: int  # lines in the partner feeds, malformed ones included
     malformed_lines: int
     catalog_rows: int
     days: int
@@ -121,7 +122,7 @@ def generate_shop(config: ShopConfig, landing_dir: Path) -> ShopSummary:
         by_cat.append((members, np.cumsum(weights) / weights.sum()))
 
     sessions_per_day = max(1, int(config.events_per_day / (config.mean_views_per_session * 1.2)))
-    total = bad = malformed = 0
+    total = bad = feed_rows = malformed = 0
     for d in range(config.days):
         day = config.start + timedelta(days=d)
         day_dir = landing_dir / "events" / day.isoformat()
@@ -134,14 +135,16 @@ def generate_shop(config: ShopConfig, landing_dir: Path) -> ShopSummary:
         total += frame.height
         bad += n_bad
         if config.bad_share > 0:
-            malformed += _write_partner_feed(day_dir / f"partner-feed-{day.isoformat()}.csv", frame, rng)
+            lines, broken = _write_partner_feed(day_dir / f"partner-feed-{day.isoformat()}.csv", frame)
+            feed_rows += lines
+            malformed += broken
             files.append(str(day_dir / f"partner-feed-{day.isoformat()}.csv"))
         # Taste drifts: a tenth of the users move part of their taste to another category.
         movers = rng.random(config.users) < 0.1
         target = np.eye(n_cat)[rng.integers(0, n_cat, config.users)]
         taste[movers] = 0.7 * taste[movers] + 0.3 * target[movers]
 
-    summary = ShopSummary(total, bad, malformed, config.items, config.days, files)
+    summary = ShopSummary(total, bad, feed_rows, malformed, config.items, config.days, files)
     (landing_dir / "synthetic_shop.json").write_text(
         json.dumps({"config": asdict(config), "summary": asdict(summary)}, default=str, indent=1)
     )
@@ -237,7 +240,9 @@ def _break_rows(config, rng, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     if n_bad == 0:
         return frame, 0
     rows = rng.choice(frame.height, n_bad, replace=False)
-    kinds = np.array([BAD_KINDS[i % len(BAD_KINDS)] for i in range(n_bad)])
+    # Start the cycle at a random kind so that small days still see every kind over time.
+    offset = int(rng.integers(len(BAD_KINDS)))
+    kinds = np.array([BAD_KINDS[(offset + i) % len(BAD_KINDS)] for i in range(n_bad)])
     row_kind = np.full(frame.height, "", dtype=object)
     row_kind[rows] = kinds
     k = pl.Series("k", row_kind, pl.String)
@@ -254,8 +259,11 @@ def _break_rows(config, rng, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return pl.concat([frame, duplicates]), n_bad
 
 
-def _write_partner_feed(path: Path, frame: pl.DataFrame, rng) -> int:
-    """A small CSV feed from a partner with malformed lines and a truncated last line."""
+def _write_partner_feed(path: Path, frame: pl.DataFrame) -> tuple[int, int]:
+    """A small CSV feed from a partner with malformed lines and a truncated last line.
+
+    Returns (data lines, malformed lines).
+    """
     sample = frame.filter(pl.col("user_id").is_not_null()).head(20).with_columns(
         pl.col("event_id").str.replace("syn-", "partner-"),
         pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
@@ -268,4 +276,4 @@ def _write_partner_feed(path: Path, frame: pl.DataFrame, rng) -> int:
     # The feed was cut off mid-line.
     lines[-1] = lines[-1][: len(lines[-1]) // 2]
     path.write_text("\n".join(lines))
-    return 3
+    return len(lines) - 1, 3

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "data"
 DATASETS = REPO.parent / "shared" / "datasets"
 
-TINY_SHOP = ShopConfig(users=60, items=40, days=3, events_per_day=400, start=date(2026, 1, 5), seed=3)
+TINY_SHOP = ShopConfig(
+    users=60, items=40, days=3, events_per_day=400, start=date(2026, 1, 5), seed=3, bad_share=0.03
+)
 
 
 def dataset(relative: str) -> Path:

@@ -1,0 +1,101 @@
+"""The ingest assets run through Dagster on a tiny shop and on real samples."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from dagster import DagsterInstance
+from testdata import SAMPLES
+
+from data_contracts import warehouse
+from pipelines.commands.ingest import ingest_landed
+from pipelines.commands.land import land_file
+
+
+def tables(settings) -> dict[str, int]:
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    try:
+        return {name: rows for name, rows, _ in warehouse.summary(conn)}
+    finally:
+        conn.close()
+
+
+def check_results(instance, run_id) -> dict[str, bool]:
+    records = instance.all_logs(run_id)
+    return {
+        r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data.passed
+        for r in records
+        if r.dagster_event and r.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_tiny_shop_end_to_end_checks_pass_and_a_rerun_doubles_nothing(settings, tiny_shop):
+    instance = DagsterInstance.ephemeral()
+    [run_id] = ingest_landed(settings, instance=instance)
+    checks = check_results(instance, run_id)
+    assert checks == {
+        "catalog_contract": True,
+        "events_contract": True,
+        "rows_balance": True,
+        "user_sequences_contract": True,
+        "item_stats_contract": True,
+    }
+    first = tables(settings)
+    assert first["raw_events"] == tiny_shop.events + tiny_shop.feed_rows
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    balance = conn.execute(
+        "SELECT sum(rows_in), sum(rows_clean), sum(rows_quarantined), sum(rows_duplicate) FROM ingest_runs"
+    ).fetchone()
+    conn.close()
+    assert balance[0] == first["raw_events"] == balance[1] + balance[2] + balance[3]
+    assert (balance[1], balance[2]) == (first["events"], first["quarantine_events"])
+    assert balance[3] > 0  # the shop repeats some rows on purpose
+    assert first["quarantine_events"] > 0 and first["catalog"] == 40
+    ingest_landed(settings, instance=instance)
+    again = tables(settings)
+    again.pop("ingest_runs"), first.pop("ingest_runs")
+    assert again == first
+
+
+def test_a_bad_file_fails_the_run_naming_it_and_changes_nothing(settings, tiny_shop):
+    instance = DagsterInstance.ephemeral()
+    ingest_landed(settings, instance=instance)
+    before = tables(settings)
+    bad = settings.events_landing / "2026-01-06" / "export.csv"
+    bad.write_text("ts,user_id,event_type\n2026-01-06,u1,view\n")
+    with pytest.raises(Exception, match=r"export.csv: missing required columns \['item_id'\]"):
+        ingest_landed(settings, instance=instance)
+    assert tables(settings) == before
+
+
+def test_online_retail_and_rees46_samples_ingest_with_their_dirt_quarantined(settings, tmp_path):
+    land_file(settings, SAMPLES / "online_retail_ii_sample.parquet", "2010-12-10")
+    land_file(settings, SAMPLES / "rees46_2019oct_sample.csv", "2019-10-02")
+    instance = DagsterInstance.ephemeral()
+    run_ids = ingest_landed(settings, instance=instance)
+    assert len(run_ids) == 2
+    for run_id in run_ids:
+        assert all(check_results(instance, run_id).values())
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    rules = dict(conn.execute("SELECT rule, count(*) FROM quarantine_events GROUP BY rule").fetchall())
+    sources = dict(conn.execute("SELECT source, count(*) FROM events GROUP BY source").fetchall())
+    refunds = conn.execute("SELECT count(*) FROM events WHERE event_type = 'refund'").fetchone()[0]
+    conn.close()
+    assert sources.keys() == {"online_retail", "rees46"}
+    assert refunds > 0
+    assert "missing_user" in rules and any(r.startswith("rejected_by_reader") for r in rules)
+
+
+def test_a_landed_file_copied_again_is_not_ingested_twice(settings, tmp_path):
+    land_file(settings, SAMPLES / "rees46_2019oct_sample.csv", "2019-10-02")
+    copy = tmp_path / "resent.csv"
+    shutil.copy(SAMPLES / "rees46_2019oct_sample.csv", copy)
+    land_file(settings, copy, "2019-10-03")
+    ingest_landed(settings, instance=DagsterInstance.ephemeral())
+    counts = tables(settings)
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    per_batch = dict(conn.execute("SELECT batch_date::VARCHAR, count(*) FROM events GROUP BY 1").fetchall())
+    conn.close()
+    assert list(per_batch) == ["2019-10-02"]
+    assert counts["raw_events"] == 2 * 401

@@ -110,9 +110,13 @@ def write_offline_sources(
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be >= 1, not {sequence_length}")
     offline_dir.mkdir(parents=True, exist_ok=True)
-    user_history = warehouse.execute(
-        USER_HISTORY_SQL.format(preceding=sequence_length - 1), {"types": list(ITEM_EVENT_TYPES)}
-    ).arrow().read_all()
+    user_history = (
+        warehouse.execute(
+            USER_HISTORY_SQL.format(preceding=sequence_length - 1), {"types": list(ITEM_EVENT_TYPES)}
+        )
+        .arrow()
+        .read_all()
+    )
     item_features = warehouse.execute(ITEM_FEATURES_SQL).arrow().read_all()
     writes = [
         _write(offline_dir, "user_history", USER_HISTORY_FILE, user_history),
@@ -168,5 +172,7 @@ def _mark_dirty(offline_dir: Path, writes: list[SourceWrite]) -> None:
     for write in writes:
         if write.changed_since is not None:
             previous = state.get(write.name)
-            state[write.name] = write.changed_since if previous is None else min(previous, write.changed_since)
+            state[write.name] = (
+                write.changed_since if previous is None else min(previous, write.changed_since)
+            )
     write_state(offline_dir, state)

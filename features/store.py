@@ -8,6 +8,7 @@ therefore not skipped, and a second run with nothing new writes nothing.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +32,10 @@ def apply(store: FeatureStore, config: FeatureStoreConfig) -> list[str]:
     """Register (or update) every entity, source, view and service; returns their names."""
     objects = feast_objects(config.offline_dir)
     store.apply(objects)
+    if store.config.online_store.type == "sqlite":
+        # WAL lets serving read while an append or a materialisation writes (persists in the file).
+        with sqlite3.connect(config.sqlite_path) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
     return [obj.name for obj in objects]
 
 

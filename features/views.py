@@ -73,7 +73,9 @@ def make_views(sources: Sources) -> Views:
             entities=[user],
             ttl=NEVER_EXPIRES,
             schema=[
-                Field(name="total_events", dtype=Int64, description="Item events so far, before trimming to N"),
+                Field(
+                    name="total_events", dtype=Int64, description="Item events so far, before trimming to N"
+                ),
                 Field(name="purchases", dtype=Int64),
                 Field(name="carts", dtype=Int64, description="add_to_cart events"),
                 Field(name="first_event_ts", dtype=UnixTimestamp),

@@ -28,7 +28,9 @@ def package_file(distribution: str, suffix: str) -> Path:
     try:
         files = importlib.metadata.files(distribution) or []
     except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"package {distribution!r} is not installed; see the Makefile's setup") from exc
+        raise FileNotFoundError(
+            f"package {distribution!r} is not installed; see the Makefile's setup"
+        ) from exc
     for file in files:
         if str(file).endswith(suffix):
             path = Path(file.locate())

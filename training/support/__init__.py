@@ -1,0 +1,1 @@
+"""The support model: retrieve → generate → rank replies to shoppers, learning from feedback."""

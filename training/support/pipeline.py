@@ -1,0 +1,200 @@
+"""The reply pipeline: retrieve → generate → rank, with dialogue state and feedback.
+
+Plain Python, loaded once per process; the serving layer wraps ``reply`` and ``record_feedback``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_contracts.settings import Settings
+from training.support.artifact import SupportModel, load_support_model
+from training.support.corpus import validate_feedback_row
+from training.support.dialogue import (
+    DialogueStore,
+    InMemoryStore,
+    Turn,
+    ask_for,
+    extract_slots,
+    fill_placeholders,
+    make_store,
+)
+from training.support.encoder import Hit
+
+MAX_MESSAGE_CHARS = 2000
+HANDOVER_REPLY = (
+    "I want to be sure you get the right answer, so I'm passing this conversation to a colleague "
+    "from our support team. They will reply here shortly."
+)
+
+
+class UnknownReplyError(LookupError):
+    """Feedback names a reply_id this service never produced (or that has expired)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    source: str  # "generated" or the doc_id of a retrieved answer
+    category: str | None = None
+
+
+def context_text(turns: list[Turn], user_turns: int = 2) -> str:
+    """What the retriever and ranker read: the shopper's last messages, oldest first."""
+    said = [text for role, text in turns if role == "user"]
+    return " ".join(said[-user_turns:])
+
+
+def candidates_from(hits: list[Hit]) -> list[Candidate]:
+    """Retrieved answers as reply candidates: answered questions only, one per distinct answer."""
+    seen, out = set(), []
+    for hit in hits:
+        if hit.doc.kind == "qa" and hit.doc.text not in seen:
+            seen.add(hit.doc.text)
+            out.append(Candidate(hit.doc.text, hit.doc.doc_id, hit.doc.category))
+    return out
+
+
+def feedback_log_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "support" / "feedback.jsonl"
+
+
+class SupportPipeline:
+    """``reply(session_id, message)`` and ``record_feedback(reply_id, rating, reason)``."""
+
+    def __init__(
+        self,
+        model: SupportModel,
+        store: DialogueStore | None = None,
+        feedback_log: Path | None = None,
+        shop_facts: dict[str, str] | None = None,
+        use_generator: bool = True,
+        num_threads: int | None = None,
+    ):
+        torch.set_num_threads(num_threads or model.config.num_threads)
+        self.model = model
+        self.store = store or InMemoryStore()
+        self.feedback_log = feedback_log
+        self.shop_facts = shop_facts or {}
+        self.use_generator = use_generator and model.generator is not None
+        self._log_lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        settings: Settings | None = None,
+        tag: str | None = None,
+        store: DialogueStore | None = None,
+        use_generator: bool = True,
+        shop_facts: dict[str, str] | None = None,
+    ) -> SupportPipeline:
+        """The promoted support model (or ``tag``) with the store of the settings' profile."""
+        settings = settings or Settings.from_env()
+        model = load_support_model(tag, settings, with_generator=use_generator)
+        store = store or make_store(settings.profile, Path(settings.data_dir), settings.redis_url)
+        return cls(model, store, feedback_log_path(settings), shop_facts, use_generator)
+
+    def rank(self, context: str, candidates: list[Candidate]) -> np.ndarray:
+        return self.model.ranker.score(context, [c.text for c in candidates])
+
+    def reply(self, session_id: str, message: str) -> dict:
+        if not isinstance(session_id, str) or not session_id.strip():
+            raise ValueError("session_id must be a non-empty string")
+        if not isinstance(message, str) or not message.strip():
+            raise ValueError("message must be a non-empty string")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"message is longer than {MAX_MESSAGE_CHARS} characters")
+        message = message.strip()
+        config = self.model.config
+        timings: dict[str, float] = {}
+
+        self.store.append_turn(session_id, "user", message)
+        found = extract_slots(message)
+        if found:
+            self.store.set_slots(session_id, found)
+        turns = self.store.turns(session_id, config.context_turns)
+        context = context_text(turns)
+
+        start = time.perf_counter()
+        hits = self.model.retriever.search(context, config.retrieve_k * 2)
+        timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
+        candidates = candidates_from(hits)[: config.retrieve_k]
+
+        if self.use_generator:
+            start = time.perf_counter()
+            passages = [h.doc.text for h in hits[: config.prompt_passages]]
+            generated = self.model.generator.generate(turns, passages, config.max_new_tokens)
+            timings["generate_ms"] = (time.perf_counter() - start) * 1000
+            if generated:
+                candidates.append(Candidate(generated, "generated", hits[0].doc.category if hits else None))
+
+        start = time.perf_counter()
+        scores = self.rank(context, candidates) if candidates else np.zeros(0)
+        timings["rank_ms"] = (time.perf_counter() - start) * 1000
+
+        best = int(np.argmax(scores)) if len(scores) else -1
+        handover = best < 0 or float(scores[best]) < config.handover_threshold
+        missing: list[str] = []
+        if handover:
+            text = HANDOVER_REPLY
+        else:
+            filled, missing = fill_placeholders(
+                candidates[best].text, self.store.slots(session_id), self.shop_facts
+            )
+            text = f"{filled}\n\n{ask_for(missing)}" if missing else filled
+        reply_id = uuid.uuid4().hex
+        self.store.save_reply(
+            reply_id,
+            {
+                "session_id": session_id,
+                "context": context,
+                # The candidate as the ranker saw it (placeholders kept): what feedback trains on.
+                "reply": HANDOVER_REPLY if handover else candidates[best].text,
+                "category": None if handover else candidates[best].category,
+                "handover": handover,
+            },
+        )
+        self.store.append_turn(session_id, "assistant", text)
+        return {
+            "reply": text,
+            "reply_id": reply_id,
+            "handover": handover,
+            "missing_slots": missing,
+            "sources": [
+                {
+                    "doc_id": h.doc.doc_id,
+                    "kind": h.doc.kind,
+                    "intent": h.doc.intent,
+                    "score": round(h.score, 4),
+                }
+                for h in hits[: config.retrieve_k]
+            ],
+            "candidates": [
+                {"source": c.source, "score": round(float(s), 4), "text": c.text}
+                for c, s in sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
+            ],
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+
+    def record_feedback(self, reply_id: str, rating: int, reason: str | None = None) -> dict:
+        """Store a thumbs up (+1) or down (-1) on a reply; the next training run learns from it."""
+        record = self.store.get_reply(reply_id) if isinstance(reply_id, str) else None
+        if record is None:
+            raise UnknownReplyError(f"unknown reply_id {reply_id!r}")
+        row = validate_feedback_row({**record, "reply_id": reply_id, "rating": rating, "reason": reason})
+        row["session_id"] = record["session_id"]
+        row["target_kind"] = "reply"
+        row["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.feedback_log is not None:
+            self.feedback_log.parent.mkdir(parents=True, exist_ok=True)
+            with self._log_lock, self.feedback_log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        return row

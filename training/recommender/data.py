@@ -49,9 +49,7 @@ def _from_frame(frame: pl.DataFrame) -> SequenceData:
     """``user``, ``item`` string columns already in per-user time order."""
     items = frame["item"].unique(maintain_order=True).to_list()
     index = {item: i + 1 for i, item in enumerate(items)}
-    frame = frame.with_columns(
-        pl.col("item").replace_strict(index, return_dtype=pl.Int64).alias("idx")
-    )
+    frame = frame.with_columns(pl.col("item").replace_strict(index, return_dtype=pl.Int64).alias("idx"))
     grouped = frame.group_by("user", maintain_order=True).agg(pl.col("idx"))
     users = grouped["user"].to_list()
     sequences = [np.asarray(s, dtype=np.int64) for s in grouped["idx"].to_list()]
@@ -199,7 +197,9 @@ def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0)
     cold = np.zeros(data.num_items + 1, dtype=bool)
     if cold_fraction > 0:
         rng = np.random.default_rng(seed)
-        chosen = rng.choice(np.arange(1, data.num_items + 1), int(round(cold_fraction * data.num_items)), replace=False)
+        chosen = rng.choice(
+            np.arange(1, data.num_items + 1), int(round(cold_fraction * data.num_items)), replace=False
+        )
         cold[chosen] = True
     train, v_users, v_hist, v_tgt, t_users, t_hist, t_tgt = [], [], [], [], [], [], []
     for u, seq in enumerate(data.sequences):
@@ -239,7 +239,9 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def training_windows(sequences: list[np.ndarray], max_len: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(
+    sequences: list[np.ndarray], max_len: int, stride: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and next-item targets, each (W, max_len), left-padded.
 
     Every sequence gives its newest window; with ``stride`` > 0 a sequence longer than

@@ -118,7 +118,12 @@ class CoOccurrence:
     """
 
     def __init__(
-        self, train: Sequence[np.ndarray], num_items: int, window: int = 3, recent: int = 3, decay: float = 0.6
+        self,
+        train: Sequence[np.ndarray],
+        num_items: int,
+        window: int = 3,
+        recent: int = 3,
+        decay: float = 0.6,
     ) -> None:
         n = num_items + 1
         rows, cols = [], []
@@ -153,12 +158,21 @@ class CoOccurrence:
 
 
 def evaluate_with_baselines(
-    model: SASRec, train: Sequence[np.ndarray], cases: EvalSet, num_items: int, k: int = 10, sampled: int = 100
+    model: SASRec,
+    train: Sequence[np.ndarray],
+    cases: EvalSet,
+    num_items: int,
+    k: int = 10,
+    sampled: int = 100,
 ) -> dict:
     """The model's metrics with both baselines measured on the same cases."""
     result = evaluate_scorer(model_scorer(model), cases, num_items, k=k, sampled=sampled)
     result["baselines"] = {
-        "most_popular": evaluate_scorer(MostPopular(train, num_items), cases, num_items, k=k, sampled=sampled),
-        "cooccurrence": evaluate_scorer(CoOccurrence(train, num_items), cases, num_items, k=k, sampled=sampled),
+        "most_popular": evaluate_scorer(
+            MostPopular(train, num_items), cases, num_items, k=k, sampled=sampled
+        ),
+        "cooccurrence": evaluate_scorer(
+            CoOccurrence(train, num_items), cases, num_items, k=k, sampled=sampled
+        ),
     }
     return result

@@ -99,7 +99,11 @@ class Recommender:
                 banned[self.index[item]] = True
         values, indices = top_k(scores, k, encoded if exclude_seen else None, banned)
         return [
-            [(self.items[i - 1], float(v)) for v, i in zip(vals, idx, strict=True) if i > 0 and v > float("-inf")]
+            [
+                (self.items[i - 1], float(v))
+                for v, i in zip(vals, idx, strict=True)
+                if i > 0 and v > float("-inf")
+            ]
             for vals, idx in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
@@ -113,4 +117,8 @@ class Recommender:
         banned = self.unavailable.clone()
         banned[self.index[item]] = True
         values, indices = top_k(scores, k, exclude=banned)
-        return [(self.items[i - 1], float(v)) for v, i in zip(values[0].tolist(), indices[0].tolist(), strict=True) if i > 0 and v > float("-inf")]
+        return [
+            (self.items[i - 1], float(v))
+            for v, i in zip(values[0].tolist(), indices[0].tolist(), strict=True)
+            if i > 0 and v > float("-inf")
+        ]

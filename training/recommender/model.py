@@ -24,7 +24,8 @@ class RecommenderConfig:
     num_blocks: int = 2  # causal self-attention blocks
     num_heads: int = 1  # attention heads per block (hidden must divide by it)
     ffn_mult: int = 1  # feed-forward width as a multiple of hidden (SASRec uses 1)
-    dropout: float = 0.2  # on embeddings, attention and feed-forward outputs
+    dropout: float = 0.2  # on embeddings and on the attention and feed-forward outputs
+    attn_dropout: float = 0.0  # on attention weights; off by default, costly on CPU for little gain
     num_categories: int = 0  # category side feature; 0 disables it (index 0 = unknown)
     num_price_buckets: int = 0  # price-bucket side feature; 0 disables it (index 0 = unknown)
     text_dim: int = 0  # width of the frozen text embedding; 0 disables the text projection
@@ -49,7 +50,7 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.proj = nn.Linear(config.hidden, config.hidden)
-        self.dropout = config.dropout
+        self.dropout = config.attn_dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -155,7 +156,11 @@ class SASRec(nn.Module):
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Representation of ``items`` (any shape), or of the whole table (N+1, C)."""
-        idx = items if items is not None else torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device)
+        idx = (
+            items
+            if items is not None
+            else torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device)
+        )
         vec = self.item_emb(idx) * self.item_has_id[idx].unsqueeze(-1).to(self.item_emb.weight.dtype)
         if self.config.num_categories:
             vec = vec + self.cat_emb(self.item_category[idx])

@@ -1,0 +1,1 @@
+"""The attention recommender: a SASRec-family model, its training, evaluation and artifact."""

@@ -1,0 +1,181 @@
+"""The model artifact: safetensors weights, JSON config, item vocabulary and metrics.
+
+Saved to the BentoML model store as plain files (no pickle anywhere). Loading checks the
+weights against the config and the vocabulary against its recorded fingerprint, and
+fails with a message that says what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from training.recommender.model import RecommenderConfig, SASRec
+
+MODEL_NAME = "recommender"
+FORMAT_VERSION = 1
+FILES = ("model.safetensors", "config.json", "items.json", "metrics.json")
+
+
+class ArtifactMismatch(ValueError):
+    """An artifact does not fit the config or vocabulary it is loaded with."""
+
+
+def vocabulary_fingerprint(items: list[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Artifact:
+    model: SASRec
+    items: list[str]
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # training settings, split fingerprint, side info
+    tag: str | None = None
+
+
+def write_files(artifact: Artifact, folder: Path) -> None:
+    """Write the four files of an artifact into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = artifact.model
+    if len(artifact.items) != model.config.num_items:
+        raise ArtifactMismatch(
+            f"vocabulary has {len(artifact.items)} items but the model has {model.config.num_items}"
+        )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "vocabulary_size": len(artifact.items),
+        "vocabulary_fingerprint": vocabulary_fingerprint(artifact.items),
+        "extra": artifact.extra,
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "items.json").write_text(json.dumps(artifact.items))
+    (folder / "metrics.json").write_text(json.dumps(artifact.metrics, indent=2))
+
+
+def read_files(
+    folder: Path,
+    expected_items: list[str] | None = None,
+    expected_config: RecommenderConfig | None = None,
+) -> Artifact:
+    """Rebuild an artifact; raise ``ArtifactMismatch`` if anything does not fit."""
+    missing = [name for name in FILES if not (folder / name).exists()]
+    if missing:
+        raise ArtifactMismatch(f"{folder} is not a recommender artifact: missing {', '.join(missing)}")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ArtifactMismatch(
+            f"artifact format {config.get('format_version')} cannot be read by this code (format {FORMAT_VERSION})"
+        )
+    model_config = RecommenderConfig.from_dict(config["model"])
+    items = json.loads((folder / "items.json").read_text())
+    if (
+        len(items) != model_config.num_items
+        or vocabulary_fingerprint(items) != config["vocabulary_fingerprint"]
+    ):
+        raise ArtifactMismatch(
+            f"items.json ({len(items)} items, fingerprint {vocabulary_fingerprint(items)}) does not match the "
+            f"config ({model_config.num_items} items, fingerprint {config['vocabulary_fingerprint']})"
+        )
+    if expected_items is not None and list(expected_items) != items:
+        raise ArtifactMismatch(
+            f"the artifact was trained on another item vocabulary: it has {len(items)} items "
+            f"(fingerprint {vocabulary_fingerprint(items)}), expected {len(expected_items)} "
+            f"(fingerprint {vocabulary_fingerprint(list(expected_items))})"
+        )
+    if expected_config is not None and expected_config != model_config:
+        diff = {
+            k: (v, getattr(expected_config, k))
+            for k, v in model_config.to_dict().items()
+            if getattr(expected_config, k) != v
+        }
+        raise ArtifactMismatch(
+            f"the artifact's config differs from the expected one (artifact, expected): {diff}"
+        )
+    model = SASRec(model_config)
+    state = load_file(str(folder / "model.safetensors"))
+    own = model.state_dict()
+    missing_keys = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing_keys or unexpected or wrong:
+        raise ArtifactMismatch(
+            "the weights do not fit the config: "
+            f"missing {missing_keys}, unexpected {unexpected}, "
+            f"wrong shape {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in wrong]}"
+        )
+    model.load_state_dict(state)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return Artifact(model=model.eval(), items=items, metrics=metrics, extra=config.get("extra", {}))
+
+
+def _flat_metrics(metrics: dict) -> dict:
+    """Top-level numbers only, for the store's metadata (searchable in ``bentoml models get``)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def store_home(home: Path | str | None = None) -> Path:
+    """The BentoML home in use: ``home`` if given, else BentoML's own (BENTOML_HOME)."""
+    if home is not None:
+        return Path(home)
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def _store_kwargs(home: Path | str | None) -> dict:
+    # BentoML fixes its home on first use; an explicit store lets tests and jobs use another.
+    if home is None:
+        return {}
+    from bentoml._internal.models import ModelStore
+
+    folder = Path(home) / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"_model_store": ModelStore(str(folder))}
+
+
+def save_to_store(
+    artifact: Artifact, name: str = MODEL_NAME, labels: dict | None = None, home: Path | str | None = None
+) -> str:
+    """Save into the BentoML model store; returns the tag as a string."""
+    import bentoml
+
+    with bentoml.models.create(
+        name,
+        module="training.recommender",
+        labels={"model": "sasrec", **(labels or {})},
+        metadata={**_flat_metrics(artifact.metrics), "num_items": len(artifact.items)},
+        **_store_kwargs(home),
+    ) as stored:
+        write_files(artifact, Path(stored.path))
+    artifact.tag = str(stored.tag)
+    return artifact.tag
+
+
+def load_from_store(
+    tag: str = f"{MODEL_NAME}:latest",
+    expected_items: list[str] | None = None,
+    expected_config: RecommenderConfig | None = None,
+    home: Path | str | None = None,
+) -> Artifact:
+    import bentoml
+
+    stored = bentoml.models.get(tag, **_store_kwargs(home))
+    artifact = read_files(Path(stored.path), expected_items, expected_config)
+    artifact.tag = str(stored.tag)
+    return artifact
+
+
+def checkpoint_state(path: Path | str) -> dict[str, torch.Tensor]:
+    """The model weights out of a Lightning checkpoint (tensors only, no arbitrary objects)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "model."
+    return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

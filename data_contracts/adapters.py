@@ -16,7 +16,9 @@ Formats, recognised by their columns:
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -104,12 +106,14 @@ def read_table(path: Path) -> pl.DataFrame:
 
 def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
     """Read every field as text with DuckDB, which reports each rejected line with its reason."""
-    con = duckdb.connect()
+    con = _csv_database().cursor()
+    # Reads may run in parallel threads; each names its own rejects tables.
+    tag = uuid.uuid4().hex[:12]
     try:
         rel = con.sql(
             "SELECT * FROM read_csv(?, header=true, all_varchar=true, delim=?, quote='\"',"
-            " store_rejects=true, rejects_scan='scans', rejects_table='rejects')",
-            params=[str(path), delimiter],
+            " store_rejects=true, rejects_scan=?, rejects_table=?)",
+            params=[str(path), delimiter, f"scans_{tag}", f"rejects_{tag}"],
         )
         frame = rel.pl()
         # duckdb numbers data lines from the header line (line 1); source_row counts data rows.
@@ -119,11 +123,12 @@ def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
             " regexp_replace(any_value(csv_line), '^[\\r\\n]+|[\\r\\n]+$', '', 'g') AS raw_line,"
             " 'malformed_line: ' || lower(any_value(error_type::VARCHAR)) || ' ('"
             " || any_value(error_message) || ')' AS reject_reason"
-            " FROM rejects GROUP BY line ORDER BY line"
+            f" FROM rejects_{tag} GROUP BY line ORDER BY line"
         ).pl()
     except duckdb.Error as exc:
         raise LandingFileError(f"{path}: not a readable CSV file ({exc})") from exc
     finally:
+        con.execute(f"DROP TABLE IF EXISTS rejects_{tag}; DROP TABLE IF EXISTS scans_{tag}")
         con.close()
     if frame.width == 0:
         raise LandingFileError(f"{path}: no header line")
@@ -141,6 +146,13 @@ def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
         pl.lit(None, pl.String).alias("reject_reason"),
     )
     return pl.concat([frame, rejects.cast({"source_row": pl.Int64})], how="diagonal_relaxed")
+
+
+@cache
+def _csv_database() -> duckdb.DuckDBPyConnection:
+    # One in-memory database for all CSV reads (opening one costs more than reading a small
+    # file).
+    return duckdb.connect()
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:

@@ -72,7 +72,7 @@ def _suite(name: str):
     return suite
 
 
-def validate(name: str, frame: pl.DataFrame, sample_rows: int = 200_000, seed: int = 0) -> ContractResult:
+def validate(name: str, frame: pl.DataFrame, sample_rows: int = 50_000, seed: int = 0) -> ContractResult:
     """Validate ``frame`` against suite ``name``; never raises on a broken expectation."""
     sample = frame if frame.height <= sample_rows else frame.sample(n=sample_rows, seed=seed)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": sample.to_pandas()})

@@ -39,7 +39,7 @@ class Settings:
     future_skew_minutes: int = 10
     # Largest number of rows a Great Expectations suite validates in full; larger tables are
     # validated on a seeded sample (uniqueness is always checked on the whole table in DuckDB).
-    contract_sample_rows: int = 200_000
+    contract_sample_rows: int = 50_000
     # The BentoML model store (BENTOML_HOME) where trained models are saved and served from.
     model_store: Path = field(default=Path("data/bentoml"))
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -59,7 +59,7 @@ class Settings:
             sequence_length=int(_env("SEQUENCE_LENGTH", "50")),
             partition_start=_env("PARTITION_START", "2009-12-01"),
             future_skew_minutes=int(_env("FUTURE_SKEW_MINUTES", "10")),
-            contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "200000")),
+            contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "50000")),
             model_store=Path(_env("MODEL_STORE", str(data_dir / "bentoml"))),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),

@@ -1,18 +1,30 @@
 """The DuckDB warehouse: every write goes through this module.
 
+Small tables live inside the DuckDB file. The large, day-partitioned event tables
+(``PARTITIONED_TABLES``) are Parquet files, one folder per day next to the DuckDB file
+(``<warehouse dir>/partitions/<table>/batch_date=YYYY-MM-DD/``), exposed in DuckDB as views
+of the same name: a reader sees one warehouse either way, and writing Parquet from Polars
+is several times faster than inserting into the DuckDB file.
+
 Writes are transactional (a failed run leaves the tables as they were) and idempotent
-(replacing a partition deletes it first). Every table gets a one-line comment, so
-``SELECT * FROM duckdb_tables()`` documents the warehouse for a data scientist.
+(replacing a partition replaces it whole). Every table and view gets a one-line comment,
+so ``SELECT * FROM duckdb_tables()`` / ``duckdb_views()`` document the warehouse.
 """
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
+
+# Tables stored as Parquet partitions (by batch_date) behind a DuckDB view.
+PARTITIONED_TABLES = ("raw_events", "events", "quarantine_events")
 
 TABLE_COMMENTS = {
     "raw_events": "Every landed event row in canonical form, with its source file and row, one batch_date per landing day",
@@ -35,23 +47,50 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     return duckdb.connect(str(path), read_only=read_only)
 
 
+@dataclass
+class _Staged:
+    """Partition folders written to a staging folder, waiting for the transaction's commit."""
+
+    table: str
+    column: str
+    staging: Path
+    final: Path
+    keys: list[str] = field(default_factory=list)
+
+
+# Staged partition writes of each open transaction, by connection.
+_pending: dict[int, list[_Staged]] = {}
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All writes inside commit together or not at all."""
+    """All writes inside commit together or not at all.
+
+    Parquet partitions are written to a staging folder and swapped in just before the
+    DuckDB commit; a failure before that point leaves every table as it was.
+    """
     conn.execute("BEGIN TRANSACTION")
+    _pending[id(conn)] = []
     try:
         yield conn
+        staged = _pending.pop(id(conn))
+        for write in staged:
+            _publish(write)
     except BaseException:
+        for write in _pending.pop(id(conn), []):
+            shutil.rmtree(write.staging, ignore_errors=True)
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    for write in staged:
+        _create_view(conn, write.table, write.final, write.column)
 
 
-def _comment(conn: duckdb.DuckDBPyConnection, table: str) -> None:
+def _comment(conn: duckdb.DuckDBPyConnection, table: str, kind: str = "TABLE") -> None:
     comment = TABLE_COMMENTS.get(table)
     if comment is None:
         raise KeyError(f"table {table!r} has no comment in warehouse.TABLE_COMMENTS; add one")
-    conn.execute(f"COMMENT ON TABLE {table} IS '{comment.replace(chr(39), chr(39) * 2)}'")
+    conn.execute(f"COMMENT ON {kind} {table} IS '{comment.replace(chr(39), chr(39) * 2)}'")
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
@@ -65,18 +104,76 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
     return frame.height
 
 
+def partitions_dir(conn: duckdb.DuckDBPyConnection) -> Path:
+    """Where the Parquet partitions of this warehouse live: beside its DuckDB file."""
+    path = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    if not path:
+        raise ValueError("partitioned tables need a warehouse file, not an in-memory database")
+    return Path(path).resolve().parent / "partitions"
+
+
 def replace_partitions(
     conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence, frame: pl.DataFrame
 ) -> int:
-    """Delete the rows of ``keys`` in ``column`` and insert ``frame`` in their place."""
-    conn.register("_incoming", frame.to_arrow())
+    """Replace the partitions ``keys`` of ``table`` (by ``column``) with the rows of ``frame``.
+
+    Every key gets its folder, empty keys an empty file, so a re-run never doubles a table.
+    """
+    if table not in PARTITIONED_TABLES:
+        raise KeyError(f"{table!r} is not a partitioned table ({PARTITIONED_TABLES})")
+    final = partitions_dir(conn) / table
+    staged = _Staged(table, column, final.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}", final)
     try:
-        _create_like_incoming(conn, table)
-        conn.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?))", [list(keys)])
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-    finally:
-        conn.unregister("_incoming")
+        parts = frame.partition_by(column, as_dict=True, include_key=False) if frame.height else {}
+        empty = frame.drop(column).clear()
+        for key in keys:
+            folder = staged.staging / f"{column}={key}"
+            folder.mkdir(parents=True)
+            parts.get((key,), empty).write_parquet(folder / "part-0.parquet", compression="lz4", statistics=False)
+            staged.keys.append(str(key))
+    except BaseException:
+        shutil.rmtree(staged.staging, ignore_errors=True)
+        raise
+    if id(conn) in _pending:
+        _pending[id(conn)].append(staged)
+    else:
+        _publish(staged)
+        _create_view(conn, table, final, column)
     return frame.height
+
+
+def _publish(staged: _Staged) -> None:
+    """Swap the staged partition folders in, then drop the old ones."""
+    staged.final.mkdir(parents=True, exist_ok=True)
+    trash = staged.final.parent / f".trash-{uuid.uuid4().hex[:8]}"
+    trash.mkdir()
+    for key in staged.keys:
+        name = f"{staged.column}={key}"
+        if (staged.final / name).exists():
+            (staged.final / name).rename(trash / name)
+        (staged.staging / name).rename(staged.final / name)
+    shutil.rmtree(trash)
+    shutil.rmtree(staged.staging)
+
+
+def _create_view(conn: duckdb.DuckDBPyConnection, table: str, folder: Path, column: str) -> None:
+    glob = str(folder / "*" / "*.parquet").replace("'", "''")
+    conn.execute(
+        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true,"
+        f" union_by_name = true, hive_types = {{'{column}': DATE}})"
+    )
+    _comment(conn, table, "VIEW")
+
+
+def read_partitions(conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence) -> pl.DataFrame:
+    """The rows of partitions ``keys`` as a Polars frame, read straight from Parquet."""
+    folder = partitions_dir(conn) / table
+    frames = [
+        pl.read_parquet(path).with_columns(pl.lit(key).cast(pl.Date).alias(column))
+        for key in keys
+        if (path := folder / f"{column}={key}" / "part-0.parquet").exists()
+    ]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 
 def append(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
@@ -97,8 +194,13 @@ def _create_like_incoming(conn: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """True for a table or a view (the partitioned tables are views)."""
     return bool(
-        conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]
+        conn.execute(
+            "SELECT count(*) FROM (SELECT table_name AS name FROM duckdb_tables()"
+            " UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal) WHERE name = ?",
+            [table],
+        ).fetchone()[0]
     )
 
 
@@ -121,6 +223,7 @@ def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
 def summary(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str]]:
     """(table, rows, comment) for every table in the warehouse."""
     rows = conn.execute(
-        "SELECT table_name, estimated_size, comment FROM duckdb_tables() ORDER BY table_name"
+        "SELECT table_name, comment FROM duckdb_tables()"
+        " UNION ALL SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY 1"
     ).fetchall()
-    return [(name, row_count(conn, name), comment or "") for name, _, comment in rows]
+    return [(name, row_count(conn, name), comment or "") for name, comment in rows]

@@ -154,7 +154,7 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
     keys = _keys(context)
     now = datetime.now(timezone.utc)
     with warehouse_db.get_connection() as conn:
-        raw = warehouse.read(conn, "SELECT * FROM raw_events WHERE batch_date IN (SELECT unnest(?))", [keys])
+        raw = warehouse.read_partitions(conn, "raw_events", "batch_date", keys)
         known = warehouse.read(conn, "SELECT item_id FROM catalog")["item_id"]
         existing = None
         if warehouse.table_exists(conn, "events"):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 import pytest
 
@@ -13,11 +15,28 @@ def conn(tmp_path):
     connection.close()
 
 
+A, B = date(2026, 1, 1), date(2026, 1, 2)
+
+
 def test_replacing_a_partition_twice_does_not_double_it(conn):
-    frame = pl.DataFrame({"batch_date": ["a", "a", "b"], "x": [1, 2, 3]})
-    warehouse.replace_partitions(conn, "events", "batch_date", ["a", "b"], frame)
-    warehouse.replace_partitions(conn, "events", "batch_date", ["a"], frame.filter(pl.col("batch_date") == "a"))
+    frame = pl.DataFrame({"batch_date": [A, A, B], "x": [1, 2, 3]})
+    warehouse.replace_partitions(conn, "events", "batch_date", [A, B], frame)
+    warehouse.replace_partitions(conn, "events", "batch_date", [A], frame.filter(pl.col("batch_date") == A))
     assert warehouse.row_count(conn, "events") == 3
+    assert warehouse.read_partitions(conn, "events", "batch_date", [B])["x"].to_list() == [3]
+    # An emptied partition stays, empty, so the view still reads.
+    warehouse.replace_partitions(conn, "events", "batch_date", [B], frame.clear())
+    assert warehouse.read(conn, "SELECT x FROM events ORDER BY x")["x"].to_list() == [1, 2]
+
+
+def test_a_failed_transaction_leaves_partitions_as_they_were(conn):
+    frame = pl.DataFrame({"batch_date": [A], "x": [1]})
+    warehouse.replace_partitions(conn, "events", "batch_date", [A], frame)
+    with pytest.raises(RuntimeError), warehouse.transaction(conn):
+        warehouse.replace_partitions(conn, "events", "batch_date", [A], frame.with_columns(x=pl.lit(9)))
+        raise RuntimeError("the run failed half way")
+    assert warehouse.read(conn, "SELECT x FROM events")["x"].to_list() == [1]
+    assert not list(warehouse.partitions_dir(conn).glob(".staging-*"))
 
 
 def test_a_failed_transaction_leaves_tables_as_they_were(conn):
@@ -31,7 +50,11 @@ def test_a_failed_transaction_leaves_tables_as_they_were(conn):
 
 
 def test_every_table_gets_its_comment_and_unknown_tables_are_refused(conn):
-    warehouse.replace_table(conn, "events", pl.DataFrame({"x": [1]}))
-    assert warehouse.summary(conn) == [("events", 1, warehouse.TABLE_COMMENTS["events"])]
+    warehouse.replace_table(conn, "catalog", pl.DataFrame({"x": [1]}))
+    warehouse.replace_partitions(conn, "events", "batch_date", [A], pl.DataFrame({"batch_date": [A], "x": [1]}))
+    assert warehouse.summary(conn) == [
+        ("catalog", 1, warehouse.TABLE_COMMENTS["catalog"]),
+        ("events", 1, warehouse.TABLE_COMMENTS["events"]),
+    ]
     with pytest.raises(KeyError, match="has no comment"):
         warehouse.replace_table(conn, "scratch", pl.DataFrame({"x": [1]}))

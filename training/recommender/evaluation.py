@@ -55,9 +55,11 @@ def sampled_ranks(
     keys = torch.rand(scores.shape, generator=generator)
     keys[torch.isneginf(scores)] = 2.0  # seen items and padding are never drawn
     keys.scatter_(1, targets.view(-1, 1), 2.0)
-    negatives = torch.topk(keys, num_negatives, dim=1, largest=False).indices
+    # A catalogue smaller than the sample gives every unseen item (drawn keys stay below 2).
+    drawn = torch.topk(keys, min(num_negatives, keys.shape[1]), dim=1, largest=False)
+    eligible = drawn.values < 2.0
     target_scores = scores.gather(1, targets.view(-1, 1))
-    return (scores.gather(1, negatives) >= target_scores).sum(1)
+    return ((scores.gather(1, drawn.indices) >= target_scores) & eligible).sum(1)
 
 
 def evaluate_scorer(

@@ -22,18 +22,16 @@ from training.recommender.data import SequenceData  # noqa: E402
 ML1M = Path(__file__).resolve().parents[3].parent / "shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt"
 
 
-def rule_sequences(num_users: int = 120, num_items: int = 40, length: int = 12, seed: int = 0) -> list[list[str]]:
-    """Each user walks the catalogue in steps of +1 (mostly) from a random start, so the
-    next item is predictable from the last one and popularity alone cannot guess it."""
+def rule_sequences(num_users: int = 200, num_items: int = 30, seed: int = 0) -> list[list[str]]:
+    """Each user interleaves two walks of step +1 from random starts (a, b, a+1, b+1, ...),
+    so the next item is the one two steps back plus one: the model can learn that, while
+    popularity cannot and co-occurrence only partly can."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(num_users):
-        item = int(rng.integers(num_items))
-        seq = []
-        for _ in range(int(rng.integers(length - 4, length + 1))):
-            seq.append(f"i{item}")
-            item = (item + (1 if rng.random() < 0.9 else 3)) % num_items
-        out.append(seq)
+        starts = rng.choice(num_items, 2, replace=False)
+        length = int(rng.integers(12, 17))
+        out.append([f"i{(starts[t % 2] + t // 2) % num_items}" for t in range(length)])
     return out
 
 
@@ -43,6 +41,13 @@ def write_sasrec(path: Path, sequences: list[list[str]]) -> Path:
             for item in seq:
                 f.write(f"u{u} {item}\n")
     return path
+
+
+@pytest.fixture
+def ml1m_path() -> Path:
+    if not ML1M.exists():
+        pytest.skip(f"ML-1M sequence file not found at {ML1M} (../shared/datasets from the repo root)")
+    return ML1M
 
 
 @pytest.fixture

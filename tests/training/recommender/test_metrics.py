@@ -74,6 +74,8 @@ def test_sampled_ranks_never_draw_seen_items_or_the_target():
     assert sampled_ranks(scores, targets, 99, g).tolist() == [0, 0, 0, 0]
     scores[torch.arange(4), targets] = -1.0  # worst of all: all 99 drawn negatives beat it
     assert sampled_ranks(scores, targets, 99, g).tolist() == [99, 99, 99, 99]
+    # Fewer unseen items than asked for: all of them, and no seen one.
+    assert sampled_ranks(scores, targets, 500, g).tolist() == [99, 99, 99, 99]
 
 
 def test_evaluate_scorer_filters_seen_items_batched():

@@ -1,0 +1,150 @@
+"""Recommender quality and training time on a SASRec-style file; prints one JSON line.
+
+    python benchmarks/recommender.py --data ../shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt
+
+Leave-one-out (last item test, second-last validation), full ranking over all items with
+seen items filtered; sampled-100 is reported as a labelled extra. ``--item-text FILE``
+(``item_id<TAB>text``) turns on the text features; ``--cold-start`` also withholds 5% of
+the items from training and reports HR@10 on the test cases that target them, with and
+without text features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt")
+    p.add_argument("--item-text", type=Path, help="tab-separated item_id<TAB>text; turns on text features")
+    p.add_argument(
+        "--cold-start", action="store_true", help="also measure HR@10 on items withheld from training"
+    )
+    p.add_argument("--cold-fraction", type=float, default=0.05)
+    p.add_argument(
+        "--cold-minutes",
+        type=float,
+        default=None,
+        help="training cap of each cold-start run (default --max-minutes)",
+    )
+    p.add_argument("--profile", choices=["quick", "full"], default="full")
+    p.add_argument("--max-minutes", type=float, default=30.0, help="training wall-clock cap (default 30)")
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--loss", choices=["ce", "sampled_softmax", "bce"], default="ce")
+    p.add_argument("--num-negatives", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-len", type=int, default=None)
+    p.add_argument("--hidden", type=int, default=None)
+    p.add_argument("--blocks", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--window-stride", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true", help="show Lightning's progress bar on stderr")
+    return p.parse_args(argv)
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0  # Linux reports KiB
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from training.recommender import pipeline
+
+    if not args.data.exists():
+        print(f"no data file at {args.data}", file=sys.stderr)
+        return 2
+    data = pipeline.build_dataset(args.data, args.item_text)
+    overrides = {
+        k: v
+        for k, v in {
+            "max_len": args.max_len,
+            "hidden": args.hidden,
+            "num_blocks": args.blocks,
+            "dropout": args.dropout,
+        }.items()
+        if v is not None
+    }
+    work = Path(tempfile.mkdtemp(prefix="shopml-rec-bench-"))
+
+    def run(text: bool, cold: float, minutes: float, name: str) -> pipeline.TrainResult:
+        settings = pipeline.settings_for(
+            args.profile,
+            loss=args.loss,
+            num_negatives=args.num_negatives,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            max_epochs=args.max_epochs,
+            max_minutes=minutes,
+            window_stride=args.window_stride,
+            patience=args.patience,
+            num_threads=args.threads,
+            seed=args.seed,
+            output_dir=work / name,
+            progress_bar=args.progress,
+        )
+        return pipeline.train(
+            data, args.profile, pipeline.Features(text=text), settings, overrides, cold_fraction=cold
+        )
+
+    result = run(args.item_text is not None, 0.0, args.max_minutes, "main")
+    m = result.artifact.metrics
+    three = ("hr@10", "ndcg@10", "mrr")
+    line = {
+        "hr@10": m["hr@10"],
+        "ndcg@10": m["ndcg@10"],
+        "mrr": m["mrr"],
+        "sampled100": m["sampled100"],
+        "baselines": {name: {k: b[k] for k in three} for name, b in m["baselines"].items()},
+        "train_seconds": round(result.train_seconds, 1),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "coverage": m["coverage"],
+        "text_features": args.item_text is not None,
+        "data": str(args.data),
+        "config": result.artifact.model.config.to_dict() | {"item_text": None},
+        "loss": args.loss,
+        "threads": args.threads,
+    }
+    line["config"].pop("item_text")
+    if args.cold_start:
+        minutes = args.cold_minutes or args.max_minutes
+        cold: dict = {"fraction": args.cold_fraction, "train_minutes_cap": minutes}
+        if args.item_text is not None:
+            with_text = run(True, args.cold_fraction, minutes, "cold-text")
+            figures = pipeline.cold_start_hr(with_text.artifact.model, with_text.split)
+            cold["hr@10_text"] = figures["hr@10"]
+            cold["cases"] = figures["cases"]
+        else:
+            cold["hr@10_text"] = None  # needs --item-text
+        without = run(False, args.cold_fraction, minutes, "cold-no-text")
+        figures = pipeline.cold_start_hr(without.artifact.model, without.split)
+        cold["hr@10_no_text"] = figures["hr@10"]
+        cold["cases"] = figures["cases"]
+        line["cold_start"] = cold
+    line["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The model's shape contract, causality, padding, tied weights, side features, losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.recommender.losses import bce_one_negative, compute_loss, full_softmax_ce, sampled_softmax
+from training.recommender.model import RecommenderConfig, SASRec
+
+
+def tiny(**kw) -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(
+        RecommenderConfig(num_items=20, max_len=8, hidden=32, num_blocks=2, num_heads=2, dropout=0.0, **kw)
+    ).eval()
+
+
+def test_shapes_and_full_sort_scores():
+    model = tiny()
+    seq = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    assert model(seq).shape == (2, 5, 32)
+    scores = model.full_sort_scores(seq)
+    assert scores.shape == (2, 21)
+    assert torch.isneginf(scores[:, 0]).all()
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_causal_no_peeking_at_later_items():
+    model = tiny()
+    a = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    b = torch.tensor([[1, 2, 3, 9, 10, 11]])
+    ha, hb = model(a), model(b)
+    assert torch.allclose(ha[:, :3], hb[:, :3], atol=1e-5)
+    assert not torch.allclose(ha[:, 3:], hb[:, 3:], atol=1e-3)
+
+
+def test_left_padding_does_not_change_the_last_step():
+    model = tiny()
+    short = torch.tensor([[3, 4, 5]])
+    padded = torch.tensor([[0, 0, 0, 3, 4, 5]])
+    # Positions count back from the newest item, so both see the same positions.
+    assert torch.allclose(model(short)[:, -1], model(padded)[:, -1], atol=1e-5)
+
+
+def test_output_weights_are_the_item_embeddings():
+    model = tiny()
+    seq = torch.tensor([[1, 2, 3]])
+    h = model(seq)[:, -1]
+    expected = h @ model.item_emb.weight.T
+    assert torch.allclose(model.full_sort_scores(seq)[:, 1:], expected[:, 1:], atol=1e-5)
+
+
+def test_text_features_score_an_item_without_an_id_vector():
+    model = tiny(text_dim=6)
+    text = torch.zeros(21, 6)
+    text[5] = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    text[7] = torch.tensor([1.0, 0, 0, 0, 0, 0])  # item 7 reads like item 5
+    has_id = torch.ones(21, dtype=torch.bool)
+    has_id[7] = False  # 7 never appeared in training
+    model.set_side_features(text=text, has_id=has_id)
+    vectors = model.item_vectors()
+    assert torch.allclose(vectors[7], model.text_proj(text[7]), atol=1e-6)
+    assert vectors[7].abs().sum() > 0
+    with pytest.raises(ValueError, match="disables"):
+        tiny().set_side_features(text=text)
+    with pytest.raises(ValueError, match="shape"):
+        model.set_side_features(text=torch.zeros(3, 6))
+
+
+def test_category_and_price_features_add_to_the_item_vector():
+    model = tiny(num_categories=3, num_price_buckets=4)
+    cat = torch.zeros(21, dtype=torch.long)
+    cat[2] = 1
+    model.set_side_features(category=cat)
+    before = model.item_emb.weight[2] + model.price_emb.weight[0]
+    assert torch.allclose(model.item_vectors()[2], before + model.cat_emb.weight[1], atol=1e-6)
+
+
+def test_full_softmax_ce_matches_manual_and_ignores_padding():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 4)
+    items = torch.randn(6, 4)
+    targets = torch.tensor([[0, 2, 3], [1, 0, 5]])
+    logits = hidden.reshape(-1, 4) @ items.T
+    logits[:, 0] = float("-inf")
+    keep = targets.reshape(-1) > 0
+    manual = F.cross_entropy(logits[keep], targets.reshape(-1)[keep])
+    assert full_softmax_ce(hidden, items, targets).item() == pytest.approx(manual.item(), rel=1e-5)
+    assert compute_loss("ce", hidden, items, targets).item() == pytest.approx(manual.item(), rel=1e-5)
+
+
+def test_sampled_softmax_with_every_item_as_negative_equals_full_ce_within_sampling():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 4)
+    items = torch.randn(6, 4)
+    targets = torch.tensor([[1, 2, 3], [4, 5, 1]])
+    # Negatives that equal the target are masked; with many draws it approaches the full CE.
+    g = torch.Generator().manual_seed(0)
+    sampled = sampled_softmax(hidden, items, targets, num_negatives=5000, generator=g)
+    full = full_softmax_ce(hidden, items, targets)
+    assert sampled.item() > full.item()  # duplicates of negatives only add mass
+    assert sampled.item() == pytest.approx(full.item() + 0.0, abs=8.0)
+    assert torch.isfinite(sampled)
+
+
+def test_bce_one_negative_is_low_when_positives_score_high():
+    items = torch.eye(4) * 10
+    hidden = items[torch.tensor([[1, 2, 3]])]  # each position points at its own target
+    targets = torch.tensor([[1, 2, 3]])
+    g = torch.Generator().manual_seed(0)
+    good = bce_one_negative(hidden, items, targets, generator=g)
+    bad = bce_one_negative(-hidden, items, targets, generator=torch.Generator().manual_seed(0))
+    assert good.item() < bad.item()
+    with pytest.raises(ValueError, match="unknown loss"):
+        compute_loss("nope", hidden, items, targets)  # type: ignore[arg-type]
+
+
+def test_config_round_trip_rejects_unknown_fields():
+    config = RecommenderConfig(num_items=5, hidden=32)
+    assert RecommenderConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        RecommenderConfig.from_dict({**config.to_dict(), "colour": "red"})

@@ -1,0 +1,146 @@
+"""``shopml train recommender`` and ``shopml evaluate recommender``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data_contracts.settings import Settings, use_model_store
+from training.recommender.pipeline import PROFILES, Features
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="SASRec-style file: 'user item' per line, in time order")
+    source.add_argument(
+        "--warehouse", type=Path, help="DuckDB warehouse file (default: the configured one, SHOPML_WAREHOUSE)"
+    )
+    parser.add_argument(
+        "--item-text", type=Path, help="tab-separated 'item_id<TAB>text' file for text features"
+    )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    _data_arguments(parser)
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="quick", help="training preset (default quick)"
+    )
+    parser.add_argument("--loss", choices=["ce", "sampled_softmax", "bce"], help="training loss (default ce)")
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--max-minutes", type=float, help="wall-clock cap on training")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    parser.add_argument("--devices", default="auto", help="devices per node (Lightning), e.g. 2")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument(
+        "--text", action="store_true", help="use text features (from --item-text or the catalog)"
+    )
+    parser.add_argument("--category", action="store_true", help="use the catalog category feature")
+    parser.add_argument("--price", action="store_true", help="use the catalog price-bucket feature")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="checkpoints and CSV logs (default data/recommender)"
+    )
+    parser.add_argument("--no-save", action="store_true", help="do not save the model to the BentoML store")
+    parser.add_argument(
+        "--promote", action="store_true", help="promote the new model if it beats the current one"
+    )
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _data_arguments(parser)
+    parser.add_argument("--model", default="promoted", help="model tag in the store, or 'promoted' (default)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+
+
+def _load_data(args: argparse.Namespace, settings: Settings):
+    from training.recommender.pipeline import build_dataset
+
+    if args.data is not None:
+        return build_dataset(args.data, args.item_text)
+    from data_contracts.warehouse import connect
+
+    path = args.warehouse or settings.warehouse_path
+    if not Path(path).exists():
+        raise SystemExit(f"no warehouse at {path}; run the ingest first or pass --data FILE")
+    conn = connect(path, read_only=True)
+    try:
+        return build_dataset(conn, args.item_text)
+    finally:
+        conn.close()
+
+
+def train(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    home = use_model_store(settings)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from training.recommender import pipeline
+    from training.recommender.artifact import save_to_store
+
+    data = _load_data(args, settings)
+    train_settings = pipeline.settings_for(
+        args.profile,
+        loss=args.loss,
+        max_epochs=args.max_epochs,
+        max_minutes=args.max_minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        num_threads=args.threads,
+        devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        output_dir=args.output_dir or settings.data_dir / "recommender",
+    )
+    features = Features(category=args.category, price=args.price, text=args.text)
+    result = pipeline.train(data, args.profile, features, train_settings)
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return 0
+    metrics = result.artifact.metrics
+    if not args.no_save:
+        tag = save_to_store(result.artifact, labels={"profile": args.profile}, home=home)
+        metrics["tag"] = tag
+        if args.promote:
+            metrics["promotion"] = pipeline.promote_if_better(tag, data, home=home)
+    # One JSON line last, after Lightning's progress output.
+    print(json.dumps(metrics))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    home = use_model_store(settings)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from training.recommender import pipeline
+    from training.recommender.artifact import load_from_store
+    from training.recommender.data import leave_one_out
+    from training.recommender.evaluation import CoOccurrence, MostPopular, evaluate_scorer
+    from training.recommender.inference import Recommender
+
+    tag = pipeline.promoted_tag(home=home) if args.model == "promoted" else args.model
+    if tag is None:
+        print("no promoted recommender yet; pass --model TAG", file=sys.stderr)
+        return 2
+    artifact = load_from_store(tag, home=home)
+    data = _load_data(args, settings)
+    split = leave_one_out(data)
+    n = data.num_items
+    scorer = pipeline.vocabulary_scorer(Recommender(artifact.model, artifact.items), data.items)
+    metrics = evaluate_scorer(scorer, split.test, n)
+    metrics["baselines"] = {
+        "most_popular": evaluate_scorer(MostPopular(split.train, n), split.test, n),
+        "cooccurrence": evaluate_scorer(CoOccurrence(split.train, n), split.test, n),
+    }
+    metrics["tag"] = artifact.tag
+    metrics["split"] = pipeline.split_fingerprint(data)
+    # One JSON line last, after Lightning's progress output.
+    print(json.dumps(metrics))
+    return 0

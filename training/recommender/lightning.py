@@ -1,0 +1,216 @@
+"""The LightningModule (optimiser, loss call, validation metrics) and the data module.
+
+The data module shards batches itself (the trainer runs with ``use_distributed_sampler=False``)
+so that every DDP rank gets the same number of length-bucketed batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from training.recommender.data import EvalSet, LeaveOneOut, left_pad, training_windows
+from training.recommender.evaluation import ranking_metrics, target_ranks
+from training.recommender.losses import LossName, compute_loss
+from training.recommender.model import SASRec
+
+
+class _Windows(Dataset):
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        self.inputs = torch.from_numpy(inputs)
+        self.targets = torch.from_numpy(targets)
+        self.lengths = (self.inputs > 0).sum(1).numpy()
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of windows of similar length, in random order, split evenly across ranks.
+
+    Similar lengths let each batch be cut to its longest window: ML-1M sequences are
+    half padding at max_len 200, and padding costs as much as items.
+    """
+
+    def __init__(
+        self, lengths: np.ndarray, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        # Jitter the lengths so batches differ between epochs.
+        order = np.argsort(self.lengths + rng.uniform(0, 8, len(self.lengths)), kind="stable")
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rng.shuffle(batches)
+        usable = (
+            len(batches) - len(batches) % self.world_size if len(batches) >= self.world_size else len(batches)
+        )
+        return batches[:usable][self.rank :: self.world_size]
+
+    def __iter__(self):
+        batches = self._batches()
+        self.epoch += 1
+        return iter([b.tolist() for b in batches])
+
+    def __len__(self) -> int:
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // self.world_size if n >= self.world_size else n
+
+
+class _Cases(Dataset):
+    def __init__(self, cases: EvalSet, rank: int, world_size: int) -> None:
+        self.index = np.arange(len(cases.targets))[rank::world_size]
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.index[i])
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    """Training windows and validation/test cases of a leave-one-out split."""
+
+    def __init__(
+        self, split: LeaveOneOut, max_len: int, batch_size: int = 128, window_stride: int = 0, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.split = split
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.window_stride = window_stride
+        self.seed = seed
+        self.windows = _Windows(*training_windows(split.train, max_len, window_stride))
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _collate_windows(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        idx_t = torch.as_tensor(idx)
+        length = max(int(self.windows.lengths[idx].max()), 1)
+        return {
+            "seq": self.windows.inputs[idx_t, -length:],
+            "targets": self.windows.targets[idx_t, -length:],
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank()
+        sampler = BucketBatchSampler(self.windows.lengths, self.batch_size, self.seed, rank, world)
+        if self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)
+        return DataLoader(self.windows, batch_sampler=sampler, collate_fn=self._collate_windows)
+
+    def _case_loader(self, cases: EvalSet) -> DataLoader:
+        rank, world = self._rank()
+
+        def collate(idx: list[int]) -> dict[str, torch.Tensor]:
+            histories = [cases.histories[i] for i in idx]
+            return {
+                "case": torch.as_tensor(idx),
+                "seq": torch.from_numpy(left_pad(histories, self.max_len)),
+                # Full history (maybe longer than max_len), for the seen-item filter.
+                "seen": torch.from_numpy(left_pad(histories, max(len(h) for h in histories))),
+                "target": torch.from_numpy(cases.targets[idx]),
+            }
+
+        return DataLoader(_Cases(cases, rank, world), batch_size=512, collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._case_loader(self.split.valid)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._case_loader(self.split.test)
+
+
+class SASRecModule(pl.LightningModule):
+    """Owns the optimiser, the loss call and the metric logging; the model stays plain."""
+
+    def __init__(
+        self,
+        model: SASRec,
+        loss: LossName = "ce",
+        num_negatives: int = 1024,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        k: int = 10,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_name = loss
+        self.num_negatives = num_negatives
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.k = k
+        self._ranks: list[torch.Tensor] = []
+        self._cases: list[torch.Tensor] = []
+        self.save_hyperparameters(ignore=["model"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        hidden = self.model(batch["seq"])
+        loss = compute_loss(
+            self.loss_name, hidden, self.model.item_vectors(), batch["targets"], self.num_negatives
+        )
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
+        return loss
+
+    def _rank_step(self, batch: dict[str, torch.Tensor]) -> None:
+        scores = self.model.full_sort_scores(batch["seq"]).float()
+        scores.scatter_(1, batch["seen"], float("-inf"))  # seen items; column 0 is padding anyway
+        self._ranks.append(target_ranks(scores, batch["target"]))
+        self._cases.append(batch["case"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._rank_step(batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._rank_step(batch)
+
+    def _log_ranks(self, stage: str) -> None:
+        ranks = (
+            torch.cat(self._ranks) if self._ranks else torch.zeros(0, dtype=torch.long, device=self.device)
+        )
+        cases = (
+            torch.cat(self._cases) if self._cases else torch.zeros(0, dtype=torch.long, device=self.device)
+        )
+        self._ranks, self._cases = [], []
+        if self.trainer.world_size > 1:
+            # Ranks hold shards of different sizes: pad to the longest, gather, drop padding.
+            size = torch.tensor([len(ranks)], device=self.device)
+            longest = int(self.all_gather(size).max())
+            pad = longest - len(ranks)
+            ranks = torch.cat([ranks, ranks.new_full((pad,), -1)])
+            cases = torch.cat([cases, cases.new_full((pad,), -1)])
+            ranks, cases = self.all_gather(ranks).reshape(-1), self.all_gather(cases).reshape(-1)
+            keep = cases >= 0
+            ranks = ranks[keep]
+        if len(ranks) == 0:
+            return
+        for name, value in ranking_metrics(ranks, self.k).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.k}", rank_zero_only=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_ranks("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_ranks("test")
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.98)
+        )

@@ -1,0 +1,447 @@
+"""Plain functions for each step: dataset, training, evaluation, promotion, plot.
+
+The Dagster assets wrap these; the CLI and the benchmark call them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from training.recommender.artifact import Artifact, checkpoint_state, load_from_store, store_home
+from training.recommender.data import (
+    LeaveOneOut,
+    SequenceData,
+    dataset_from_warehouse,
+    leave_one_out,
+    read_sasrec_file,
+)
+from training.recommender.evaluation import (
+    CoOccurrence,
+    MostPopular,
+    Scorer,
+    evaluate_scorer,
+    model_scorer,
+)
+from training.recommender.inference import Recommender, score_histories
+from training.recommender.losses import LossName
+from training.recommender.model import RecommenderConfig, SASRec
+
+ProfileName = Literal["quick", "full"]
+
+
+@dataclass
+class TrainSettings:
+    """How to train; ``PROFILES`` holds the two presets, flags override single fields."""
+
+    loss: LossName = "ce"  # full softmax (default), sampled softmax, or one-negative BCE
+    num_negatives: int = 1024  # shared negatives per batch for the sampled softmax
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    max_epochs: int = 200
+    max_minutes: float | None = None  # wall-clock cap on training; None = no cap
+    patience: int = 10  # validation rounds without a better NDCG@10 before stopping
+    val_every: int = 1  # epochs between validation rounds
+    window_stride: int = 0  # >0 also trains on older windows of histories longer than max_len
+    seed: int = 0
+    num_threads: int = 2  # CPU threads for torch; set explicitly, the default oversubscribes
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for several GPUs or nodes; "ddp_spawn" in tests
+    output_dir: Path = Path("data/recommender")  # checkpoints and CSV logs
+    progress_bar: bool = True
+
+
+@dataclass
+class Profile:
+    model: dict = field(default_factory=dict)  # RecommenderConfig overrides
+    train: dict = field(default_factory=dict)  # TrainSettings overrides
+
+
+PROFILES: dict[str, Profile] = {
+    # Minutes on a 2-core CPU: short sequences, a capped run; used by the main job.
+    "quick": Profile(
+        model={"max_len": 50, "hidden": 64, "num_blocks": 2, "dropout": 0.2},
+        train={"max_epochs": 30, "max_minutes": 5.0, "patience": 3, "batch_size": 128},
+    ),
+    # The published protocol (SASRec with full cross-entropy, max_len 200), meant for a GPU.
+    "full": Profile(
+        model={"max_len": 200, "hidden": 64, "num_blocks": 2, "dropout": 0.2},
+        train={"max_epochs": 300, "max_minutes": None, "patience": 10, "batch_size": 128},
+    ),
+}
+
+
+@dataclass
+class Features:
+    """Which item side features to use; each needs its data in ``SequenceData.side``."""
+
+    category: bool = False
+    price: bool = False
+    text: bool = False
+
+
+@dataclass
+class TrainResult:
+    artifact: Artifact
+    split: LeaveOneOut
+    train_seconds: float
+    epochs: int
+    best_epoch: int | None
+    checkpoint: str | None
+    log_dir: str | None
+
+
+# --- dataset -------------------------------------------------------------------------------------
+
+
+def build_dataset(source, item_text: str | Path | None = None) -> SequenceData:
+    """From a SASRec-style file path or a DuckDB connection to the warehouse."""
+    if isinstance(source, str | Path):
+        data = read_sasrec_file(source)
+    else:
+        data = dataset_from_warehouse(source)
+    if item_text is not None:
+        from training.recommender.data import read_item_text
+
+        data.side.text = read_item_text(item_text)
+    return data
+
+
+def split_fingerprint(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0) -> str:
+    """Same data and protocol -> same fingerprint; metrics are comparable only when equal."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"protocol": "leave-one-out", "cold": cold_fraction, "seed": seed}).encode())
+    h.update("\n".join(data.items).encode())
+    for user, seq in zip(data.users, data.sequences, strict=True):
+        h.update(user.encode())
+        h.update(seq.tobytes())
+    return h.hexdigest()[:16]
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def model_config(
+    data: SequenceData, profile: ProfileName = "quick", features: Features | None = None, **overrides
+) -> RecommenderConfig:
+    features = features or Features()
+    values = {**PROFILES[profile].model, **overrides}
+    side = data.side
+    if features.category:
+        if side.category is None:
+            raise ValueError("category features asked for but the data has no catalog categories")
+        values["num_categories"] = max(len(side.category_names), 1)
+    if features.price:
+        if side.price_bucket is None:
+            raise ValueError("price features asked for but the data has no catalog prices")
+        values["num_price_buckets"] = len(side.price_edges) + 1
+    if features.text:
+        if not side.text:
+            raise ValueError("text features asked for but no item has text (pass --item-text or a catalog)")
+        from training.recommender.text import TEXT_DIM
+
+        values["text_dim"] = TEXT_DIM
+    return RecommenderConfig(num_items=data.num_items, **values)
+
+
+def build_model(data: SequenceData, split: LeaveOneOut, config: RecommenderConfig) -> SASRec:
+    """A fresh model with the data's side features loaded.
+
+    Items absent from the training sequences get no id vector (it would stay random, and
+    the full softmax would push it down as a negative); they are scored from their side
+    features, which is what lets a new item be recommended.
+    """
+    model = SASRec(config)
+    n = data.num_items + 1
+    in_train = np.zeros(n, dtype=bool)
+    if split.train:
+        in_train[np.concatenate(split.train)] = True
+    in_train[0] = True
+    side = {"has_id": torch.from_numpy(in_train)}
+    if config.num_categories:
+        side["category"] = torch.from_numpy(data.side.category)
+    if config.num_price_buckets:
+        side["price_bucket"] = torch.from_numpy(data.side.price_bucket)
+    if config.text_dim:
+        from training.recommender.text import item_text_matrix
+
+        matrix, _ = item_text_matrix(data.items, data.side.text)
+        side["text"] = torch.from_numpy(matrix)
+    model.set_side_features(**side)
+    return model
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def fit(
+    data: SequenceData,
+    split: LeaveOneOut,
+    config: RecommenderConfig,
+    settings: TrainSettings,
+) -> TrainResult:
+    """Train with Lightning, keep the best validation NDCG@10 weights, return them unevaluated."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from training.recommender.lightning import SASRecModule, SequenceDataModule
+
+    torch.set_num_threads(settings.num_threads)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    model = build_model(data, split, config)
+    module = SASRecModule(model, settings.loss, settings.num_negatives, settings.lr, settings.weight_decay)
+    datamodule = SequenceDataModule(
+        split, config.max_len, settings.batch_size, settings.window_stride, settings.seed
+    )
+    out = Path(settings.output_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch}", monitor="val/ndcg@10", mode="max", save_top_k=1
+    )
+    on_gpu = torch.cuda.is_available() and settings.accelerator in ("auto", "gpu", "cuda")
+    trainer = pl.Trainer(
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        precision="bf16-mixed" if on_gpu else "32-true",
+        max_epochs=settings.max_epochs,
+        max_time={"minutes": settings.max_minutes} if settings.max_minutes else None,
+        check_val_every_n_epoch=settings.val_every,
+        callbacks=[
+            checkpoint,
+            EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience),
+        ],
+        logger=CSVLogger(out, name="logs"),
+        use_distributed_sampler=False,
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic=False,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    best = checkpoint.best_model_path
+    if best and Path(best).exists():
+        model.load_state_dict(checkpoint_state(best))
+    best_epoch = None
+    if best:
+        stem = Path(best).stem
+        best_epoch = int(stem.split("epoch=")[-1]) + 1 if "epoch=" in stem else None
+    extra = {
+        "train_settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "side": {
+            "category_names": data.side.category_names if config.num_categories else [],
+            "price_edges": data.side.price_edges if config.num_price_buckets else [],
+        },
+    }
+    return TrainResult(
+        artifact=Artifact(model=model.cpu().eval(), items=list(data.items), extra=extra),
+        split=split,
+        train_seconds=seconds,
+        epochs=trainer.current_epoch,
+        best_epoch=best_epoch,
+        checkpoint=best or None,
+        log_dir=trainer.logger.log_dir if trainer.logger else None,
+    )
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: SASRec, split: LeaveOneOut, num_items: int, k: int = 10, sampled: int = 100, on: str = "test"
+) -> dict:
+    """Model and baselines on the same cases: full ranking, seen filtered, plus sampled-100."""
+    cases = split.test if on == "test" else split.valid
+    result = evaluate_scorer(model_scorer(model), cases, num_items, k=k, sampled=sampled)
+    result["baselines"] = {
+        "most_popular": evaluate_scorer(
+            MostPopular(split.train, num_items), cases, num_items, k=k, sampled=sampled
+        ),
+        "cooccurrence": evaluate_scorer(
+            CoOccurrence(split.train, num_items), cases, num_items, k=k, sampled=sampled
+        ),
+    }
+    result["protocol"] = (
+        f"leave-one-out {on}, full ranking, seen items filtered; sampled{sampled} is an extra"
+    )
+    return result
+
+
+def cold_start_hr(model: SASRec, split: LeaveOneOut, k: int = 10) -> dict:
+    """HR@k on test cases whose target was withheld from training (needs a cold split)."""
+    cold = np.zeros(model.config.num_items + 1, dtype=bool)
+    cold[split.cold_items] = True
+    pick = np.flatnonzero(cold[split.test.targets])
+    if len(pick) == 0:
+        return {f"hr@{k}": None, "cases": 0}
+    from training.recommender.data import EvalSet
+
+    cases = EvalSet(split.test.users[pick], [split.test.histories[i] for i in pick], split.test.targets[pick])
+    result = evaluate_scorer(model_scorer(model), cases, model.config.num_items, k=k, sampled=0)
+    return {f"hr@{k}": result[f"hr@{k}"], f"ndcg@{k}": result[f"ndcg@{k}"], "cases": len(pick)}
+
+
+def train(
+    data: SequenceData,
+    profile: ProfileName = "quick",
+    features: Features | None = None,
+    settings: TrainSettings | None = None,
+    model_overrides: dict | None = None,
+    cold_fraction: float = 0.0,
+) -> TrainResult:
+    """Split, train, evaluate on the test split; the metrics land in the artifact."""
+    settings = settings or replace(TrainSettings(), **PROFILES[profile].train)
+    split = leave_one_out(data, cold_fraction=cold_fraction, seed=settings.seed)
+    config = model_config(data, profile, features, **(model_overrides or {}))
+    result = fit(data, split, config, settings)
+    metrics = evaluate(result.artifact.model, split, data.num_items)
+    metrics.update(
+        train_seconds=result.train_seconds,
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+        split=split_fingerprint(data, cold_fraction, settings.seed),
+    )
+    result.artifact.metrics = metrics
+    return result
+
+
+def settings_for(profile: ProfileName, **overrides) -> TrainSettings:
+    values = {**PROFILES[profile].train, **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(TrainSettings(), **values)
+
+
+# --- promotion -----------------------------------------------------------------------------------
+
+
+def _promotion_file(name: str, home: Path | str | None) -> Path:
+    return store_home(home) / "promotions" / f"{name}.json"
+
+
+def promoted_tag(name: str = "recommender", home: Path | str | None = None) -> str | None:
+    """The tag serving should load, or None if nothing was promoted yet."""
+    path = _promotion_file(name, home)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["tag"]
+
+
+def vocabulary_scorer(recommender: Recommender, items: list[str]) -> Scorer:
+    """Score histories given in ``items``' indices with a model of another vocabulary.
+
+    Histories are mapped through the string ids; items the model does not know get -inf,
+    so two models with different vocabularies are compared on exactly the same cases.
+    """
+    to_model = np.array([0] + [recommender.index.get(item, 0) for item in items], dtype=np.int64)
+    known = torch.from_numpy(to_model > 0)
+    gather = torch.from_numpy(to_model)
+
+    def score(histories):
+        mapped = [to_model[h][to_model[h] > 0] for h in histories]
+        model_scores = score_histories(recommender.model, mapped)
+        scores = model_scores[:, gather]
+        scores[:, ~known] = float("-inf")
+        return scores
+
+    return score
+
+
+def promote_if_better(
+    candidate_tag: str,
+    data: SequenceData,
+    metric: str = "ndcg@10",
+    name: str = "recommender",
+    home: Path | str | None = None,
+) -> dict:
+    """Promote ``candidate_tag`` only if, on the same test split of ``data``, it beats both
+    baselines and the currently promoted model. Returns the decision with the figures."""
+    split = leave_one_out(data)
+    candidate = load_from_store(candidate_tag, home=home)
+    cases, n = split.test, data.num_items
+    scores = {
+        "candidate": evaluate_scorer(
+            vocabulary_scorer(Recommender(candidate.model, candidate.items), data.items), cases, n, sampled=0
+        )[metric],
+        "most_popular": evaluate_scorer(MostPopular(split.train, n), cases, n, sampled=0)[metric],
+        "cooccurrence": evaluate_scorer(CoOccurrence(split.train, n), cases, n, sampled=0)[metric],
+    }
+    current = promoted_tag(name, home)
+    if current is not None and current != candidate.tag:
+        incumbent = load_from_store(current, home=home)
+        rec = Recommender(incumbent.model, incumbent.items)
+        scores["promoted"] = evaluate_scorer(vocabulary_scorer(rec, data.items), cases, n, sampled=0)[metric]
+    rivals = {k: v for k, v in scores.items() if k != "candidate"}
+    best_rival = max(rivals, key=rivals.get)
+    promote = scores["candidate"] > rivals[best_rival]
+    decision = {
+        "candidate": candidate.tag,
+        "previous": current,
+        "metric": metric,
+        "scores": scores,
+        "promoted": promote,
+        "reason": (
+            f"{metric} {scores['candidate']:.4f} beats {best_rival} ({rivals[best_rival]:.4f})"
+            if promote
+            else f"{metric} {scores['candidate']:.4f} does not beat {best_rival} ({rivals[best_rival]:.4f})"
+        ),
+        "split": split_fingerprint(data),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    if promote:
+        path = _promotion_file(name, home)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history = json.loads(path.read_text()).get("history", []) if path.exists() else []
+        record = {
+            "tag": candidate.tag,
+            "history": [*history, decision],
+            **{k: decision[k] for k in ("scores", "split", "at")},
+        }
+        # Write then rename, so a reader never sees half a file.
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(record, tmp, indent=2)
+        os.replace(tmp.name, path)
+    return decision
+
+
+# --- plot ----------------------------------------------------------------------------------------
+
+
+def metrics_plot_png(metrics: dict, k: int = 10) -> bytes:
+    """Bar chart of HR@k, NDCG@k and MRR for the model and each baseline, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"hr@{k}", f"ndcg@{k}", "mrr"]
+    rows = {"model": metrics, **metrics.get("baselines", {})}
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    width = 0.8 / len(rows)
+    for i, (label, values) in enumerate(rows.items()):
+        ax.bar(np.arange(len(names)) + i * width, [values.get(m, 0.0) for m in names], width, label=label)
+    ax.set_xticks(np.arange(len(names)) + width * (len(rows) - 1) / 2, names)
+    ax.set_ylabel("score")
+    ax.set_title("Recommender, leave-one-out test, full ranking")
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from data_contracts import schemas
-
 TOP_CATEGORIES = ("Electronics", "Home", "Fashion", "Beauty", "Sports", "Toys", "Books", "Garden")
 SUB_CATEGORIES = ("Basics", "Premium", "Accessories", "Outlet")
 BRANDS = ("Acme", "Northwind", "Globex", "Initech", "Umbra", "Zephyr", "Lumen", "Orbit", "Kestrel", "Nimbus")
@@ -218,7 +216,7 @@ def _day_events(config, rng, d, start, n_sessions, taste, activity, by_cat, item
     return pl.DataFrame(
         {
             "event_id": [f"syn-{day_start:%Y%m%d}-{i:07d}" for i in range(n)],
-            "ts": pl.Series((np.datetime64(day_start.replace(tzinfo=None), "us") + (secs * 1e6).astype("timedelta64[us]"))),
+            "ts": pl.Series(np.datetime64(day_start.replace(tzinfo=None), "us") + (secs * 1e6).astype("timedelta64[us]")),
             "user_id": np.char.add("u", np.char.zfill(users[session_of_view[idx]].astype(str), 6)),
             "item_id": np.char.add("i", np.char.zfill(items_idx.astype(str), 6)),
             "event_type": kinds,

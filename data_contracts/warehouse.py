@@ -16,8 +16,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import duckdb
@@ -47,19 +46,47 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     return duckdb.connect(str(path), read_only=read_only)
 
 
-@dataclass
-class _Staged:
-    """Partition folders written to a staging folder, waiting for the transaction's commit."""
+class PartitionWriter:
+    """Writes partitions of one table to a staging folder; the transaction swaps them in."""
 
-    table: str
-    column: str
-    staging: Path
-    final: Path
-    keys: list[str] = field(default_factory=list)
+    def __init__(self, table: str, column: str, final: Path):
+        self.table, self.column, self.final = table, column, final
+        self.staging = final.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}"
+        self.keys: list[str] = []
+
+    def _file(self, key) -> Path:
+        return self.staging / f"{self.column}={key}" / "part-0.parquet"
+
+    def write(self, key, frame: pl.DataFrame) -> None:
+        """Stage ``frame`` as partition ``key`` (the partition column is implied by the folder)."""
+        path = self._file(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.drop(self.column, strict=False).write_parquet(path, compression="lz4", statistics=False)
+        if str(key) not in self.keys:
+            self.keys.append(str(key))
+
+    def read(self, key) -> pl.DataFrame:
+        return pl.read_parquet(self._file(key))
+
+    def publish(self) -> None:
+        """Swap the staged partition folders in, then drop the old ones."""
+        self.final.mkdir(parents=True, exist_ok=True)
+        trash = self.final.parent / f".trash-{uuid.uuid4().hex[:8]}"
+        trash.mkdir()
+        for key in self.keys:
+            name = f"{self.column}={key}"
+            if (self.final / name).exists():
+                (self.final / name).rename(trash / name)
+            (self.staging / name).rename(self.final / name)
+        shutil.rmtree(trash)
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
-# Staged partition writes of each open transaction, by connection.
-_pending: dict[int, list[_Staged]] = {}
+# Partition writers of each open transaction, by connection.
+_pending: dict[int, list[PartitionWriter]] = {}
 
 
 @contextmanager
@@ -73,17 +100,17 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     _pending[id(conn)] = []
     try:
         yield conn
-        staged = _pending.pop(id(conn))
-        for write in staged:
-            _publish(write)
+        writers = _pending.pop(id(conn))
+        for writer in writers:
+            writer.publish()
     except BaseException:
-        for write in _pending.pop(id(conn), []):
-            shutil.rmtree(write.staging, ignore_errors=True)
+        for writer in _pending.pop(id(conn), []):
+            writer.discard()
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    for write in staged:
-        _create_view(conn, write.table, write.final, write.column)
+    for writer in writers:
+        _create_view(conn, writer.table, writer.final, writer.column)
 
 
 def _comment(conn: duckdb.DuckDBPyConnection, table: str, kind: str = "TABLE") -> None:
@@ -112,6 +139,17 @@ def partitions_dir(conn: duckdb.DuckDBPyConnection) -> Path:
     return Path(path).resolve().parent / "partitions"
 
 
+def partition_writer(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> PartitionWriter:
+    """A writer for partitions of ``table``, published when the open transaction commits."""
+    if table not in PARTITIONED_TABLES:
+        raise KeyError(f"{table!r} is not a partitioned table ({PARTITIONED_TABLES})")
+    if id(conn) not in _pending:
+        raise RuntimeError("partition writes must happen inside warehouse.transaction(conn)")
+    writer = PartitionWriter(table, column, partitions_dir(conn) / table)
+    _pending[id(conn)].append(writer)
+    return writer
+
+
 def replace_partitions(
     conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence, frame: pl.DataFrame
 ) -> int:
@@ -119,41 +157,13 @@ def replace_partitions(
 
     Every key gets its folder, empty keys an empty file, so a re-run never doubles a table.
     """
-    if table not in PARTITIONED_TABLES:
-        raise KeyError(f"{table!r} is not a partitioned table ({PARTITIONED_TABLES})")
-    final = partitions_dir(conn) / table
-    staged = _Staged(table, column, final.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}", final)
-    try:
+    with nullcontext() if id(conn) in _pending else transaction(conn):
+        writer = partition_writer(conn, table, column)
         parts = frame.partition_by(column, as_dict=True, include_key=False) if frame.height else {}
         empty = frame.drop(column).clear()
         for key in keys:
-            folder = staged.staging / f"{column}={key}"
-            folder.mkdir(parents=True)
-            parts.get((key,), empty).write_parquet(folder / "part-0.parquet", compression="lz4", statistics=False)
-            staged.keys.append(str(key))
-    except BaseException:
-        shutil.rmtree(staged.staging, ignore_errors=True)
-        raise
-    if id(conn) in _pending:
-        _pending[id(conn)].append(staged)
-    else:
-        _publish(staged)
-        _create_view(conn, table, final, column)
+            writer.write(key, parts.get((key,), empty))
     return frame.height
-
-
-def _publish(staged: _Staged) -> None:
-    """Swap the staged partition folders in, then drop the old ones."""
-    staged.final.mkdir(parents=True, exist_ok=True)
-    trash = staged.final.parent / f".trash-{uuid.uuid4().hex[:8]}"
-    trash.mkdir()
-    for key in staged.keys:
-        name = f"{staged.column}={key}"
-        if (staged.final / name).exists():
-            (staged.final / name).rename(trash / name)
-        (staged.staging / name).rename(staged.final / name)
-    shutil.rmtree(trash)
-    shutil.rmtree(staged.staging)
 
 
 def _create_view(conn: duckdb.DuckDBPyConnection, table: str, folder: Path, column: str) -> None:
@@ -174,6 +184,16 @@ def read_partitions(conn: duckdb.DuckDBPyConnection, table: str, column: str, ke
         if (path := folder / f"{column}={key}" / "part-0.parquet").exists()
     ]
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def scan(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:
+    """A partitioned table as a Polars LazyFrame over its Parquet files (streams, never loads all)."""
+    if table not in PARTITIONED_TABLES:
+        raise KeyError(f"{table!r} is not a partitioned table ({PARTITIONED_TABLES})")
+    files = sorted((partitions_dir(conn) / table).glob("*/part-0.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{table} has no partitions yet under {partitions_dir(conn) / table}")
+    return pl.scan_parquet(files, hive_partitioning=True, hive_schema={"batch_date": pl.Date})
 
 
 def append(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

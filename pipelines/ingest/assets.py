@@ -64,18 +64,23 @@ def _contract_spec(name: str, asset_name: str) -> AssetCheckSpec:
 def raw_events(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
     """Every row of the event files landed on a day, in canonical form with its source."""
     config = settings.get()
-    files = {k: transform.landed_event_files(config, k) for k in context.partition_keys}
-    try:
-        raw = transform.read_raw_events(files)
-    except LandingFileError as exc:
-        raise Failure(description=str(exc)) from exc
+    rows: dict[str, int] = {}
     with warehouse_db.get_connection() as conn, warehouse.transaction(conn):
-        warehouse.replace_partitions(conn, "raw_events", "batch_date", _keys(context), raw)
-    by_file = raw.group_by("source_file").len().sort("source_file")
+        writer = warehouse.partition_writer(conn, "raw_events", "batch_date")
+        # One landing day at a time, so memory holds a day, not the whole range.
+        for key in context.partition_keys:
+            files = transform.landed_event_files(config, key)
+            try:
+                raw = transform.read_raw_events({key: files})
+            except LandingFileError as exc:
+                raise Failure(description=str(exc)) from exc
+            writer.write(key, raw)
+            for name, count in raw.group_by("source_file").len().iter_rows():
+                rows[name] = count
     return MaterializeResult(
         metadata={
-            "rows": raw.height,
-            "files": MetadataValue.md(by_file.to_pandas().to_markdown(index=False) if by_file.height else "none"),
+            "rows": sum(rows.values()),
+            "files": MetadataValue.json(rows),
         }
     )
 
@@ -153,70 +158,68 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
     config = settings.get()
     keys = _keys(context)
     now = datetime.now(timezone.utc)
+    sample_per_batch = -(-config.contract_sample_rows // len(keys))
     with warehouse_db.get_connection() as conn:
-        raw = warehouse.read_partitions(conn, "raw_events", "batch_date", keys)
         known = warehouse.read(conn, "SELECT item_id FROM catalog")["item_id"]
         existing = None
         if warehouse.table_exists(conn, "events"):
             existing = warehouse.read(
                 conn, "SELECT event_id FROM events WHERE batch_date NOT IN (SELECT unnest(?))", [keys]
             )["event_id"]
-        split = transform.clean_events(raw, known, now, config.future_skew(), existing)
-        runs = _ingest_runs(context.run_id, raw, split, now)
         with warehouse.transaction(conn):
-            warehouse.replace_partitions(conn, "events", "batch_date", keys, split.clean)
-            warehouse.replace_partitions(conn, "quarantine_events", "batch_date", keys, split.quarantined)
+            clean_writer = warehouse.partition_writer(conn, "events", "batch_date")
+            quarantine_writer = warehouse.partition_writer(conn, "quarantine_events", "batch_date")
+            counts, clean_ids, samples = [], [], []
+            # One landing day at a time; ids repeated across days are dropped afterwards.
+            for key in keys:
+                raw = warehouse.read_partitions(conn, "raw_events", "batch_date", [key])
+                split = transform.clean_events(raw, known, now, config.future_skew())
+                clean_writer.write(key, split.clean)
+                quarantine_writer.write(key, split.quarantined)
+                counts.append([key, raw.height, split.clean.height, split.quarantined.height, split.duplicates])
+                clean_ids.append(split.clean["event_id"])
+                samples.append(split.clean.sample(min(sample_per_batch, split.clean.height), seed=0))
+            for i, repeats in enumerate(transform.repeated_ids(clean_ids, existing)):
+                if repeats.len():
+                    row, key, repeated = counts[i], keys[i], pl.col("event_id").is_in(repeats.implode())
+                    clean_writer.write(key, clean_writer.read(key).filter(~repeated))
+                    samples[i] = samples[i].filter(~repeated)
+                    row[2] -= repeats.len()
+                    row[4] += repeats.len()
+            runs = _ingest_runs(context.run_id, counts, now)
             warehouse.append(conn, "ingest_runs", runs)
-        stored_in = conn.execute(
-            "SELECT count(*) FROM raw_events WHERE batch_date IN (SELECT unnest(?))", [keys]
-        ).fetchone()[0]
+        totals = runs.select(pl.col("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate").sum()).row(
+            0, named=True
+        )
         stored = {
             t: conn.execute(f"SELECT count(*) FROM {t} WHERE batch_date IN (SELECT unnest(?))", [keys]).fetchone()[0]
-            for t in ("events", "quarantine_events")
+            for t in ("raw_events", "events", "quarantine_events")
         }
         repeated_ids = conn.execute(
             "SELECT count(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1)"
         ).fetchone()[0]
-    counts = {
-        "rows_in": split.rows_in,
-        "rows_clean": split.clean.height,
-        "rows_quarantined": split.quarantined.height,
-        "rows_duplicate": split.duplicates,
-    }
-    yield MaterializeResult(asset_key="events", metadata={**counts, "partitions": len(keys)})
-    yield MaterializeResult(
-        asset_key="quarantine_events",
-        metadata={"rows": split.quarantined.height, "by_rule": _by_rule(split.quarantined)},
-    )
-    yield _contract_check("events", "events", split.clean, config)
-    balanced = stored_in == stored["events"] + stored["quarantine_events"] + split.duplicates
+    yield MaterializeResult(asset_key="events", metadata={**totals, "partitions": len(keys)})
+    yield MaterializeResult(asset_key="quarantine_events", metadata={"rows": totals["rows_quarantined"]})
+    yield _contract_check("events", "events", pl.concat(samples), config)
+    balanced = stored["raw_events"] == stored["events"] + stored["quarantine_events"] + totals["rows_duplicate"]
     yield AssetCheckResult(
         asset_key="events",
         check_name="rows_balance",
         passed=bool(balanced and repeated_ids == 0),
         description="rows_in = rows_clean + rows_quarantined + rows_duplicate" + ("" if balanced else " is broken")
         + (f"; {repeated_ids} event ids repeat in events" if repeated_ids else ""),
-        metadata={"rows_in_stored": stored_in, **{f"{k}_stored": v for k, v in stored.items()}, **counts},
+        metadata={**{f"{k}_stored": v for k, v in stored.items()}, **totals},
     )
 
 
-def _ingest_runs(run_id: str, raw: pl.DataFrame, split: transform.EventSplit, now: datetime) -> pl.DataFrame:
+def _ingest_runs(run_id: str, counts: list[list], now: datetime) -> pl.DataFrame:
     """One row per batch: how its rows were split."""
-    def per_batch(frame: pl.DataFrame, name: str) -> pl.DataFrame:
-        return frame.group_by("batch_date").agg(pl.len().cast(pl.Int64).alias(name))
-
-    batches = per_batch(raw, "rows_in")
-    for frame, name in ((split.clean, "rows_clean"), (split.quarantined, "rows_quarantined")):
-        batches = batches.join(per_batch(frame, name), on="batch_date", how="left")
-    return (
-        batches.with_columns(pl.col("rows_clean", "rows_quarantined").fill_null(0))
-        .with_columns(
-            (pl.col("rows_in") - pl.col("rows_clean") - pl.col("rows_quarantined")).alias("rows_duplicate"),
-            pl.lit(run_id).alias("run_id"),
-            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
-        )
-        .sort("batch_date")
-        .select("run_id", "batch_date", "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "ingested_at")
+    columns = ["batch_date", "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"]
+    return pl.DataFrame(counts, schema=columns, orient="row").select(
+        pl.lit(run_id).alias("run_id"),
+        pl.col("batch_date").cast(pl.Date),
+        pl.col(columns[1:]).cast(pl.Int64),
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
     )
 
 
@@ -225,8 +228,7 @@ def user_sequences(warehouse_db: DuckDBResource, settings: ShopSettings):
     """Each user's last N item events (items, event types, times), newest last."""
     config = settings.get()
     with warehouse_db.get_connection() as conn:
-        events_frame = warehouse.read(conn, "SELECT user_id, item_id, event_type, ts, event_id FROM events")
-        sequences = transform.build_user_sequences(events_frame, config.sequence_length)
+        sequences = transform.build_user_sequences(warehouse.scan(conn, "events"), config.sequence_length)
         with warehouse.transaction(conn):
             warehouse.replace_table(conn, "user_sequences", sequences)
     lengths = sequences["length"]
@@ -244,9 +246,8 @@ def user_sequences(warehouse_db: DuckDBResource, settings: ShopSettings):
 def item_stats(warehouse_db: DuckDBResource, settings: ShopSettings):
     """Per item funnel counts, distinct users, popularity and its rank."""
     with warehouse_db.get_connection() as conn:
-        events_frame = warehouse.read(conn, "SELECT user_id, item_id, event_type, ts FROM events")
         catalog_frame = warehouse.read(conn, "SELECT item_id FROM catalog")
-        stats = transform.build_item_stats(events_frame, catalog_frame, datetime.now(timezone.utc))
+        stats = transform.build_item_stats(warehouse.scan(conn, "events"), catalog_frame, datetime.now(timezone.utc))
         with warehouse.transaction(conn):
             warehouse.replace_table(conn, "item_stats", stats)
     yield MaterializeResult(

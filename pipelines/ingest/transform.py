@@ -105,8 +105,8 @@ def clean_events(
     passed = split.clean
     clean = passed.unique(subset="event_id", keep="first", maintain_order=True)
     if existing_ids is not None and existing_ids.len():
-        clean = clean.join(pl.DataFrame({"event_id": existing_ids}), on="event_id", how="anti")
-    keep = [*schemas.EVENT_COLUMNS, "batch_date"]
+        clean = clean.filter(~pl.col("event_id").is_in(existing_ids.implode()))
+    keep = [c for c in (*schemas.EVENT_COLUMNS, "batch_date") if c in clean.columns]
     return EventSplit(clean.select(keep), split.quarantined, passed.height - clean.height)
 
 
@@ -128,23 +128,43 @@ def build_catalog(raw: pl.DataFrame) -> CatalogTables:
 
 
 def build_user_sequences(events: pl.LazyFrame | pl.DataFrame, length: int) -> pl.DataFrame:
-    """Each user's last ``length`` item events, newest last."""
-    item_events = events.lazy().filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
+    """Each user's last ``length`` item events, newest last.
+
+    Sorting happens inside each user's group, so the streaming engine never sorts the
+    whole table at once.
+    """
+    event = pl.struct("ts", "event_id", "item_id", "event_type")
+    recent = event.sort_by("ts", "event_id").tail(length)
     return (
-        item_events.select("user_id", "item_id", "event_type", "ts", "event_id")
-        .sort(EVENT_ORDER)
-        .group_by("user_id", maintain_order=True)
-        .agg(
-            pl.col("item_id").tail(length).alias("item_ids"),
-            pl.col("event_type").tail(length).alias("event_types"),
-            pl.col("ts").tail(length).alias("event_times"),
-            pl.len().cast(pl.Int64).alias("total_events"),
-            pl.col("ts").last().alias("last_event_ts"),
+        events.lazy()
+        .filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
+        .group_by("user_id")
+        .agg(recent.alias("recent"), pl.len().cast(pl.Int64).alias("total_events"), pl.col("ts").max().alias("last_event_ts"))
+        .select(
+            "user_id",
+            pl.col("recent").list.eval(pl.element().struct.field("item_id")).alias("item_ids"),
+            pl.col("recent").list.eval(pl.element().struct.field("event_type")).alias("event_types"),
+            pl.col("recent").list.eval(pl.element().struct.field("ts")).alias("event_times"),
+            pl.col("recent").list.len().cast(pl.Int64).alias("length"),
+            "total_events",
+            "last_event_ts",
         )
-        .with_columns(pl.col("item_ids").list.len().cast(pl.Int64).alias("length"))
-        .select(list(schemas.USER_SEQUENCE_SCHEMA))
-        .collect()
+        .sort("user_id")
+        .collect(engine="streaming")
     )
+
+
+def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) -> list[pl.Series]:
+    """For each batch's ids (in order), the ids already seen in ``existing`` or an earlier batch."""
+    frames = [pl.DataFrame({"event_id": ids, "batch": i}) for i, ids in enumerate(batches)]
+    if existing is not None and existing.len():
+        frames.insert(0, pl.DataFrame({"event_id": existing, "batch": -1}))
+    if not frames:
+        return []
+    ids = pl.concat(frames, how="vertical_relaxed")
+    repeats = ids.filter(~pl.col("event_id").is_first_distinct() & (pl.col("batch") >= 0))
+    by_batch = {b: g["event_id"] for (b,), g in repeats.partition_by("batch", as_dict=True).items()}
+    return [by_batch.get(i, pl.Series("event_id", [], pl.String)) for i in range(len(batches))]
 
 
 def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -163,7 +183,7 @@ def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame,
             pl.col("ts").min().alias("first_seen"),
             pl.col("ts").max().alias("last_seen"),
         )
-        .collect()
+        .collect(engine="streaming")
     )
     stats = catalog.select("item_id").join(counts, on="item_id", how="left")
     zero = ["views", "carts", "purchases", "refunds", "users", "popularity"]

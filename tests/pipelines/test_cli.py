@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", command, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: shopml" in result.stdout
+
+
+def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, capsys):
+    code = main(["run", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "user_sequences" in out and "quarantine_events" in out
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert set(figures) == {"seconds", "steps", "peak_rss_mb"}
+    assert set(figures["steps"]) == {"generate", "ingest"}
+
+
+def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):
+    path = tmp_path / "odd.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="odd.csv: columns"):
+        main(["land", str(path)])

@@ -244,6 +244,10 @@ class SqliteSequences(OnlineSequences):
             return OnlineStoreError(
                 f"{self.where} has no table {self.table!r}: run features.store.apply first"
             )
+        if "locked" in str(e) or "busy" in str(e):
+            return OnlineStoreError(
+                f"{self.where} stayed locked by another writer for {self.lock_timeout_s}s ({e})"
+            )
         return OnlineStoreError(f"{self.where} is unreadable ({e}): is it a Feast SQLite online store?")
 
     def read_many(self, user_ids: Sequence[str]) -> list[UserSequence]:

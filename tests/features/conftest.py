@@ -8,10 +8,14 @@ schema for the registry; both are removed afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +28,7 @@ import pytest
 from data_contracts.schemas import CATALOG_SCHEMA, EVENT_SCHEMA, ITEM_EVENT_TYPES, conform
 from features.config import FeatureStoreConfig, open_store
 from features.offline import write_offline_sources
+from features.online import open_sequences
 from features.store import apply, materialize
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -148,6 +153,77 @@ def build(config: FeatureStoreConfig, warehouse: Warehouse):
     return store
 
 
+def _check_concurrent(results, final, workers, per_worker):
+    # Every item landed once; each worker's items keep its own order; every returned
+    # sequence is the final one as it stood when that append was applied.
+    expected = {f"w{w}-{k}" for w in range(workers) for k in range(per_worker)}
+    assert len(final.item_ids) == len(expected) and set(final.item_ids) == expected
+    for w in range(workers):
+        mine = [i for i in final.item_ids if i.startswith(f"w{w}-")]
+        assert mine == [f"w{w}-{k}" for k in range(per_worker)]
+    for returned in results:
+        position = final.item_ids.index(returned[-1])
+        assert returned == final.item_ids[: position + 1]
+
+
+# Runs in its own interpreter: open the store, append each thread's items in order.
+WORKER = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from features.config import FeatureStoreConfig, open_store
+from features.online import open_sequences
+args = json.loads(sys.argv[1])
+config = FeatureStoreConfig(**{**args["config"], "root": Path(args["config"]["root"])})
+store = open_store(config)
+with open_sequences(store, config) as sequences:
+    def run(worker):
+        return [sequences.append(args["user"], f"w{worker}-{k}", "view").item_ids for k in range(args["per_worker"])]
+    with ThreadPoolExecutor(len(args["workers"])) as pool:
+        print(json.dumps([r for batch in pool.map(run, args["workers"]) for r in batch]))
+"""
+
+
+def concurrent_appends_threads(store, config, workers=10, per_worker=5):
+    config = replace(config, sequence_length=workers * per_worker)
+    with open_sequences(store, config) as sequences:
+
+        def run(worker):
+            return [sequences.append("eve", f"w{worker}-{k}", "view").item_ids for k in range(per_worker)]
+
+        with ThreadPoolExecutor(workers) as pool:
+            results = [r for batch in pool.map(run, range(workers)) for r in batch]
+        _check_concurrent(results, sequences.read("eve"), workers, per_worker)
+
+
+def concurrent_appends_processes(store, config, processes=2, threads=5, per_worker=5):
+    config = replace(config, sequence_length=processes * threads * per_worker)
+    fields = {k: str(v) if k == "root" else v for k, v in asdict(config).items()}
+    children = []
+    for p in range(processes):
+        args = {
+            "config": fields,
+            "user": "frank",
+            "workers": list(range(p * threads, (p + 1) * threads)),
+            "per_worker": per_worker,
+        }
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, json.dumps(args)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=180)
+        assert child.returncode == 0, err[-2000:]
+        results += json.loads(out.strip().splitlines()[-1])
+    with open_sequences(store, config) as sequences:
+        _check_concurrent(results, sequences.read("frank"), processes * threads, per_worker)
+
+
 @pytest.fixture
 def shop() -> SimpleNamespace:
     """The helpers above, for test modules (conftest is not importable under importlib mode)."""
@@ -160,6 +236,8 @@ def shop() -> SimpleNamespace:
         item_stats=item_stats,
         expected_sequences=expected_sequences,
         build=build,
+        concurrent_appends_threads=concurrent_appends_threads,
+        concurrent_appends_processes=concurrent_appends_processes,
     )
 
 

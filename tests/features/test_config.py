@@ -54,3 +54,25 @@ def test_bad_urls_are_refused(tmp_path):
         ).redis_connection_string
     with pytest.raises(ValueError, match="postgres_url"):
         _ = FeatureStoreConfig(profile="production", root=tmp_path, postgres_url="mysql://x").registry_url
+
+
+def test_the_feast_cli_finds_each_object_once(tmp_path, monkeypatch):
+    from feast.repo_operations import parse_repo
+
+    repo_root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo_root)  # Feast names modules relative to the working directory
+    monkeypatch.setenv("SHOPML_DATA_DIR", str(tmp_path))
+    contents = parse_repo(repo_root / "features")
+    # Feast adds a "__dummy" entity of its own for entity-less views.
+    assert sorted(e.name for e in contents.entities if e.name != "__dummy") == ["item", "user"]
+    assert sorted(v.name for v in contents.feature_views) == [
+        "item_features",
+        "user_recent_items",
+        "user_stats",
+    ]
+    assert sorted(s.name for s in contents.feature_services) == ["recommender_items_v1", "recommender_v1"]
+    assert sorted(s.name for s in contents.data_sources) == [
+        "item_features",
+        "user_history",
+        "user_recent_items_push",
+    ]

@@ -14,13 +14,43 @@ import torch.nn.functional as F
 LossName = Literal["ce", "sampled_softmax", "bce"]
 
 
+class _FullSoftmaxCE(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ items.T`` without keeping log-probabilities.
+
+    Autograd's path stores the logits, the log-softmax and a zero-filled gradient, each
+    (M, N+1); here the softmax is computed in place and becomes its own gradient
+    (softmax - one_hot), so the catalogue-wide matrices are made once. On a CPU the loss
+    is most of a training step, so this is worth the few lines.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = (h @ items.T).float()  # (M, N+1)
+        logits[:, 0] = float("-inf")
+        rows = torch.arange(len(targets), device=h.device)
+        target_logit = logits[rows, targets]
+        lse = torch.logsumexp(logits, dim=1)
+        probs = logits.sub_(lse.unsqueeze(1)).exp_()  # in place: logits are no longer needed
+        ctx.save_for_backward(h, items, targets, probs)
+        return (lse - target_logit).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, items, targets, probs = ctx.saved_tensors
+        rows = torch.arange(len(targets), device=h.device)
+        probs[rows, targets] -= 1.0
+        probs.mul_(grad / len(targets))
+        dlogits = probs.to(h.dtype)
+        return dlogits @ items, dlogits.T @ h, None
+
+
 def full_softmax_ce(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the whole catalogue (the strongest published SASRec variant)."""
     mask = targets > 0
     h = hidden[mask]  # (M, C): only positions with a target
-    logits = h @ items.T  # (M, N+1)
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits.float(), targets[mask])
+    if h.shape[0] == 0:
+        return hidden.sum() * 0.0
+    return _FullSoftmaxCE.apply(h, items, targets[mask])
 
 
 def sampled_softmax(

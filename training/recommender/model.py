@@ -29,6 +29,9 @@ class RecommenderConfig:
     num_categories: int = 0  # category side feature; 0 disables it (index 0 = unknown)
     num_price_buckets: int = 0  # price-bucket side feature; 0 disables it (index 0 = unknown)
     text_dim: int = 0  # width of the frozen text embedding; 0 disables the text projection
+    # With text features, the share of items whose id vector is hidden in each training
+    # pass, so the text projection alone must rank them: what a new item will face.
+    id_dropout: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,12 +75,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln2 = nn.LayerNorm(config.hidden)
         inner = config.hidden * config.ffn_mult
-        self.ffn = nn.Sequential(
-            nn.Linear(config.hidden, inner),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(inner, config.hidden),
-        )
+        # No dropout inside the feed-forward: on a CPU each dropout mask costs about as
+        # much as a matmul here, and the residual dropout below regularises the block.
+        self.ffn = nn.Sequential(nn.Linear(config.hidden, inner), nn.GELU(), nn.Linear(inner, config.hidden))
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -161,7 +161,10 @@ class SASRec(nn.Module):
             if items is not None
             else torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device)
         )
-        vec = self.item_emb(idx) * self.item_has_id[idx].unsqueeze(-1).to(self.item_emb.weight.dtype)
+        keep = self.item_has_id
+        if self.training and self.config.text_dim and self.config.id_dropout > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.config.id_dropout)
+        vec = self.item_emb(idx) * keep[idx].unsqueeze(-1).to(self.item_emb.weight.dtype)
         if self.config.num_categories:
             vec = vec + self.cat_emb(self.item_category[idx])
         if self.config.num_price_buckets:

@@ -123,3 +123,30 @@ def test_config_round_trip_rejects_unknown_fields():
     assert RecommenderConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         RecommenderConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+def test_full_softmax_ce_gradients_match_autograd():
+    torch.manual_seed(1)
+    hidden = torch.randn(3, 5, 8, requires_grad=True)
+    items = torch.randn(11, 8, requires_grad=True)
+    targets = torch.randint(0, 11, (3, 5))
+    full_softmax_ce(hidden, items, targets).backward()
+    fused = hidden.grad.clone(), items.grad.clone()
+    hidden.grad = items.grad = None
+    keep = targets > 0
+    logits = hidden[keep] @ items.T
+    logits = logits.masked_fill(torch.arange(11) == 0, float("-inf"))
+    F.cross_entropy(logits, targets[keep]).backward()
+    assert torch.allclose(fused[0], hidden.grad, atol=1e-5)
+    assert torch.allclose(fused[1], items.grad, atol=1e-5)
+
+
+def test_id_dropout_hides_id_vectors_only_in_training_with_text():
+    model = tiny(text_dim=4, id_dropout=1.0)
+    model.train()
+    # Every id vector hidden: only the (zero) text projection is left.
+    assert torch.count_nonzero(model.item_vectors()) == 0
+    model.eval()
+    assert torch.count_nonzero(model.item_vectors()[1:]) > 0
+    plain = tiny(id_dropout=1.0).train()  # no text: id vectors are all there is
+    assert torch.count_nonzero(plain.item_vectors()[1:]) > 0

@@ -141,7 +141,9 @@ def _decode(user_id: str, values: dict[str, bytes | None], where: str) -> UserSe
     return UserSequence(user_id, list(ids), list(types), last)
 
 
-def _check_event(item_id: str, event_type: str) -> None:
+def _check_event(user_id: str, item_id: str, event_type: str) -> None:
+    if not user_id:
+        raise ValueError("user_id must be a non-empty string")
     if not item_id:
         raise ValueError("item_id must be a non-empty string")
     if event_type not in ITEM_EVENT_TYPES:
@@ -274,7 +276,7 @@ class SqliteSequences(OnlineSequences):
         return [_decode(u, found.get(k, {}), self.where) for u, k in zip(user_ids, keys, strict=True)]
 
     def append(self, user_id, item_id, event_type="rec_click", ts=None) -> UserSequence:
-        _check_event(item_id, event_type)
+        _check_event(user_id, item_id, event_type)
         ts = ts or datetime.now(UTC)
         conn = self._conn()
         key = self._user_key(user_id)
@@ -363,7 +365,7 @@ class RedisSequences(OnlineSequences):
         ]
 
     def append(self, user_id, item_id, event_type="rec_click", ts=None) -> UserSequence:
-        _check_event(item_id, event_type)
+        _check_event(user_id, item_id, event_type)
         ts = ts or datetime.now(UTC)
         key = self._key(user_id)
         deadline = time.monotonic() + self.lock_timeout_s

@@ -37,6 +37,8 @@ def test_append_refuses_bad_events(local_store, local_config):
             sequences.append("alice", "i1", "rec_impression")
         with pytest.raises(ValueError, match="item_id"):
             sequences.append("alice", "", "view")
+        with pytest.raises(ValueError, match="user_id"):
+            sequences.append("", "i1", "view")
         assert len(sequences.read("alice")) == 5
 
 

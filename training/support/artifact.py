@@ -95,16 +95,21 @@ def save_support_model(
     return tag
 
 
-def model_path(tag: str | None = None, settings: Settings | None = None) -> Path:
-    """Folder of a support version: ``tag``, else the promoted one, else the latest."""
+def resolve_model(tag: str | None = None, settings: Settings | None = None) -> tuple[Path, str]:
+    """Folder and full tag of a support version: ``tag``, else the promoted one, else the latest."""
     bentoml = _bentoml(settings)
     tag = tag or promoted_tag(settings) or f"{MODEL_NAME}:latest"
     try:
-        return Path(bentoml.models.get(tag).path)
+        found = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound as exc:
         raise ArtifactError(
             f"no support model {tag!r} in the model store; run `shopml train support`"
         ) from exc
+    return Path(found.path), str(found.tag)
+
+
+def model_path(tag: str | None = None, settings: Settings | None = None) -> Path:
+    return resolve_model(tag, settings)[0]
 
 
 def load_support_model(
@@ -118,7 +123,9 @@ def load_support_model(
     from safetensors.torch import load_file
 
     settings = settings or Settings.from_env()
-    root = path or model_path(tag, settings)
+    if path is None:
+        path, tag = resolve_model(tag, settings)
+    root = path
     try:
         meta = json.loads((root / "support.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -148,7 +155,7 @@ def load_support_model(
     generator = None
     if with_generator and meta.get("generator"):
         generator = Generator.load(root / "generator", generator_cache(settings))
-    return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or root.name)
+    return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or str(root))
 
 
 def generator_cache(settings: Settings) -> Path:

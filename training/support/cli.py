@@ -32,8 +32,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-limit", type=int, help="held-out rows scored by the ranker (default: profile's)"
     )
+    parser.add_argument(
+        "--generation-eval-limit", type=int, help="held-out rows answered by the generator for ROUGE-L"
+    )
+    parser.add_argument(
+        "--latency-queries", type=int, help="replies timed for the latency figures (default 20)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default 2)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument(
+        "--near-duplicate-threshold",
+        type=float,
+        help="cosine at which questions stay on one side (default 0.85)",
+    )
     parser.add_argument("--report-dir", type=Path, help="write metrics.json, report.md, report.png here")
 
 
@@ -75,6 +86,9 @@ def _config(args: argparse.Namespace):
         "generator_steps": getattr(args, "generator_steps", None),
         "ranker_steps": getattr(args, "ranker_steps", None),
         "encoder": getattr(args, "encoder", None),
+        "near_duplicate_threshold": args.near_duplicate_threshold,
+        "generation_eval_limit": args.generation_eval_limit,
+        "latency_queries": args.latency_queries,
     }
     config = SupportConfig.for_profile(args.profile, **overrides)
     if getattr(args, "no_generator", False):
@@ -146,7 +160,13 @@ def evaluate(args: argparse.Namespace) -> int:
     corpus = jobs.support_corpus(
         settings, model.config, model.retriever.encoder, args.bitext, args.abcd, extra_feedback=args.feedback
     )
-    report = jobs.evaluate_model(model, corpus, limit=config.eval_limit)
+    report = jobs.evaluate_model(
+        model,
+        corpus,
+        limit=config.eval_limit,
+        generation_limit=config.generation_eval_limit,
+        latency_queries=config.latency_queries,
+    )
     _print_report(report, corpus)
     report_dir = (
         args.report_dir or Path(settings.data_dir) / "support" / "reports" / f"eval-{int(time.time())}"

@@ -59,6 +59,8 @@ class SupportConfig:
     # Held-out rows scored by the ranker and the generator (None: all); retrieval uses all.
     eval_limit: int | None = 300
     generation_eval_limit: int = 8
+    # Replies timed end to end for the per-stage latency figures.
+    latency_queries: int = 20
     ranker_candidates: int = 10
     # CPU threads for training and inference (the machine is shared).
     num_threads: int = 2

@@ -238,6 +238,9 @@ def read_feedback(rows: Iterable[dict]) -> tuple[pl.DataFrame, list[dict]]:
     valid: dict[str, dict] = {}
     rejected = []
     for index, row in enumerate(rows):
+        # Landing files mix feedback on recommendations in; those belong to the recommender.
+        if isinstance(row, dict) and row.get("target_kind") not in (None, "reply"):
+            continue
         try:
             clean = validate_feedback_row(row)
         except FeedbackError as exc:
@@ -308,11 +311,12 @@ def group_split(groups: np.ndarray, strata: list[str], test_fraction: float, see
         taken = 0
         for g in rng.permutation(stratum_groups):
             size = len(members[g])
-            # Skip a group that would overshoot by more than half its size (a giant cluster).
-            if taken + size - target > size / 2 and taken > 0:
-                continue
             if taken >= target:
                 break
+            # Skip a group that would overshoot by more than half its size (a giant cluster
+            # stays on the training side).
+            if taken + size - target > size / 2:
+                continue
             is_test[members[g]] = True
             taken += size
     return is_test
@@ -335,6 +339,8 @@ class SupportCorpus:
     articles: pl.DataFrame
     feedback: pl.DataFrame
     stats: dict
+    # Embeddings of the questions (rows of ``qa``), reused to index the training split.
+    question_embeddings: np.ndarray | None = None
 
     def train(self) -> pl.DataFrame:
         return self.qa.filter(pl.col("split") == "train")
@@ -368,6 +374,11 @@ def build_corpus(
     embeddings = embed(qa["question"].to_list())
     groups = near_duplicate_groups(embeddings, threshold)
     is_test = group_split(groups, qa["intent"].to_list(), test_fraction, seed)
+    if not is_test.any() or is_test.all():
+        raise CorpusError(
+            f"the split at near-duplicate threshold {threshold} leaves one side empty "
+            f"({len(np.unique(groups))} groups of {qa.height} questions); raise the threshold"
+        )
     # The figure to beat: a random row split of the same size.
     random_test = np.zeros(qa.height, dtype=bool)
     random_test[np.random.default_rng(seed).permutation(qa.height)[: int(is_test.sum())]] = True
@@ -403,4 +414,6 @@ def build_corpus(
             for t in LEAK_REPORT_THRESHOLDS
         },
     }
-    return SupportCorpus(qa=qa, articles=articles, feedback=feedback, stats=stats)
+    return SupportCorpus(
+        qa=qa, articles=articles, feedback=feedback, stats=stats, question_embeddings=embeddings
+    )

@@ -87,12 +87,13 @@ def evaluate_model(
     corpus: SupportCorpus,
     limit: int | None = None,
     generation_limit: int | None = None,
-    latency_queries: int = 20,
+    latency_queries: int | None = None,
 ) -> SupportReport:
     """Every figure of the support model on ``corpus``'s held-out split."""
     config = model.config
     limit = config.eval_limit if limit is None else limit
     generation_limit = config.generation_eval_limit if generation_limit is None else generation_limit
+    latency_queries = config.latency_queries if latency_queries is None else latency_queries
     test = corpus.test()
     if test.height == 0:
         raise ValueError("the corpus has no held-out rows")

@@ -195,13 +195,20 @@ class Generator:
 
     @torch.inference_mode()
     def generate(
-        self, turns: list[tuple[str, str]], passages: list[str], max_new_tokens: int | None = None
+        self,
+        turns: list[tuple[str, str]],
+        passages: list[str],
+        max_new_tokens: int | None = None,
+        exact: bool = False,
     ) -> str:
+        """Greedy reply with the KV cache; ``exact`` forces all new tokens (for benchmarks)."""
         prompt = build_prompt(self.tokenizer, turns, passages)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        new_tokens = max_new_tokens or self.max_new_tokens
         out = self.model.generate(
             **inputs,
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens if exact else None,
             do_sample=False,
             use_cache=True,
             pad_token_id=self.tokenizer.pad_token_id,

@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -80,7 +81,16 @@ def documents(corpus: SupportCorpus) -> list[Document]:
 
 
 def support_retriever(corpus: SupportCorpus, encoder: SentenceEncoder) -> Retriever:
-    return Retriever.build(encoder, documents(corpus))
+    docs = documents(corpus)
+    if corpus.question_embeddings is None or corpus.question_embeddings.shape[1] != encoder.dim:
+        return Retriever.build(encoder, docs)
+    # The corpus already embedded every question (for the split): embed only the articles.
+    articles = [d for d in docs if d.kind == "article"]
+    train_rows = (corpus.qa["split"] == "train").to_numpy()
+    embeddings = np.concatenate(
+        [encoder.encode([d.key for d in articles]), corpus.question_embeddings[train_rows]]
+    )
+    return Retriever(encoder, docs, embeddings)
 
 
 def support_ranker(

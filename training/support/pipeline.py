@@ -78,6 +78,7 @@ class SupportPipeline:
         shop_facts: dict[str, str] | None = None,
         use_generator: bool = True,
         num_threads: int | None = None,
+        exact_generation: bool = False,
     ):
         torch.set_num_threads(num_threads or model.config.num_threads)
         self.model = model
@@ -85,6 +86,8 @@ class SupportPipeline:
         self.feedback_log = feedback_log
         self.shop_facts = shop_facts or {}
         self.use_generator = use_generator and model.generator is not None
+        # Always write max_new_tokens tokens (benchmarks measure a fixed amount of generation).
+        self.exact_generation = exact_generation
         self._log_lock = threading.Lock()
 
     @classmethod
@@ -131,7 +134,9 @@ class SupportPipeline:
         if self.use_generator:
             start = time.perf_counter()
             passages = [h.doc.text for h in hits[: config.prompt_passages]]
-            generated = self.model.generator.generate(turns, passages, config.max_new_tokens)
+            generated = self.model.generator.generate(
+                turns, passages, config.max_new_tokens, exact=self.exact_generation
+            )
             timings["generate_ms"] = (time.perf_counter() - start) * 1000
             if generated:
                 candidates.append(Candidate(generated, "generated", hits[0].doc.category if hits else None))

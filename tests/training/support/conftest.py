@@ -61,6 +61,7 @@ def tiny_config(tiny_encoder_dir, tiny_lm_dir) -> SupportConfig:
         max_new_tokens=8,
         eval_limit=20,
         generation_eval_limit=2,
+        latency_queries=3,
         handover_threshold=0.3,
     )
 

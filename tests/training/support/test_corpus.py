@@ -119,6 +119,8 @@ def test_feedback_files_keep_last_rating_and_report_bad_lines(tmp_path):
     assert any("malformed JSON" in r["reason"] for r in rejected)
     with pytest.raises(CorpusError):
         read_feedback_files([tmp_path / "absent.jsonl"])
+    frame, rejected = read_feedback([{**GOOD, "target_kind": "recommendation", "rating": 9}])
+    assert frame.height == 0 and rejected == []
     frame, rejected = read_feedback(["not a mapping"])
     assert frame.height == 0 and "mapping" in rejected[0]["reason"]
 
@@ -185,6 +187,18 @@ def test_build_corpus_split_is_leak_free_where_a_random_split_leaks(tmp_path):
     assert corpus.qa.group_by("group").agg(pl.col("split").n_unique().alias("sides"))["sides"].max() == 1
     assert set(corpus.test()["intent"]) == {"cancel_order", "track_order", "get_refund", "check_invoice"}
     assert stats["leak_by_threshold"]["0.95"]["leak_free_split"] == 0
+
+
+def test_group_split_keeps_a_giant_cluster_in_training():
+    groups = np.array([0] * 50 + list(range(1, 11)))
+    is_test = group_split(groups, ["a"] * 60, 0.2, seed=0)
+    assert not is_test[:50].any() and is_test[50:].sum() > 0
+
+
+def test_build_corpus_refuses_a_one_sided_split(tmp_path):
+    rows = [(f"same question {i}", "a", "i", "C") for i in range(10)]
+    with pytest.raises(CorpusError, match="one side empty"):
+        build_corpus(bag_of_words, write_bitext(tmp_path / "b.csv", rows), ABCD_SAMPLE, threshold=0.9)
 
 
 def test_build_corpus_needs_rows(tmp_path):

@@ -1,0 +1,114 @@
+"""Support model benchmark: quality on the held-out split and reply latency; one JSON line.
+
+    python benchmarks/support.py [--tag support:...] [--threads 2] [--replies 30] [--generate-replies 10]
+
+Loads the promoted support model (or --tag) from the model store, rebuilds its corpus split,
+evaluates it, then times replies on held-out questions: the retrieve-and-rank path, and the
+path with generation of exactly 60 new tokens (fp32, and with int8 dynamic quantisation of
+the generator's linear layers). Targets (DESIGN.md): rank p50 <= 100 ms, generate p50 <= 1.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def timed_replies(model, questions: list[str], use_generator: bool, exact: bool = True) -> list[float]:
+    from training.support.pipeline import InMemoryStore, SupportPipeline
+
+    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=use_generator, exact_generation=exact)
+    pipeline.reply("warm-up", questions[0])  # first call pays one-off allocations
+    times = []
+    for i, question in enumerate(questions):
+        start = time.perf_counter()
+        pipeline.reply(f"bench-{i}", question)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", help="support model (default: the promoted one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--replies", type=int, default=30, help="timed retrieve-and-rank replies")
+    parser.add_argument("--generate-replies", type=int, default=10, help="timed replies with generation")
+    parser.add_argument("--new-tokens", type=int, default=60)
+    parser.add_argument(
+        "--eval-limit", type=int, help="held-out rows for the ranker figures (default: the model's)"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from data_contracts.settings import Settings
+    from training.support import jobs
+    from training.support.artifact import load_support_model
+    from training.support.metrics import percentiles
+
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    model = load_support_model(args.tag, settings)
+    load_s = time.perf_counter() - started
+    model = replace(
+        model, config=replace(model.config, num_threads=args.threads, max_new_tokens=args.new_tokens)
+    )
+    corpus = jobs.support_corpus(settings, model.config, model.retriever.encoder)
+    report = jobs.evaluate_model(model, corpus, limit=args.eval_limit, latency_queries=0)
+    questions = corpus.test()["question"].to_list()
+
+    rank = percentiles(timed_replies(model, questions[: args.replies], use_generator=False))
+    result = {
+        "benchmark": "support",
+        "tag": model.tag,
+        **{
+            k: report.metrics[k]
+            for k in ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l", "handover_rate")
+        },
+        "rouge_l_ranked": report.metrics["rouge_l_ranked"],
+        "test_rows": report.metrics["test_rows"],
+        "ranked_rows": report.metrics["ranked_rows"],
+        "leaked_test_rows": corpus.stats["leaked_test_rows"],
+        "leaked_test_rows_random_split": corpus.stats["leaked_test_rows_random_split"],
+        "rank_p50_ms": round(rank["p50"], 1),
+        "rank_p95_ms": round(rank["p95"], 1),
+        "model_load_s": round(load_s, 2),
+    }
+    if model.generator is not None and args.generate_replies:
+        gen_questions = questions[: args.generate_replies]
+        fp32 = percentiles(timed_replies(model, gen_questions, use_generator=True))
+        model.generator.quantize()
+        int8 = percentiles(timed_replies(model, gen_questions, use_generator=True))
+        result.update(
+            {
+                "generate_p50_ms": round(fp32["p50"], 1),
+                "generate_p95_ms": round(fp32["p95"], 1),
+                "generate_int8_p50_ms": round(int8["p50"], 1),
+                "generate_int8_p95_ms": round(int8["p95"], 1),
+                "new_tokens": args.new_tokens,
+            }
+        )
+    result.update(
+        {
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "shared_machine": True,
+        }
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""`shopml train support` and `shopml evaluate support` on the committed samples with tiny models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from training.support import cli
+from training.support.corpus import SAMPLE_DIR
+
+
+def parse(add, argv):
+    parser = argparse.ArgumentParser()
+    add(parser)
+    return parser.parse_args(argv)
+
+
+def test_train_then_evaluate(settings, tiny_encoder_dir, tiny_lm_dir, tmp_path, capsys):
+    common = [
+        "--bitext",
+        str(SAMPLE_DIR / "bitext" / "bitext_sample.csv"),
+        "--abcd",
+        str(SAMPLE_DIR / "abcd"),
+        "--eval-limit",
+        "10",
+        "--latency-queries",
+        "2",
+        "--generation-eval-limit",
+        "1",
+        "--near-duplicate-threshold",
+        "0.98",
+    ]
+    train_args = parse(
+        cli.add_train_arguments,
+        common
+        + [
+            "--encoder",
+            str(tiny_encoder_dir),
+            "--generator",
+            str(tiny_lm_dir),
+            "--ranker-steps",
+            "3",
+            "--generator-steps",
+            "1",
+        ]
+        + ["--report-dir", str(tmp_path / "train")],
+    )
+    assert cli.train(train_args) == 0
+    out = capsys.readouterr().out
+    assert "| ranker_r@1 |" in out and "promotion:" in out
+    metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    assert metrics["promotion"]["tag"].startswith("support:")
+    assert metrics["corpus"]["leaked_test_rows"] == 0
+    assert (tmp_path / "train" / "report.png").read_bytes().startswith(b"\x89PNG")
+
+    eval_args = parse(
+        cli.add_evaluate_arguments,
+        common + ["--tag", metrics["promotion"]["tag"], "--report-dir", str(tmp_path / "eval")],
+    )
+    assert cli.evaluate(eval_args) == 0
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert again["test_rows"] == metrics["test_rows"]
+    assert again["retrieval_recall@5"] == pytest.approx(metrics["retrieval_recall@5"])
+
+
+def test_bad_profile_is_rejected():
+    with pytest.raises(SystemExit):
+        parse(cli.add_train_arguments, ["--profile", "huge"])

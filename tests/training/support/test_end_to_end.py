@@ -1,0 +1,157 @@
+"""Train, evaluate, save, load and serve a support model built from tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from training.support import jobs
+from training.support.artifact import (
+    ArtifactError,
+    load_support_model,
+    model_path,
+    promoted_tag,
+    save_support_model,
+)
+from training.support.pipeline import SupportPipeline, UnknownReplyError
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_config, sample_corpus, tiny_sentence_encoder, tmp_path_factory):
+    from data_contracts.settings import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
+    model, corpus = jobs.train_support_model(settings, tiny_config, sample_corpus, tiny_sentence_encoder)
+    return settings, model, corpus
+
+
+def test_train_evaluate_save_and_reload(trained):
+    settings, model, corpus = trained
+    assert model.adapter is not None  # a few LoRA steps ran
+    report = jobs.support_evaluation(model, corpus)
+    m = report.metrics
+    for key in ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "handover_rate", "rouge_l"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["retrieval_recall@1"] <= m["retrieval_recall@5"]
+    assert m["generated_rows"] == 2
+    assert "latency_rank_p50_ms" in m and "latency_generate_p50_ms" in m
+    assert report.plot_png.startswith(b"\x89PNG")
+    assert "| ranker_r@1 |" in report.table
+    assert report.by_intent.height == corpus.test()["intent"].n_unique()
+
+    model.metrics = report.metrics
+    tag = save_support_model(model, settings)
+    decision = jobs.promote_support_model(tag, report, None, settings)
+    assert decision["promoted"] and promoted_tag(settings) == tag
+
+    loaded = load_support_model(settings=settings)
+    assert loaded.tag == tag
+    question = corpus.test()["question"][0]
+    a = model.retriever.search(question, 3)
+    b = loaded.retriever.search(question, 3)
+    assert [h.doc.doc_id for h in a] == [h.doc.doc_id for h in b]
+    assert model.ranker.score(question, ["x", "y"]) == pytest.approx(
+        loaded.ranker.score(question, ["x", "y"]), abs=1e-5
+    )
+    turns = [("user", question)]
+    assert model.generator.generate(turns, ["p"]) == loaded.generator.generate(turns, ["p"])
+
+    # the same model evaluated again is not "better": it is not promoted over itself
+    again = jobs.promote_support_model(tag, report, report, settings)
+    assert not again["promoted"]
+
+
+def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):
+    _, model, corpus = trained
+    log = tmp_path / "feedback.jsonl"
+    pipeline = SupportPipeline(model, feedback_log=log)
+    first = pipeline.reply("s1", "I want to cancel order 12345678")
+    assert set(first) >= {"reply", "reply_id", "sources", "candidates", "handover"}
+    assert first["candidates"] == sorted(first["candidates"], key=lambda c: -c["score"])
+    assert any(c["source"] == "generated" for c in first["candidates"])
+    assert "{{" not in first["reply"]
+    second = pipeline.reply("s1", "and what about the refund?")
+    assert second["reply_id"] != first["reply_id"]
+    turns = pipeline.store.turns("s1", 10)
+    assert [r for r, _ in turns] == ["user", "assistant", "user", "assistant"]
+    assert pipeline.store.slots("s1")["order_number"] == "12345678"
+
+    row = pipeline.record_feedback(first["reply_id"], -1, "not what I asked")
+    assert row["rating"] == -1 and row["context"].startswith("I want to cancel")
+    saved = [json.loads(line) for line in log.read_text().splitlines()]
+    assert saved[0]["reply_id"] == first["reply_id"]
+
+
+@pytest.mark.parametrize("message", ["", "   ", None, "x" * 3000])
+def test_reply_rejects_bad_messages(trained, message):
+    pipeline = SupportPipeline(trained[1], use_generator=False)
+    with pytest.raises(ValueError):
+        pipeline.reply("s1", message)
+
+
+def test_feedback_rejects_unknown_replies_and_bad_ratings(trained):
+    from training.support.corpus import FeedbackError
+
+    pipeline = SupportPipeline(trained[1], use_generator=False)
+    reply_id = pipeline.reply("s2", "how do I get an invoice")["reply_id"]
+    with pytest.raises(UnknownReplyError):
+        pipeline.record_feedback("no-such-reply", 1)
+    with pytest.raises(FeedbackError):
+        pipeline.record_feedback(reply_id, 0)
+
+
+def test_handover_when_no_candidate_is_good_enough(trained):
+    model = trained[1]
+    strict = replace(model, config=replace(model.config, handover_threshold=1.01))
+    out = SupportPipeline(strict, use_generator=False).reply("s3", "where is my parcel")
+    assert out["handover"] and "colleague" in out["reply"]
+
+
+def test_corrupt_or_mismatched_artifacts_fail_loudly(trained, tmp_path):
+    settings, model, _ = trained
+    tag = save_support_model(model, settings)
+    good = model_path(tag, settings)
+
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(good, target)
+        return target
+
+    broken = copy("weights")
+    (broken / "ranker" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ArtifactError, match="ranker"):
+        load_support_model(settings=settings, path=broken)
+
+    index = copy("index")
+    (index / "index" / "embeddings.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ArtifactError, match="index"):
+        load_support_model(settings=settings, path=index)
+
+    docs = copy("documents")
+    documents = json.loads((docs / "index" / "documents.json").read_text())
+    (docs / "index" / "documents.json").write_text(json.dumps(documents[:-1]))
+    with pytest.raises(ArtifactError, match="documents"):
+        load_support_model(settings=settings, path=docs)
+
+    meta = copy("meta")
+    spec = json.loads((meta / "support.json").read_text())
+    spec["encoder"]["fingerprint"] = "0" * 16
+    (meta / "support.json").write_text(json.dumps(spec))
+    with pytest.raises(ArtifactError, match="encoder"):
+        load_support_model(settings=settings, path=meta)
+
+    generator = copy("generator")
+    gen_spec = json.loads((generator / "generator" / "generator.json").read_text())
+    gen_spec["base"]["fingerprint"] = "changed"
+    (generator / "generator" / "generator.json").write_text(json.dumps(gen_spec))
+    with pytest.raises(ArtifactError, match="changed since training"):
+        load_support_model(settings=settings, path=generator)
+
+    (meta / "support.json").write_text("{")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        load_support_model(settings=settings, path=meta)
+    with pytest.raises(ArtifactError, match="no support model"):
+        load_support_model("support:doesnotexist", settings)

@@ -271,9 +271,11 @@ def _num_expr(frame: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(column).cast(dtype, strict=False)
 
 
-def _failed(column: str, parsed: pl.Expr) -> pl.Expr:
+def _failed(frame: pl.DataFrame, column: str, parsed: pl.Expr) -> pl.Expr:
     """True where the source had a value but parsing it gave null."""
-    original = pl.col(column).cast(pl.String).str.strip_chars()
+    if frame.schema[column] != pl.String:
+        return pl.col(column).is_not_null() & parsed.is_null()
+    original = pl.col(column).str.strip_chars()
     return original.is_not_null() & (original != "") & parsed.is_null()
 
 
@@ -370,7 +372,7 @@ def adapt_canonical_events(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
         *[_blank_to_null(c).alias(c) for c in ("event_id", "user_id", "item_id", "session_id", "source")],
         pl.col("event_type").cast(pl.String).str.strip_chars().str.to_lowercase().alias("event_type"),
         _reject_reason(
-            {"ts": _failed("ts", ts), "quantity": _failed("quantity", quantity), "price": _failed("price", price)}
+            {"ts": _failed(frame, "ts", ts), "quantity": _failed(frame, "quantity", quantity), "price": _failed(frame, "price", price)}
         ).alias("reject_reason"),
     )
     out = out.with_columns(pl.col("source").fill_null(pl.lit("canonical")))
@@ -400,7 +402,7 @@ def adapt_catalog(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
         in_stock.fill_null(True).alias("in_stock"),
         *[_blank_to_null(c).alias(c) for c in ("item_id", "title", "description", "category", "brand")],
         _blank_to_null("currency").fill_null("USD").alias("currency"),
-        _reject_reason({"updated_at": _failed("updated_at", updated), "price": _failed("price", price)}).alias(
+        _reject_reason({"updated_at": _failed(frame, "updated_at", updated), "price": _failed(frame, "price", price)}).alias(
             "reject_reason"
         ),
     )
@@ -435,8 +437,8 @@ def _adapt_online_retail(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame,
             pl.col("reject_reason"),
             pl.when(code.is_not_null() & ~is_product).then(pl.lit("not_an_item: fee or note code ") + code),
             _reject_reason(
-                {"InvoiceDate": _failed("InvoiceDate", local), "Quantity": _failed("Quantity", quantity),
-                 "Price": _failed("Price", price)}
+                {"InvoiceDate": _failed(frame, "InvoiceDate", local), "Quantity": _failed(frame, "Quantity", quantity),
+                 "Price": _failed(frame, "Price", price)}
             ),
         ).alias("reject_reason")
     )
@@ -477,7 +479,7 @@ def _adapt_rees46(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         _blank_to_null("user_session").alias("session_id"),
         price.alias("price"),
         pl.lit("rees46").alias("source"),
-        _reject_reason({"event_time": _failed("event_time", ts), "price": _failed("price", price)}).alias(
+        _reject_reason({"event_time": _failed(frame, "event_time", ts), "price": _failed(frame, "price", price)}).alias(
             "reject_reason"
         ),
     )

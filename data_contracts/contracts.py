@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -49,8 +50,24 @@ def load_suite_config(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-@cache
+_context_lock = threading.Lock()
+
+
+def prewarm() -> None:
+    """Import Great Expectations and build its context in a background thread.
+
+    The import takes seconds; callers start it first thing so it overlaps with their I/O.
+    """
+    threading.Thread(target=_batch_definition, daemon=True).start()
+
+
 def _batch_definition():
+    with _context_lock:
+        return _build_batch_definition()
+
+
+@cache
+def _build_batch_definition():
     import great_expectations as gx
 
     # GE logs every metric computation at INFO and draws progress bars; keep runs quiet.

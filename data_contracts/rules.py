@@ -60,12 +60,14 @@ class Split:
 
 def apply_rules(frame: pl.DataFrame, rules: list[Rule]) -> Split:
     """Split rows into those that pass every rule and those that break at least one."""
-    broken = pl.concat_str(
-        [pl.when(cond.fill_null(False)).then(pl.lit(name)) for name, cond in rules],
+    conditions = [cond.fill_null(False) for _, cond in rules]
+    broken = frame.select(pl.any_horizontal(conditions).alias("broken")).to_series()
+    clean = frame.filter(~broken)
+    # Naming the broken rules is the costly part: do it for the few broken rows only.
+    names = pl.concat_str(
+        [pl.when(cond).then(pl.lit(name)) for (name, _), cond in zip(rules, conditions, strict=True)],
         separator=";",
         ignore_nulls=True,
     )
-    marked = frame.with_columns(pl.when(broken != "").then(broken).alias("rule"))
-    quarantined = marked.filter(pl.col("rule").is_not_null())
-    clean = marked.filter(pl.col("rule").is_null()).drop("rule")
+    quarantined = frame.filter(broken).with_columns(names.alias("rule"))
     return Split(clean, quarantined)

@@ -24,6 +24,9 @@ import polars as pl
 
 # Tables stored as Parquet partitions (by batch_date) behind a DuckDB view.
 PARTITIONED_TABLES = ("raw_events", "events", "quarantine_events")
+# Unpartitioned tables stored as one Parquet file behind a view: list columns insert into the
+# DuckDB file several times slower than Parquet writes them.
+FILE_TABLES = ("user_sequences",)
 
 TABLE_COMMENTS = {
     "raw_events": "Every landed event row in canonical form, with its source file and row, one batch_date per landing day",
@@ -49,19 +52,24 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
 class PartitionWriter:
     """Writes partitions of one table to a staging folder; the transaction swaps them in."""
 
-    def __init__(self, table: str, column: str, final: Path):
+    def __init__(self, table: str, column: str | None, final: Path):
         self.table, self.column, self.final = table, column, final
         self.staging = final.parent / f".staging-{table}-{uuid.uuid4().hex[:8]}"
         self.keys: list[str] = []
 
+    def _folder(self, key) -> str:
+        return f"{self.column}={key}" if self.column else str(key)
+
     def _file(self, key) -> Path:
-        return self.staging / f"{self.column}={key}" / "part-0.parquet"
+        return self.staging / self._folder(key) / "part-0.parquet"
 
     def write(self, key, frame: pl.DataFrame) -> None:
         """Stage ``frame`` as partition ``key`` (the partition column is implied by the folder)."""
         path = self._file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop(self.column, strict=False).write_parquet(path, compression="lz4", statistics=False)
+        if self.column:
+            frame = frame.drop(self.column, strict=False)
+        frame.write_parquet(path, compression="lz4", statistics=False)
         if str(key) not in self.keys:
             self.keys.append(str(key))
 
@@ -74,7 +82,7 @@ class PartitionWriter:
         trash = self.final.parent / f".trash-{uuid.uuid4().hex[:8]}"
         trash.mkdir()
         for key in self.keys:
-            name = f"{self.column}={key}"
+            name = self._folder(key)
             if (self.final / name).exists():
                 (self.final / name).rename(trash / name)
             (self.staging / name).rename(self.final / name)
@@ -122,6 +130,10 @@ def _comment(conn: duckdb.DuckDBPyConnection, table: str, kind: str = "TABLE") -
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
     """Replace ``table`` with ``frame`` (call inside ``transaction`` to group writes)."""
+    if table in FILE_TABLES:
+        with nullcontext() if id(conn) in _pending else transaction(conn):
+            partition_writer(conn, table, None).write("all", frame)
+        return frame.height
     conn.register("_incoming", frame.to_arrow())
     try:
         conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
@@ -139,10 +151,10 @@ def partitions_dir(conn: duckdb.DuckDBPyConnection) -> Path:
     return Path(path).resolve().parent / "partitions"
 
 
-def partition_writer(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> PartitionWriter:
+def partition_writer(conn: duckdb.DuckDBPyConnection, table: str, column: str | None) -> PartitionWriter:
     """A writer for partitions of ``table``, published when the open transaction commits."""
-    if table not in PARTITIONED_TABLES:
-        raise KeyError(f"{table!r} is not a partitioned table ({PARTITIONED_TABLES})")
+    if table not in PARTITIONED_TABLES + FILE_TABLES:
+        raise KeyError(f"{table!r} is not stored as Parquet ({PARTITIONED_TABLES + FILE_TABLES})")
     if id(conn) not in _pending:
         raise RuntimeError("partition writes must happen inside warehouse.transaction(conn)")
     writer = PartitionWriter(table, column, partitions_dir(conn) / table)
@@ -166,11 +178,12 @@ def replace_partitions(
     return frame.height
 
 
-def _create_view(conn: duckdb.DuckDBPyConnection, table: str, folder: Path, column: str) -> None:
+def _create_view(conn: duckdb.DuckDBPyConnection, table: str, folder: Path, column: str | None) -> None:
     glob = str(folder / "*" / "*.parquet").replace("'", "''")
+    options = f"hive_partitioning = true, union_by_name = true, hive_types = {{'{column}': DATE}}"
     conn.execute(
-        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true,"
-        f" union_by_name = true, hive_types = {{'{column}': DATE}})"
+        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}',"
+        f" {options if column else 'hive_partitioning = false'})"
     )
     _comment(conn, table, "VIEW")
 

@@ -63,6 +63,7 @@ def _contract_spec(name: str, asset_name: str) -> AssetCheckSpec:
 @asset(group_name=GROUP, partitions_def=daily, backfill_policy=BackfillPolicy.single_run())
 def raw_events(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
     """Every row of the event files landed on a day, in canonical form with its source."""
+    contracts.prewarm()
     config = settings.get()
     rows: dict[str, int] = {}
     with warehouse_db.get_connection() as conn, warehouse.transaction(conn):
@@ -88,6 +89,7 @@ def raw_events(context: AssetExecutionContext, warehouse_db: DuckDBResource, set
 @asset(group_name=GROUP)
 def raw_catalog(warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
     """Every landed catalog row (catalog files and items described by event files)."""
+    contracts.prewarm()
     files = transform.landed_catalog_files(settings.get())
     try:
         raw = transform.read_raw_catalog(files)
@@ -195,9 +197,7 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
             t: conn.execute(f"SELECT count(*) FROM {t} WHERE batch_date IN (SELECT unnest(?))", [keys]).fetchone()[0]
             for t in ("raw_events", "events", "quarantine_events")
         }
-        repeated_ids = conn.execute(
-            "SELECT count(*) FROM (SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1)"
-        ).fetchone()[0]
+        repeated_ids = transform.count_repeated_ids(warehouse.scan(conn, "events"))
     yield MaterializeResult(asset_key="events", metadata={**totals, "partitions": len(keys)})
     yield MaterializeResult(asset_key="quarantine_events", metadata={"rows": totals["rows_quarantined"]})
     yield _contract_check("events", "events", pl.concat(samples), config)

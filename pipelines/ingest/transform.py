@@ -155,16 +155,43 @@ def build_user_sequences(events: pl.LazyFrame | pl.DataFrame, length: int) -> pl
 
 
 def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) -> list[pl.Series]:
-    """For each batch's ids (in order), the ids already seen in ``existing`` or an earlier batch."""
-    frames = [pl.DataFrame({"event_id": ids, "batch": i}) for i, ids in enumerate(batches)]
+    """For each batch's ids (in order), the ids already seen in ``existing`` or an earlier batch.
+
+    Ids are compared by a 64-bit hash first (cheap on millions of rows); only rows whose
+    hash repeats are compared as strings, so a hash collision never drops an event.
+    """
+    sources = [(i, ids) for i, ids in enumerate(batches)]
     if existing is not None and existing.len():
-        frames.insert(0, pl.DataFrame({"event_id": existing, "batch": -1}))
-    if not frames:
-        return []
-    ids = pl.concat(frames, how="vertical_relaxed")
-    repeats = ids.filter(~pl.col("event_id").is_first_distinct() & (pl.col("batch") >= 0))
+        sources.insert(0, (-1, existing))
+    hashed = pl.concat(
+        [
+            pl.DataFrame({"hash": ids.hash(seed=0), "batch": pl.repeat(i, ids.len(), dtype=pl.Int64, eager=True)})
+            .with_row_index("row")
+            for i, ids in sources
+        ]
+        or [pl.DataFrame(schema={"row": pl.UInt32, "hash": pl.UInt64, "batch": pl.Int64})]
+    )
+    suspects = hashed.filter(pl.col("hash").is_duplicated())
+    empty = pl.Series("event_id", [], pl.String)
+    if suspects.is_empty():
+        return [empty] * len(batches)
+    by_source = dict(sources)
+    exact = pl.concat(
+        [
+            group.select("batch", "row").with_columns(by_source[b].gather(group["row"]).alias("event_id"))
+            for (b,), group in suspects.partition_by("batch", as_dict=True, maintain_order=True).items()
+        ]
+    ).sort("batch", "row")
+    repeats = exact.filter(~pl.col("event_id").is_first_distinct() & (pl.col("batch") >= 0))
     by_batch = {b: g["event_id"] for (b,), g in repeats.partition_by("batch", as_dict=True).items()}
-    return [by_batch.get(i, pl.Series("event_id", [], pl.String)) for i in range(len(batches))]
+    return [by_batch.get(i, empty) for i in range(len(batches))]
+
+
+def count_repeated_ids(events: pl.LazyFrame) -> int:
+    """How many event ids occur more than once (hash first, strings only for suspects)."""
+    hashed = events.select(pl.col("event_id"), pl.col("event_id").hash(seed=0).alias("hash"))
+    suspects = hashed.filter(pl.col("hash").is_duplicated()).collect()
+    return suspects.group_by("event_id").len().filter(pl.col("len") > 1).height
 
 
 def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -183,7 +210,7 @@ def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame,
             pl.col("ts").min().alias("first_seen"),
             pl.col("ts").max().alias("last_seen"),
         )
-        .collect(engine="streaming")
+        .collect()
     )
     stats = catalog.select("item_id").join(counts, on="item_id", how="left")
     zero = ["views", "carts", "purchases", "refunds", "users", "popularity"]

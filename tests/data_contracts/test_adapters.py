@@ -73,13 +73,19 @@ def test_an_empty_file_fails_naming_the_file(tmp_path):
         adapters.adapt_file(path)
 
 
-def test_a_wrongly_encoded_file_loses_no_row(tmp_path):
-    # Latin-1 bytes in a file read as UTF-8: the rows must come through, not vanish.
-    path = write(tmp_path, "latin1.csv", f"{HEADER}\ne1,2026-01-01T10:00:00Z,u1,caf\xe9,view,s,,,web\n", "latin-1")
-    events = adapters.adapt_file(path).events
-    assert events.height == 1
-    row = events.row(0, named=True)
-    assert row["reject_reason"] is not None or row["item_id"] is not None
+def test_a_wrongly_encoded_line_is_kept_with_its_reason(tmp_path):
+    # A Latin-1 byte in a file read as UTF-8: that line is rejected whole, the others pass.
+    path = write(
+        tmp_path,
+        "latin1.csv",
+        f"{HEADER}\ne1,2026-01-01T10:00:00Z,u1,caf\xe9,view,s,,,web\ne2,2026-01-01T10:00:00Z,u1,tea,view,s,,,web\n",
+        "latin-1",
+    )
+    events = adapters.adapt_file(path).events.sort("source_row")
+    assert events.height == 2
+    assert events["reject_reason"][0].startswith("malformed_line: invalid encoding")
+    assert events["raw_line"][0].startswith("e1,2026-01-01T10:00:00Z,u1,caf")
+    assert events.row(1, named=True)["item_id"] == "tea" and events["reject_reason"][1] is None
 
 
 def test_jsonl_keeps_broken_lines(tmp_path):

@@ -58,13 +58,20 @@ def test_tiny_shop_end_to_end_checks_pass_and_a_rerun_doubles_nothing(settings, 
     assert again == first
 
 
-def test_a_bad_file_fails_the_run_naming_it_and_changes_nothing(settings, tiny_shop):
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ts,user_id,event_type\n2026-01-06,u1,view\n", r"missing required columns \['item_id'\]"),
+        ("", "file is empty"),
+    ],
+)
+def test_a_bad_file_fails_the_run_naming_it_and_changes_nothing(settings, tiny_shop, text, problem):
     instance = DagsterInstance.ephemeral()
     ingest_landed(settings, instance=instance)
     before = tables(settings)
     bad = settings.events_landing / "2026-01-06" / "export.csv"
-    bad.write_text("ts,user_id,event_type\n2026-01-06,u1,view\n")
-    with pytest.raises(Exception, match=r"export.csv: missing required columns \['item_id'\]"):
+    bad.write_text(text)
+    with pytest.raises(Exception, match=rf"export.csv: {problem}"):
         ingest_landed(settings, instance=instance)
     assert tables(settings) == before
 

@@ -80,3 +80,15 @@ def test_catalog_keeps_history_and_the_latest_row_per_item():
     assert tables.history["price"].to_list() == [10.0, 8.0]
     assert tables.duplicates == 1
     assert tables.quarantined["rule"].to_list() == ["missing_title"]
+
+
+def test_repeated_ids_across_batches_and_already_stored_ones():
+    batches = [pl.Series(["a", "b"]), pl.Series(["c", "a"]), pl.Series(["d", "c", "e"])]
+    repeats = transform.repeated_ids(batches, existing=pl.Series(["e"]))
+    assert [r.to_list() for r in repeats] == [[], ["a"], ["c", "e"]]
+    assert [r.to_list() for r in transform.repeated_ids([pl.Series(["x"])])] == [[]]
+
+
+def test_count_repeated_ids():
+    assert transform.count_repeated_ids(pl.LazyFrame({"event_id": ["a", "b", "a", "c", "b", "a"]})) == 2
+    assert transform.count_repeated_ids(pl.LazyFrame({"event_id": ["a", "b"]})) == 0

@@ -49,16 +49,20 @@ class Materialized:
     entities: int
 
 
-def materialize(store: FeatureStore, config: FeatureStoreConfig) -> list[Materialized]:
-    """Load every changed window of the offline sources into the online store."""
+def materialize(store: FeatureStore, config: FeatureStoreConfig, full: bool = False) -> list[Materialized]:
+    """Load every changed window of the offline sources into the online store.
+
+    ``full`` reloads every source from its oldest row (after deleting events, or to repair
+    an online store).
+    """
     offline_dir = config.offline_dir
     dirty = read_state(offline_dir)
     done: list[Materialized] = []
     for source, (file_name, views) in SOURCE_VIEWS.items():
-        start = dirty.get(source)
+        path = offline_dir / file_name
+        start = _oldest(path) if full and path.exists() else dirty.get(source)
         if start is None:
             continue
-        path = offline_dir / file_name
         entities, newest = _window_size(path, start)
         if newest is not None:
             # Feast's window is inclusive at both ends; a microsecond past the newest row.
@@ -70,6 +74,11 @@ def materialize(store: FeatureStore, config: FeatureStoreConfig) -> list[Materia
         remaining.pop(source, None)
         write_state(offline_dir, remaining)
     return done
+
+
+def _oldest(path) -> datetime | None:
+    with duckdb.connect() as conn:
+        return conn.execute("SELECT min(event_timestamp) FROM read_parquet(?)", [str(path)]).fetchone()[0]
 
 
 def _window_size(path, start: datetime) -> tuple[int, datetime | None]:

@@ -77,3 +77,13 @@ def test_late_events_are_materialised(local_store, local_config, warehouse, shop
     materialize(local_store, local_config)
     with open_sequences(local_store, local_config) as sequences:
         assert sequences.read("carol").item_ids == ["i0", "i4"]
+
+
+def test_full_materialisation_repairs_the_online_store(local_store, local_config):
+    before = _rows(local_config)
+    with sqlite3.connect(local_config.sqlite_path) as conn:
+        conn.execute('DELETE FROM "shopml_user_recent_items"')
+    assert materialize(local_store, local_config) == []  # nothing changed offline
+    done = materialize(local_store, local_config, full=True)
+    assert [(m.source, m.entities) for m in done] == [("user_history", 3), ("item_features", 10)]
+    assert [r[:4] for r in _rows(local_config)] == [r[:4] for r in before]

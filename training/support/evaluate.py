@@ -74,7 +74,8 @@ def feedback_replay(model: SupportModel, feedback: pl.DataFrame) -> dict:
             continue
         chosen = []
         for context, reply in rows:
-            others = [c.text for c in candidates_from(model.retriever.search(context, 10)) if c.text != reply]
+            hits = model.retriever.search(context, 10, kind="qa")
+            others = [c.text for c in candidates_from(hits) if c.text != reply]
             scores = model.ranker.score(context, [reply, *others[:4]])
             chosen.append(float(np.argmax(scores) == 0))
         out[name] = float(np.mean(chosen))
@@ -106,7 +107,7 @@ def evaluate_model(
     pipeline = SupportPipeline(model, InMemoryStore(), use_generator=False)
     handovers, intent_hits, rouge_ranked = [], [], []
     for question, answer, intent in sample.select("question", "answer", "intent").rows():
-        hits = model.retriever.search(question, config.retrieve_k * 2)
+        hits = model.retriever.search(question, config.retrieve_k * 2, kind="qa")
         candidates = candidates_from(hits)[: config.retrieve_k]
         scores = pipeline.rank(question, candidates)
         best = int(np.argmax(scores))

@@ -127,9 +127,13 @@ class SupportPipeline:
         context = context_text(turns)
 
         start = time.perf_counter()
-        hits = self.model.retriever.search(context, config.retrieve_k * 2)
+        retriever = self.model.retriever
+        query = retriever.encoder.encode([context])
+        # Sources and passages from everything; reply candidates from answered questions only.
+        hits = retriever.search_embeddings(query, max(config.retrieve_k, config.prompt_passages))[0]
+        qa_hits = retriever.search_embeddings(query, config.retrieve_k * 2, kind="qa")[0]
         timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
-        candidates = candidates_from(hits)[: config.retrieve_k]
+        candidates = candidates_from(qa_hits)[: config.retrieve_k]
 
         if self.use_generator:
             start = time.perf_counter()

@@ -149,8 +149,10 @@ class SASRecModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         k: int = 10,
+        num_threads: int | None = None,
     ) -> None:
         super().__init__()
+        self.num_threads = num_threads
         self.model = model
         self.loss_name = loss
         self.num_negatives = num_negatives
@@ -160,6 +162,11 @@ class SASRecModule(pl.LightningModule):
         self._ranks: list[torch.Tensor] = []
         self._cases: list[torch.Tensor] = []
         self.save_hyperparameters(ignore=["model"])
+
+    def setup(self, stage: str) -> None:
+        # Spawned DDP workers start with torch's default thread count; set it in each.
+        if self.num_threads and self.device.type == "cpu":
+            torch.set_num_threads(self.num_threads)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hidden = self.model(batch["seq"])

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -52,6 +53,9 @@ class TrainSettings:
     batch_size: int = 128
     max_epochs: int = 200
     max_minutes: float | None = None  # wall-clock cap on training; None = no cap
+    # CPU-time cap (all threads of this process): on a shared machine it stands in for
+    # "N minutes on an idle machine", which a wall-clock cap cannot measure; None = no cap.
+    max_cpu_minutes: float | None = None
     patience: int = 10  # validation rounds without a better NDCG@10 before stopping
     val_every: int = 1  # epochs between validation rounds
     window_stride: int = 0  # >0 also trains on older windows of histories longer than max_len
@@ -99,6 +103,7 @@ class TrainResult:
     artifact: Artifact
     split: LeaveOneOut
     train_seconds: float
+    train_cpu_seconds: float  # CPU time of this process while training (all threads)
     epochs: int
     best_epoch: int | None
     checkpoint: str | None
@@ -196,7 +201,7 @@ def fit(
 ) -> TrainResult:
     """Train with Lightning, keep the best validation NDCG@10 weights, return them unevaluated."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
     from training.recommender.lightning import SASRecModule, SequenceDataModule
@@ -204,7 +209,14 @@ def fit(
     torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_model(data, split, config)
-    module = SASRecModule(model, settings.loss, settings.num_negatives, settings.lr, settings.weight_decay)
+    module = SASRecModule(
+        model,
+        settings.loss,
+        settings.num_negatives,
+        settings.lr,
+        settings.weight_decay,
+        num_threads=settings.num_threads,
+    )
     datamodule = SequenceDataModule(
         split, config.max_len, settings.batch_size, settings.window_stride, settings.seed
     )
@@ -212,6 +224,13 @@ def fit(
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best-{epoch}", monitor="val/ndcg@10", mode="max", save_top_k=1
     )
+
+    class CpuBudget(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            spent = time.process_time() - cpu_start
+            if settings.max_cpu_minutes is not None and spent > settings.max_cpu_minutes * 60:
+                trainer.should_stop = True
+
     on_gpu = torch.cuda.is_available() and settings.accelerator in ("auto", "gpu", "cuda")
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
@@ -225,6 +244,7 @@ def fit(
         callbacks=[
             checkpoint,
             EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience),
+            CpuBudget(),
         ],
         logger=CSVLogger(out, name="logs"),
         use_distributed_sampler=False,
@@ -234,16 +254,14 @@ def fit(
         log_every_n_steps=10,
         deterministic=False,
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit(module, datamodule=datamodule)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     best = checkpoint.best_model_path
     if best and Path(best).exists():
         model.load_state_dict(checkpoint_state(best))
-    best_epoch = None
-    if best:
-        stem = Path(best).stem
-        best_epoch = int(stem.split("epoch=")[-1]) + 1 if "epoch=" in stem else None
+    found = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    best_epoch = int(found.group(1)) + 1 if found else None
     extra = {
         "train_settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "side": {
@@ -255,6 +273,7 @@ def fit(
         artifact=Artifact(model=model.cpu().eval(), items=list(data.items), extra=extra),
         split=split,
         train_seconds=seconds,
+        train_cpu_seconds=cpu_seconds,
         epochs=trainer.current_epoch,
         best_epoch=best_epoch,
         checkpoint=best or None,
@@ -315,6 +334,7 @@ def train(
     metrics = evaluate(result.artifact.model, split, data.num_items)
     metrics.update(
         train_seconds=result.train_seconds,
+        train_cpu_seconds=result.train_cpu_seconds,
         epochs=result.epochs,
         best_epoch=result.best_epoch,
         split=split_fingerprint(data, cold_fraction, settings.seed),

@@ -44,7 +44,7 @@ def test_leave_one_out_split():
 def test_cold_items_never_reach_training(rule_data):
     data = rule_data
     split = leave_one_out(data, cold_fraction=0.1, seed=1)
-    assert len(split.cold_items) == 4
+    assert len(split.cold_items) == round(0.1 * data.num_items) > 0
     trained = np.concatenate(split.train)
     assert not np.isin(trained, split.cold_items).any()
 

@@ -28,6 +28,8 @@ def tiny_settings(tmp_path, **kw) -> pipeline.TrainSettings:
         devices=1,
         output_dir=tmp_path / "run",
         progress_bar=False,
+        # Tiny ops: a second thread only waits for the first, badly so on a busy machine.
+        num_threads=1,
     )
     values.update(kw)
     return replace(pipeline.TrainSettings(), **values)
@@ -126,7 +128,7 @@ def test_cli_train_then_evaluate(rule_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SHOPML_DATA_DIR", str(tmp_path / "data"))
     parser = argparse.ArgumentParser()
     cli.add_train_arguments(parser)
-    args = parser.parse_args(["--data", str(rule_file), "--max-epochs", "2", "--promote", "--threads", "2"])
+    args = parser.parse_args(["--data", str(rule_file), "--max-epochs", "2", "--promote", "--threads", "1"])
     assert cli.train(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["tag"].startswith("recommender:") and "baselines" in out

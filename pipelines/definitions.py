@@ -1,6 +1,6 @@
 """The Dagster code location: assembles assets, checks, jobs, schedules, sensors and resources."""
 
-from dagster import Definitions, load_assets_from_modules
+from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from data_contracts.settings import Settings
 from pipelines.ingest import assets as ingest_assets
@@ -15,6 +15,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         schedules=[daily_ingest_schedule],
         sensors=[landing_sensor],
         resources=build_resources(settings),
+        # DuckDB has one writer at a time: steps run one after another in the run's process.
+        executor=in_process_executor,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,12 +22,26 @@ class ShopSettings(ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse; unlike the stock resource it closes its connection on failure too,
-    so a failed run in a long-lived process (the CLI, tests) does not keep the file locked."""
+    """The DuckDB warehouse.
+
+    DuckDB lets one process write a file at a time: a second run waits for the lock (up to
+    ``lock_timeout_s``). Unlike the stock resource, the connection is closed on failure too,
+    so a failed run in a long-lived process (the CLI, tests) does not keep the file locked.
+    """
+
+    lock_timeout_s: float = 600.0
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = warehouse.connect(self.database)
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                conn = warehouse.connect(self.database)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         try:
             yield conn
         finally:

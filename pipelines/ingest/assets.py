@@ -1,6 +1,7 @@
 """Ingest assets: landed files → raw tables → contract checks → clean tables and sequences."""
 
 
+import warnings
 from datetime import date, datetime, timezone
 
 import polars as pl
@@ -12,6 +13,7 @@ from dagster import (
     AssetKey,
     AssetSpec,
     BackfillPolicy,
+    BetaWarning,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -26,6 +28,10 @@ from data_contracts.adapters import LandingFileError
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
 from pipelines.resources import ShopSettings
+
+# Single-run backfills (one run for a range of days) are what makes ingest fast; the
+# parameter is marked beta, which is no news to the user of every command.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
 GROUP = "ingest"
 daily = DailyPartitionsDefinition(start_date=Settings.from_env().partition_start, end_offset=1)

@@ -60,3 +60,24 @@ def test_contiguous_ranges():
     assert contiguous_ranges(days) == [
         ("2010-12-10", "2010-12-10"), ("2026-01-01", "2026-01-03"), ("2026-01-07", "2026-01-07")
     ]
+
+
+def test_the_warehouse_resource_waits_for_another_process_lock(settings):
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.resources import WarehouseResource
+
+    settings.warehouse_path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(settings.warehouse_path)!r});"
+         " print('locked', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.monotonic()
+    with WarehouseResource(database=str(settings.warehouse_path), lock_timeout_s=30).get_connection() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert time.monotonic() - start > 0.5
+    holder.wait()

@@ -1,7 +1,8 @@
 """shopml run: the main job on embedded defaults.
 
 Generates a synthetic shop (unless the landing folder already has files), ingests and
-validates it through the Dagster assets, and prints the warehouse. Ends with one JSON line:
+validates it through the Dagster assets, refreshes the feature store, and prints the
+warehouse. Ends with one JSON line:
 total seconds, seconds per step and peak memory.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from data_contracts.settings import Settings
 from data_contracts.synthetic import generate_shop
 from pipelines.commands import generate
-from pipelines.commands.ingest import ingest_landed
+from pipelines.commands.ingest import ingest_landed, run_job
 from pipelines.commands.summary import format_summary
 from pipelines.ingest import transform
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         shop = _timed(steps, "generate", lambda: generate_shop(generate.config_from_args(args), settings.landing_dir))
         print(f"synthetic shop: {shop.events:,} events, {shop.bad_rows:,} broken on purpose, {shop.catalog_rows:,} items")
     _timed(steps, "ingest", lambda: ingest_landed(settings))
+    _timed(steps, "features", lambda: run_job(settings, "features_job"))
     print(format_summary(settings))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "steps": steps, "peak_rss_mb": round(peak_mb)}))

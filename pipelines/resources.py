@@ -48,9 +48,24 @@ class WarehouseResource(DuckDBResource):
             conn.close()
 
 
+class FeatureStoreResource(ConfigurableResource):
+    """The Feast feature store of the configured profile (local: SQLite; production: Redis)."""
+
+    def config(self):
+        from features.config import FeatureStoreConfig
+
+        return FeatureStoreConfig.from_settings(Settings.from_env())
+
+    def open(self):
+        from features.config import open_store
+
+        return open_store(self.config())
+
+
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
     return {
         "settings": ShopSettings(),
         "warehouse_db": WarehouseResource(database=str(settings.warehouse_path)),
+        "feature_store": FeatureStoreResource(),
     }

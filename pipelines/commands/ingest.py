@@ -65,6 +65,15 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
     return runs
 
 
+def run_job(settings: Settings, name: str, instance=None) -> str:
+    """Run one unpartitioned job of the code location in this process; return its run id."""
+    from pipelines.definitions import build_definitions
+
+    job = build_definitions(settings).resolve_job_def(name)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(run_config=quiet, instance=instance or dagster_instance()).run_id
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     runs = ingest_landed(settings, args.batch)

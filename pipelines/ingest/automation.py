@@ -22,12 +22,11 @@ from dagster import (
 from data_contracts import adapters
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
-from pipelines.ingest.assets import GROUP, daily
+from pipelines.ingest.assets import GROUP
 
 ingest_job = define_asset_job(
     "ingest_job",
     selection=AssetSelection.groups(GROUP),
-    partitions_def=daily,
     description="Ingest the events landed on a day, refresh the catalog, sequences and item stats",
 )
 catalog_job = define_asset_job(

@@ -6,9 +6,12 @@ so that every DDP rank gets the same number of length-bucketed batches.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.recommender.data import EvalSet, LeaveOneOut, left_pad, training_windows
@@ -221,3 +224,18 @@ class SASRecModule(pl.LightningModule):
         return torch.optim.AdamW(
             self.parameters(), lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.98)
         )
+
+
+class CpuBudget(Callback):
+    """Stops training once this process has used ``minutes`` of CPU time (all threads)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.minutes = minutes
+        self.start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.process_time()
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.minutes is not None and time.process_time() - self.start > self.minutes * 60:
+            trainer.should_stop = True

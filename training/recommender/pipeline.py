@@ -201,10 +201,10 @@ def fit(
 ) -> TrainResult:
     """Train with Lightning, keep the best validation NDCG@10 weights, return them unevaluated."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from training.recommender.lightning import SASRecModule, SequenceDataModule
+    from training.recommender.lightning import CpuBudget, SASRecModule, SequenceDataModule
 
     torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -225,12 +225,6 @@ def fit(
         dirpath=out / "checkpoints", filename="best-{epoch}", monitor="val/ndcg@10", mode="max", save_top_k=1
     )
 
-    class CpuBudget(Callback):
-        def on_train_batch_end(self, trainer, *args) -> None:
-            spent = time.process_time() - cpu_start
-            if settings.max_cpu_minutes is not None and spent > settings.max_cpu_minutes * 60:
-                trainer.should_stop = True
-
     on_gpu = torch.cuda.is_available() and settings.accelerator in ("auto", "gpu", "cuda")
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
@@ -244,7 +238,7 @@ def fit(
         callbacks=[
             checkpoint,
             EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience),
-            CpuBudget(),
+            CpuBudget(settings.max_cpu_minutes),
         ],
         logger=CSVLogger(out, name="logs"),
         use_distributed_sampler=False,

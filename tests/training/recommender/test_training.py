@@ -160,3 +160,14 @@ def test_text_encoder_offline_puts_similar_titles_close():
     v = encode_texts(["red running shoes", "crimson sneakers for jogging", "chocolate layer cake"])
     assert v.shape == (3, 384)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_cpu_budget_stops_training(rule_data, tmp_path):
+    from training.recommender.data import leave_one_out
+
+    split = leave_one_out(rule_data)
+    config = pipeline.model_config(rule_data, "quick", **TINY)
+    result = pipeline.fit(
+        rule_data, split, config, tiny_settings(tmp_path, max_epochs=50, max_cpu_minutes=1e-6)
+    )
+    assert result.epochs <= 1 and result.train_cpu_seconds > 0

@@ -27,6 +27,8 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "quantity": pl.Int64(),
     "price": pl.Float64(),
     "source": pl.String(),
+    # The served recommendation this event answers (a rec_click), else null.
+    "rec_id": pl.String(),
 }
 EVENT_COLUMNS = tuple(EVENT_SCHEMA)
 # Columns a canonical file must have; the others may be missing and are then null.
@@ -60,6 +62,29 @@ CATALOG_COLUMNS = tuple(CATALOG_SCHEMA)
 CATALOG_REQUIRED = ("item_id", "title", "price", "updated_at")
 RAW_CATALOG_SCHEMA = {**CATALOG_SCHEMA, **LINEAGE_SCHEMA}
 
+# What the serving layer logs back to the landing folder (landing/<kind>/<YYYY-MM-DD>/*.jsonl),
+# one JSON object a line; timestamps as ISO 8601 text in UTC.
+SERVED_RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
+    "rec_id": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "user_id": pl.String(),
+    "session_id": pl.String(),
+    "model_version": pl.String(),  # the model's tag, or "popularity" for a fallback
+    "items": pl.List(pl.String()),  # in the order shown
+    "scores": pl.List(pl.Float64()),
+    "fallback": pl.String(),  # why the model was not used (e.g. "feature_store_down"), else null
+}
+SUPPORT_REPLY_SCHEMA: dict[str, pl.DataType] = {
+    "reply_id": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "session_id": pl.String(),
+    "message": pl.String(),
+    "reply": pl.String(),
+    "sources": pl.List(pl.String()),
+    "top_score": pl.Float64(),
+    "handover": pl.Boolean(),
+    "model_version": pl.String(),
+}
 FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
     "feedback_id": pl.String(),
     "target_id": pl.String(),  # reply_id or rec_id

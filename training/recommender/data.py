@@ -162,8 +162,14 @@ def dataset_from_warehouse(
         tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "catalog" in tables:
             catalog = conn.execute(
-                "SELECT item_id, title, description, category, price, in_stock FROM catalog"
+                "SELECT item_id, title, description, category, price, in_stock FROM catalog ORDER BY item_id"
             ).pl()
+            # Catalog items nobody has touched yet join the vocabulary: with side features
+            # they can be recommended before their first event.
+            known = set(data.items)
+            data.items.extend(
+                item for item in catalog["item_id"].unique(maintain_order=True) if item not in known
+            )
             attach_catalog(data, catalog, num_price_buckets)
     return data
 

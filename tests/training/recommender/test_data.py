@@ -93,12 +93,12 @@ def test_dataset_from_warehouse_tables():
     )
     catalog = pl.DataFrame(
         {
-            "item_id": ["A", "B", "C"],
-            "title": ["Red shoes", "Blue hat", None],
-            "description": ["leather", None, None],
-            "category": ["shoes", "hats", "shoes"],
-            "price": [10.0, 20.0, None],
-            "in_stock": [True, False, True],
+            "item_id": ["A", "B", "C", "D"],
+            "title": ["Red shoes", "Blue hat", None, "Green scarf"],
+            "description": ["leather", None, None, None],
+            "category": ["shoes", "hats", "shoes", "scarves"],
+            "price": [10.0, 20.0, None, 5.0],
+            "in_stock": [True, False, True, True],
         }
     )
     conn.register("events_df", events.to_arrow())
@@ -112,7 +112,9 @@ def test_dataset_from_warehouse_tables():
     side = data.side
     assert side.category[index["A"]] == side.category[index["C"]] != side.category[index["B"]]
     assert side.price_bucket[index["C"]] == 0 and side.price_bucket[index["A"]] > 0
-    assert side.text == {"A": "Red shoes. leather", "B": "Blue hat"}
+    assert side.text == {"A": "Red shoes. leather", "B": "Blue hat", "D": "Green scarf"}
+    # D has no events yet but is in the vocabulary, so its side features can rank it.
+    assert "D" in index and not any((s == index["D"]).any() for s in data.sequences)
     assert side.in_stock[index["B"]] == False  # noqa: E712
 
 

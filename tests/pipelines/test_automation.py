@@ -47,11 +47,12 @@ def test_sensor_runs_the_catalog_job_when_only_the_catalog_changed(settings, tin
 def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
     defs = build_definitions(settings)
     assert {s.name for s in defs.schedules} == {"ingest_job_schedule", "features_job_schedule"}
-    assert {s.name for s in defs.sensors} == {"landing_sensor"}
+    assert {s.name for s in defs.sensors} == {"landing_sensor", "served_logs_sensor"}
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
     assert keys == {
         "raw_events", "raw_catalog", "events", "quarantine_events", "catalog", "catalog_history",
         "quarantine_catalog", "user_sequences", "item_stats", "feature_sources", "feature_registry", "online_features",
+        "served_recommendations", "support_replies", "feedback",
     }
 
 

@@ -25,7 +25,7 @@ def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, 
     assert "user_sequences" in out and "quarantine_events" in out
     figures = json.loads(out.strip().splitlines()[-1])
     assert set(figures) == {"seconds", "steps", "peak_rss_mb"}
-    assert set(figures["steps"]) == {"generate", "ingest", "features"}
+    assert set(figures["steps"]) == {"generate", "ingest", "features", "feedback_loop"}
 
 
 def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):

@@ -30,12 +30,28 @@ def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
     return ranges
 
 
-def dagster_instance():
-    """The instance in DAGSTER_HOME (./dagster_home by default), so runs show in the UI."""
+def dagster_instance(settings: Settings | None = None):
+    """The Dagster instance runs are recorded in, so they show in the UI.
+
+    DAGSTER_HOME when set; else the production profile's PostgreSQL-backed instance, or
+    ./dagster_home (SQLite) on one machine; else an in-memory instance.
+    """
     from dagster import DagsterInstance
 
-    if "DAGSTER_HOME" not in os.environ and Path("dagster_home/dagster.yaml").exists():
-        os.environ["DAGSTER_HOME"] = str(Path("dagster_home").resolve())
+    settings = settings or Settings.from_env()
+    if "DAGSTER_HOME" not in os.environ:
+        if settings.profile == "production":
+            home = settings.data_dir / "dagster_home_production"
+            home.mkdir(parents=True, exist_ok=True)
+            template = Path(__file__).resolve().parents[1] / "instance" / "production.yaml"
+            (home / "dagster.yaml").write_text(template.read_text())
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, whose server-side
+            # parameters break dagster-postgres' NOTIFY; name the psycopg2 driver.
+            url = settings.postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+            os.environ["SHOPML_DAGSTER_POSTGRES_URL"] = url
+            return DagsterInstance.from_config(str(home.resolve()))
+        if Path("dagster_home/dagster.yaml").exists():
+            os.environ["DAGSTER_HOME"] = str(Path("dagster_home").resolve())
     if "DAGSTER_HOME" in os.environ:
         return DagsterInstance.get()
     return DagsterInstance.ephemeral()
@@ -50,7 +66,7 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
     from pipelines.definitions import build_definitions
 
     defs = build_definitions(settings)
-    instance = instance or dagster_instance()
+    instance = instance or dagster_instance(settings)
     # The run's step events go to the Dagster UI; the console shows warnings and errors only.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     batches = batches or transform.landed_batches(settings)
@@ -71,7 +87,7 @@ def run_job(settings: Settings, name: str, instance=None) -> str:
 
     job = build_definitions(settings).resolve_job_def(name)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(run_config=quiet, instance=instance or dagster_instance()).run_id
+    return job.execute_in_process(run_config=quiet, instance=instance or dagster_instance(settings)).run_id
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,71 @@
+"""Serving settings: read from ``SHOPML_*`` environment variables, with embedded defaults.
+
+These sit next to ``data_contracts.settings.Settings`` (paths, store URLs, profile), which
+every service also reads; they only concern the HTTP layer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from data_contracts.settings import Settings
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SHOPML_{name}", default)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Limits, timeouts and switches of the HTTP services."""
+
+    # Required on the write endpoints (/events, /feedback) when set; the production profile
+    # refuses to start without one.
+    api_key: str | None = None
+    # Largest request body accepted, in bytes (413 above).
+    max_body_bytes: int = 64 * 1024
+    # A feature store read slower than this counts as a failure and the request falls back.
+    store_timeout_s: float = 0.05
+    # An append (a locked read-modify-write) slower than this is left to the event log.
+    append_timeout_s: float = 1.0
+    # A model call slower than this is abandoned for the fallback answer.
+    model_timeout_s: float = 0.25
+    # Consecutive store failures that open the circuit breaker, and how long it stays open.
+    breaker_failures: int = 3
+    breaker_reset_s: float = 5.0
+    # The small cache of hot answers: entries and their lifetime (0 turns it off).
+    cache_entries: int = 10_000
+    cache_ttl_s: float = 5.0
+    # torch threads per worker (set explicitly: torch's default oversubscribes shared cores).
+    torch_threads: int = 1
+    # Serve this model tag instead of the promoted one (None: the promoted version).
+    recommender_tag: str | None = None
+    support_tag: str | None = None
+    # The support reply: generate a candidate with the LM (slow) or retrieve and rank only.
+    support_generate: bool = False
+    # A support reply slower than this becomes a handover.
+    chat_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> ServingConfig:
+        settings = settings or Settings.from_env()
+        config = cls(
+            api_key=_env("API_KEY", "") or None,
+            max_body_bytes=int(_env("MAX_BODY_BYTES", str(64 * 1024))),
+            store_timeout_s=float(_env("STORE_TIMEOUT_S", "0.05")),
+            append_timeout_s=float(_env("APPEND_TIMEOUT_S", "1")),
+            model_timeout_s=float(_env("MODEL_TIMEOUT_S", "0.25")),
+            breaker_failures=int(_env("BREAKER_FAILURES", "3")),
+            breaker_reset_s=float(_env("BREAKER_RESET_S", "5")),
+            cache_entries=int(_env("CACHE_ENTRIES", "10000")),
+            cache_ttl_s=float(_env("CACHE_TTL_S", "5")),
+            torch_threads=int(_env("TORCH_THREADS", "1")),
+            recommender_tag=_env("RECOMMENDER_TAG", "") or None,
+            support_tag=_env("SUPPORT_TAG", "") or None,
+            support_generate=_env("SUPPORT_GENERATE", "0").lower() in ("1", "true", "yes"),
+            chat_timeout_s=float(_env("CHAT_TIMEOUT_S", "10")),
+        )
+        if settings.profile == "production" and not config.api_key:
+            raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")
+        return config

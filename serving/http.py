@@ -1,0 +1,122 @@
+"""The HTTP guard in front of both services: JSON only, bounded bodies, API key on writes.
+
+An ASGI middleware, so a rejected request costs no parsing and every rejection is a JSON
+``{"error": ...}`` with a 4xx status. Validation of the body itself is left to the typed
+pydantic inputs of the APIs (BentoML answers 400 with the field errors).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.config import ServingConfig
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+async def send_error(send: Send, status: int, message: str, headers: list | None = None) -> None:
+    body = error_body(message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def api_key_of(headers: dict[bytes, bytes]) -> str | None:
+    """The key from ``X-API-Key`` or ``Authorization: Bearer <key>``."""
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].decode("latin-1")
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+class GuardMiddleware:
+    """Rejects what the APIs should never see.
+
+    - a body on an API path that is not ``application/json`` → 415 (BentoML would try its
+      multipart and pickle decoders, and a broken multipart body ends in a 500);
+    - a body over ``max_body_bytes`` → 413 (read at most that much, whatever the headers say);
+    - a write path without the right API key, when one is configured → 401.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_paths: frozenset[str],
+        write_paths: frozenset[str] = frozenset(),
+        config: ServingConfig | None = None,
+    ):
+        # Built with the app, so the key and limits are read from the environment of the
+        # worker that serves, not of whoever imported the service module.
+        config = config or ServingConfig.from_env()
+        self.app = app
+        self.api_paths = api_paths
+        self.write_paths = write_paths
+        self.api_key = config.api_key
+        self.max_body_bytes = config.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.api_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.api_key and scope["path"] in self.write_paths:
+            given = api_key_of(headers)
+            if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                await send_error(
+                    send,
+                    401,
+                    "this endpoint needs the API key in the X-API-Key header (or Authorization: Bearer)",
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
+        media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            await send_error(
+                send, 415, f"send JSON (Content-Type: application/json), not {media.decode('latin-1')!r}"
+            )
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await send_error(send, 413, f"the request body is larger than {self.max_body_bytes} bytes")
+            return
+        # Read the body here, bounded, and hand it on in one piece.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await send_error(send, 413, f"the request body is larger than {self.max_body_bytes} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

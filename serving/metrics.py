@@ -1,0 +1,47 @@
+"""Prometheus figures the services add to BentoML's own request metrics on ``/metrics``.
+
+BentoML already exports request counts, latency histograms and in-flight requests per
+endpoint; these say why answers were degraded. They are plain prometheus_client metrics
+(``bentoml.metrics`` is deprecated): under ``bentoml serve`` PROMETHEUS_MULTIPROC_DIR is set,
+so every worker's values are summed by BentoML's ``/metrics``. Created on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def _metrics() -> dict:
+    from prometheus_client import Counter, Gauge
+
+    return {
+        "fallback": Counter(
+            "shopml_fallbacks",
+            "Answers served by a fallback instead of the model, by reason",
+            ["service", "reason"],
+        ),
+        "cache": Counter(
+            "shopml_cache_lookups",
+            "Lookups of the hot-answer cache, by result (hit or miss)",
+            ["service", "result"],
+        ),
+        "breaker": Gauge(
+            "shopml_breaker_open",
+            "1 while the circuit breaker of a dependency is open, else 0",
+            ["dependency"],
+            multiprocess_mode="max",
+        ),
+    }
+
+
+def fallback(service: str, reason: str) -> None:
+    _metrics()["fallback"].labels(service=service, reason=reason).inc()
+
+
+def cache_lookup(service: str, hit: bool) -> None:
+    _metrics()["cache"].labels(service=service, result="hit" if hit else "miss").inc()
+
+
+def breaker_open(dependency: str, is_open: bool) -> None:
+    _metrics()["breaker"].labels(dependency=dependency).set(1 if is_open else 0)

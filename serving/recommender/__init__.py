@@ -1,0 +1,1 @@
+"""The recommender service: /recommend, /events, /similar."""

@@ -1,0 +1,371 @@
+"""What the recommender service does, as plain async Python (tested without HTTP).
+
+Every answer degrades instead of failing: the feature store goes through a circuit breaker
+with a timeout, the model call has a timeout, and popularity from the warehouse's item_stats
+is the last resort. ``fallback`` in each answer says which path was taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+
+from data_contracts.landing_log import LandingLog
+from data_contracts.settings import Settings
+from features.online import OnlineSequences, OnlineStoreError
+from serving import metrics
+from serving.catalog import Catalog
+from serving.config import ServingConfig
+from serving.recommender.schemas import (
+    EventRequest,
+    EventResponse,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    SimilarRequest,
+    SimilarResponse,
+)
+from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
+from training.recommender.inference import Recommender, score_histories, top_k
+
+log = logging.getLogger(__name__)
+SERVICE = "recommender"
+POPULARITY = "popularity"
+# Masks kept per (category, in_stock_only); categories are few, arbitrary strings are not cached.
+MAX_MASKS = 256
+
+
+class UnknownItemError(LookupError):
+    """The item is neither in the model's vocabulary nor in the catalog."""
+
+
+class EventLogError(RuntimeError):
+    """The event could not be written to the landing log (disk full, permissions)."""
+
+
+@dataclass
+class Model:
+    recommender: Recommender
+    version: str
+
+
+def open_online_store(settings: Settings) -> OnlineSequences:
+    from features.config import FeatureStoreConfig, open_store
+    from features.online import open_sequences
+
+    config = FeatureStoreConfig.from_settings(settings)
+    return open_sequences(open_store(config), config)
+
+
+def load_model(settings: Settings, tag: str | None) -> Model | None:
+    """The promoted recommender (or ``tag``); None when nothing was promoted yet."""
+    from training.recommender.artifact import load_from_store
+    from training.recommender.pipeline import promoted_tag
+
+    tag = tag or promoted_tag()
+    if tag is None:
+        log.warning("no promoted recommender in the model store: serving popularity only")
+        return None
+    artifact = load_from_store(tag)
+    return Model(Recommender(artifact.model, artifact.items), artifact.tag or tag)
+
+
+class RecommenderEngine:
+    def __init__(
+        self,
+        model: Model | None,
+        catalog: Catalog,
+        open_store,
+        landing: LandingLog | None,
+        config: ServingConfig | None = None,
+    ):
+        """``open_store()`` returns the OnlineSequences; it is called lazily, through the breaker,
+        so a store that is down at start-up is picked up once it is back."""
+        self.config = config or ServingConfig()
+        self.model = model
+        self.catalog = catalog
+        self.landing = landing
+        self._open_store = open_store
+        self._sequences: OnlineSequences | None = None
+        self.breaker = CircuitBreaker(
+            "feature store", self.config.breaker_failures, self.config.breaker_reset_s
+        )
+        self.cache = TTLCache(self.config.cache_entries, self.config.cache_ttl_s)
+        # Bumped by each event of a user, so their cached answers are never served again.
+        self._generation: dict[str, int] = {}
+        self._masks: dict[tuple, torch.Tensor] = {}
+        self._vectors: torch.Tensor | None = None
+        if model is not None:
+            rec = model.recommender
+            if len(catalog):
+                # Items the catalog no longer lists are withdrawn: never recommended.
+                rec.set_in_stock(np.array([False] + [catalog.available(i) for i in rec.items]))
+            with torch.no_grad():
+                self._vectors = torch.nn.functional.normalize(rec.model.item_vectors().float(), dim=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
+        torch.set_num_threads(config.torch_threads)
+        return cls(
+            load_model(settings, config.recommender_tag),
+            Catalog.load(settings.warehouse_path),
+            lambda: open_online_store(settings),
+            LandingLog(settings),
+            config,
+        )
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version if self.model else POPULARITY
+
+    # --- the feature store -------------------------------------------------------------------
+
+    def _store(self) -> OnlineSequences:
+        if self._sequences is None:
+            self._sequences = self._open_store()
+        return self._sequences
+
+    async def _through_breaker(self, fn, *args, timeout_s: float):
+        try:
+            return await self.breaker.call_async(fn, *args, timeout_s=timeout_s)
+        finally:
+            metrics.breaker_open("feature_store", self.breaker.state == "open")
+
+    async def read_sequence(self, user_id: str) -> list[str] | None:
+        """The user's recent items, newest last; None when the store is down or slow."""
+        try:
+            sequence = await self._through_breaker(
+                lambda: self._store().read(user_id), timeout_s=self.config.store_timeout_s
+            )
+        except BreakerOpen:
+            return None
+        except (OnlineStoreError, TimeoutError, OSError) as e:
+            log.warning("feature store read failed for %r: %s", user_id, e)
+            return None
+        except Exception:
+            # Whatever else a store client raises is still an outage for this request, not a 500.
+            log.exception("feature store read failed for %r", user_id)
+            return None
+        return sequence.item_ids
+
+    # --- scoring -------------------------------------------------------------------------------
+
+    def _mask(self, category: str | None, in_stock_only: bool) -> torch.Tensor:
+        """(N+1,) True for items no one may get under these filters."""
+        rec = self.model.recommender
+        key = (category, in_stock_only)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = rec.unavailable.clone() if in_stock_only else torch.zeros_like(rec.unavailable)
+            mask[0] = True
+            if category is not None:
+                mask |= torch.tensor(
+                    [True] + [not self.catalog.available(i, category, False) for i in rec.items]
+                )
+            if len(self._masks) < MAX_MASKS:
+                self._masks[key] = mask
+        return mask
+
+    def _top(self, scores: torch.Tensor, k: int, banned: torch.Tensor, seen) -> list[ScoredItem]:
+        rec = self.model.recommender
+        values, indices = top_k(scores, k, seen, banned)
+        return [
+            self._item(rec.items[i - 1], v)
+            for v, i in zip(values[0].tolist(), indices[0].tolist(), strict=True)
+            if i > 0 and v > float("-inf")
+        ]
+
+    def score(self, history: list[str], k: int, category, in_stock_only, exclude_seen) -> list[ScoredItem]:
+        """The model's top k for one history (blocking; runs in a worker thread)."""
+        rec = self.model.recommender
+        encoded = rec.encode(history)
+        with torch.no_grad():
+            scores = score_histories(rec.model, [encoded])
+        return self._top(scores, k, self._mask(category, in_stock_only), [encoded] if exclude_seen else None)
+
+    def _item(self, item_id: str, score: float) -> ScoredItem:
+        info = self.catalog.items.get(item_id)
+        return ScoredItem(
+            item_id=item_id,
+            score=round(float(score), 6),
+            title=info.title if info else None,
+            category=info.category if info else None,
+        )
+
+    def popular(self, k: int, category, in_stock_only, exclude: frozenset[str]) -> list[ScoredItem]:
+        out = []
+        for item_id in self.catalog.popular(category, in_stock_only, exclude):
+            out.append(self._item(item_id, self.catalog.items[item_id].popularity))
+            if len(out) == k:
+                break
+        return out
+
+    # --- the endpoints -------------------------------------------------------------------------
+
+    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+        generation = self._generation.get(req.user_id, 0)
+        key = (
+            req.user_id,
+            generation,
+            req.k,
+            tuple(req.session_item_ids),
+            req.category,
+            req.in_stock_only,
+            req.exclude_seen,
+        )
+        cached = self.cache.get(key)
+        metrics.cache_lookup(SERVICE, cached is not None)
+        if cached is not None:
+            items, version, fallback = cached
+        else:
+            items, version, fallback = await self._recommend(req)
+            if fallback is None:
+                self.cache.put(key, (items, version, fallback))
+        if fallback is not None:
+            metrics.fallback(SERVICE, fallback)
+        response = RecommendResponse(
+            rec_id=uuid.uuid4().hex,
+            user_id=req.user_id,
+            model_version=version,
+            fallback=fallback,
+            items=items,
+        )
+        self._log_served(req, response)
+        return response
+
+    async def _recommend(self, req: RecommendRequest) -> tuple[list[ScoredItem], str, str | None]:
+        stored = await self.read_sequence(req.user_id)
+        fallback = "feature_store_down" if stored is None else None
+        history = (stored or []) + list(req.session_item_ids)
+        seen = frozenset(history) if req.exclude_seen else frozenset()
+        filters = (req.category, req.in_stock_only)
+        if self.model is None:
+            return self.popular(req.k, *filters, seen), POPULARITY, fallback or "no_model"
+        if not len(self.model.recommender.encode(history)):
+            return self.popular(req.k, *filters, seen), POPULARITY, fallback or "empty_sequence"
+        try:
+            items = await in_thread(
+                self.score, history, req.k, *filters, req.exclude_seen, timeout_s=self.config.model_timeout_s
+            )
+        except TimeoutError:
+            return self.popular(req.k, *filters, seen), POPULARITY, "model_timeout"
+        except Exception:
+            log.exception("recommender model failed for user %r", req.user_id)
+            return self.popular(req.k, *filters, seen), POPULARITY, "model_error"
+        # Store down but the session's own items were enough for the model: its answer, flagged.
+        return items, self.model_version, fallback
+
+    def _log_served(self, req: RecommendRequest, response: RecommendResponse) -> None:
+        if self.landing is None:
+            return
+        record = {
+            "rec_id": response.rec_id,
+            "ts": datetime.now(UTC),
+            "user_id": req.user_id,
+            "session_id": req.session_id,
+            "model_version": response.model_version,
+            "items": [i.item_id for i in response.items],
+            "scores": [i.score for i in response.items],
+            "fallback": response.fallback,
+        }
+        try:
+            self.landing.write("served", record)
+        except OSError as e:
+            # The answer is still good; only its record for the pipeline is lost (and counted).
+            log.error("cannot log served recommendation %s: %s", response.rec_id, e)
+            metrics.fallback(SERVICE, "served_log_failed")
+
+    async def record_event(self, req: EventRequest) -> EventResponse:
+        event_id = uuid.uuid4().hex
+        ts = datetime.now(UTC)
+        record = {
+            "event_id": event_id,
+            "ts": ts,
+            "user_id": req.user_id,
+            "item_id": req.item_id,
+            "event_type": req.event_type,
+            "session_id": req.session_id,
+            "quantity": req.quantity,
+            "price": req.price,
+            "source": "serving",
+            "rec_id": req.rec_id,
+        }
+        # The log first: it is what the next ingest reads and what repairs the online store.
+        if self.landing is not None:
+            try:
+                self.landing.write("events", record)
+            except OSError as e:
+                raise EventLogError(f"the event could not be logged ({e}); nothing was stored") from e
+        self._generation[req.user_id] = self._generation.get(req.user_id, 0) + 1
+        try:
+            sequence = await self._through_breaker(
+                lambda: self._store().append(req.user_id, req.item_id, req.event_type, ts),
+                timeout_s=self.config.append_timeout_s,
+            )
+        except Exception as e:  # any store failure: the event log has the event
+            log.warning("online append failed for %r (%s); the event log has it", req.user_id, e)
+            metrics.fallback(SERVICE, "feature_store_down")
+            return EventResponse(
+                event_id=event_id,
+                logged=self.landing is not None,
+                stored_online=False,
+                fallback="feature_store_down",
+            )
+        return EventResponse(
+            event_id=event_id,
+            logged=self.landing is not None,
+            stored_online=True,
+            sequence_length=len(sequence),
+        )
+
+    async def similar(self, req: SimilarRequest) -> SimilarResponse:
+        key = ("similar", req.item_id, req.k, req.category, req.in_stock_only)
+        cached = self.cache.get(key)
+        metrics.cache_lookup(SERVICE, cached is not None)
+        if cached is None:
+            cached = await self._similar(req)
+            if cached[2] is None:
+                self.cache.put(key, cached)
+        items, version, fallback = cached
+        if fallback is not None:
+            metrics.fallback(SERVICE, fallback)
+        return SimilarResponse(item_id=req.item_id, model_version=version, fallback=fallback, items=items)
+
+    async def _similar(self, req: SimilarRequest) -> tuple[list[ScoredItem], str, str | None]:
+        known = self.model is not None and req.item_id in self.model.recommender.index
+        if not known:
+            info = self.catalog.items.get(req.item_id)
+            if info is None:
+                raise UnknownItemError(
+                    f"unknown item_id {req.item_id!r}: not in the catalog nor in the model"
+                )
+            # Popular items of the same category stand in for the model's neighbours.
+            category = req.category or info.category
+            items = self.popular(req.k, category, req.in_stock_only, frozenset([req.item_id]))
+            return items, POPULARITY, "no_model" if self.model is None else "unknown_item"
+        try:
+            items = await in_thread(self.neighbours, req, timeout_s=self.config.model_timeout_s)
+        except TimeoutError:
+            return (
+                self.popular(req.k, req.category, req.in_stock_only, frozenset([req.item_id])),
+                POPULARITY,
+                "model_timeout",
+            )
+        return items, self.model_version, None
+
+    def neighbours(self, req: SimilarRequest) -> list[ScoredItem]:
+        """Cosine neighbours of the item's vector under the request's filters."""
+        index = self.model.recommender.index[req.item_id]
+        scores = (self._vectors @ self._vectors[index]).unsqueeze(0)
+        banned = self._mask(req.category, req.in_stock_only).clone()
+        banned[index] = True
+        return self._top(scores, req.k, banned, None)
+
+    def close(self) -> None:
+        if self._sequences is not None:
+            self._sequences.close()

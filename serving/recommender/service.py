@@ -1,0 +1,64 @@
+"""The recommender over HTTP: ``bentoml serve serving.recommender.service:RecommenderService``."""
+
+from __future__ import annotations
+
+from data_contracts.settings import Settings, use_model_store
+
+use_model_store(Settings.from_env())
+
+import bentoml  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+
+from serving.config import ServingConfig  # noqa: E402
+from serving.http import GuardMiddleware  # noqa: E402
+from serving.recommender.engine import EventLogError, RecommenderEngine, UnknownItemError  # noqa: E402
+from serving.recommender.schemas import (  # noqa: E402
+    EventRequest,
+    EventResponse,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarRequest,
+    SimilarResponse,
+)
+
+
+@bentoml.service(name="recommender", traffic={"timeout": 10, "max_concurrency": 512})
+class RecommenderService:
+    def __init__(self) -> None:
+        settings = Settings.from_env()
+        self.engine = RecommenderEngine.from_settings(settings, ServingConfig.from_env(settings))
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
+
+    @bentoml.api(route="/recommend")
+    async def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
+        """Top-k items for a user: the model over their online sequence, else popularity."""
+        return await self.engine.recommend(request)
+
+    @bentoml.api(route="/events")
+    async def events(self, event: EventRequest, /) -> EventResponse:
+        """Log a view, cart, purchase or click and append it to the user's online sequence."""
+        try:
+            return await self.engine.record_event(event)
+        except EventLogError as e:
+            return JSONResponse({"error": str(e)}, status_code=503)
+
+    @bentoml.api(route="/similar")
+    async def similar(self, request: SimilarRequest, /) -> SimilarResponse:
+        """Items similar to an item (its nearest neighbours in the model's item space)."""
+        try:
+            return await self.engine.similar(request)
+        except UnknownItemError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.engine.close()
+
+
+RecommenderService.add_asgi_middleware(
+    GuardMiddleware,
+    api_paths=frozenset({"/recommend", "/events", "/similar"}),
+    write_paths=frozenset({"/events"}),
+)

@@ -1,0 +1,238 @@
+"""The recommender's logic without HTTP: model answers, fallbacks, breaker, cache, logging."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import duckdb
+import pytest
+
+from data_contracts.landing_log import LandingLog
+from features.online import OnlineStoreError
+from serving.catalog import Catalog
+from serving.config import ServingConfig
+from serving.recommender.engine import RecommenderEngine, UnknownItemError, load_model, open_online_store
+from serving.recommender.schemas import EventRequest, RecommendRequest, SimilarRequest
+
+
+class DownStore:
+    """An online store whose backend is unreachable: every call raises, and is counted."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, *args):
+        self.calls += 1
+        raise OnlineStoreError("Redis online store redis://127.0.0.1:1/0 is unreachable")
+
+    append = read
+
+    def close(self):
+        pass
+
+
+class CountingStore:
+    """The real store, with its reads counted."""
+
+    def __init__(self, inner):
+        self.inner, self.reads = inner, 0
+
+    def read(self, user_id):
+        self.reads += 1
+        return self.inner.read(user_id)
+
+    def append(self, *args):
+        return self.inner.append(*args)
+
+    def close(self):
+        self.inner.close()
+
+
+def make_engine(settings, tag, store=None, model=True, **config) -> RecommenderEngine:
+    return RecommenderEngine(
+        load_model(settings, tag) if model else None,
+        Catalog.load(settings.warehouse_path),
+        (lambda: store) if store is not None else (lambda: open_online_store(settings)),
+        LandingLog(settings),
+        ServingConfig(**config),
+    )
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def landed(settings, kind):
+    return [
+        json.loads(line)
+        for p in sorted((settings.landing_dir / kind).rglob("*.jsonl"))
+        for line in p.read_text().splitlines()
+    ]
+
+
+def test_known_user_gets_the_models_answer_without_seen_or_unavailable_items(
+    shop_settings, recommender_tag, shop
+):
+    engine = make_engine(shop_settings, recommender_tag)
+    out = run(engine.recommend(RecommendRequest(user_id="u0", k=5)))
+    assert out.fallback is None and out.model_version == recommender_tag
+    ids = [i.item_id for i in out.items]
+    assert len(ids) == 5 and len(set(ids)) == 5
+    assert not set(ids) & set(shop.histories["u0"])
+    assert shop.out_of_stock not in ids
+    assert [i.score for i in out.items] == sorted((i.score for i in out.items), reverse=True)
+    assert all(i.title == f"Item {i.item_id}" for i in out.items)
+    # The served answer is logged for the pipeline, under its rec_id.
+    (served,) = landed(shop_settings, "served")
+    assert served["rec_id"] == out.rec_id and served["items"] == ids and served["fallback"] is None
+    assert served["model_version"] == recommender_tag
+
+
+def test_unknown_user_gets_popular_in_stock_items(shop_settings, recommender_tag, shop):
+    engine = make_engine(shop_settings, recommender_tag)
+    out = run(engine.recommend(RecommendRequest(user_id="ghost", k=3)))
+    assert out.fallback == "empty_sequence" and out.model_version == "popularity"
+    # Views: i1 10, i0 9, i3 4; i19 has the highest popularity but is out of stock.
+    assert [i.item_id for i in out.items] == ["i1", "i0", "i3"]
+    anything = run(engine.recommend(RecommendRequest(user_id="ghost", k=1, in_stock_only=False)))
+    assert anything.items[0].item_id == shop.out_of_stock
+
+
+def test_session_items_make_a_known_history_for_a_new_user(shop_settings, recommender_tag):
+    engine = make_engine(shop_settings, recommender_tag)
+    out = run(engine.recommend(RecommendRequest(user_id="ghost", k=4, session_item_ids=["i3", "i4"])))
+    assert out.fallback is None and out.model_version == recommender_tag
+    assert not {"i3", "i4"} & {i.item_id for i in out.items}
+    # Items the model does not know do not make a history.
+    unknown = run(engine.recommend(RecommendRequest(user_id="ghost", k=4, session_item_ids=["nope"])))
+    assert unknown.fallback == "empty_sequence"
+
+
+def test_category_filter_holds_for_model_and_popularity(shop_settings, recommender_tag, shop):
+    engine = make_engine(shop_settings, recommender_tag)
+    for user in ("u1", "ghost"):
+        out = run(engine.recommend(RecommendRequest(user_id=user, k=5, category="Toys")))
+        assert out.items and all(shop.category(i.item_id) == "Toys > Premium" for i in out.items)
+    none = run(engine.recommend(RecommendRequest(user_id="u1", k=5, category="Garden")))
+    assert none.items == []
+
+
+def test_store_down_uses_session_items_or_popularity_flagged(shop_settings, recommender_tag):
+    store = DownStore()
+    engine = make_engine(shop_settings, recommender_tag, store=store)
+    with_session = run(engine.recommend(RecommendRequest(user_id="u0", k=3, session_item_ids=["i5"])))
+    assert with_session.fallback == "feature_store_down"
+    assert with_session.model_version == recommender_tag and len(with_session.items) == 3
+    bare = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
+    assert bare.fallback == "feature_store_down" and bare.model_version == "popularity"
+    assert [i.item_id for i in bare.items] == ["i1", "i0", "i3"]
+
+
+def test_breaker_stops_calling_a_failing_store_and_closes_when_it_is_back(shop_settings, recommender_tag):
+    store = DownStore()
+    engine = make_engine(shop_settings, recommender_tag, store=store, breaker_failures=3, breaker_reset_s=0.2)
+    for _ in range(10):
+        assert run(engine.recommend(RecommendRequest(user_id="u0"))).fallback == "feature_store_down"
+    assert store.calls == 3 and engine.breaker.state == "open"
+    time.sleep(0.25)
+    # Half open: one trial call; it fails, so the breaker opens again.
+    run(engine.recommend(RecommendRequest(user_id="u0")))
+    assert store.calls == 4 and engine.breaker.state == "open"
+    # The store comes back: the next trial closes the breaker and the model answers again.
+    engine._sequences = open_online_store(shop_settings)
+    time.sleep(0.25)
+    out = run(engine.recommend(RecommendRequest(user_id="u0")))
+    assert out.fallback is None and engine.breaker.state == "closed"
+
+
+def test_model_timeout_falls_back_to_popularity(shop_settings, recommender_tag):
+    class SlowModel(RecommenderEngine):
+        def score(self, *args):
+            time.sleep(0.3)
+            return super().score(*args)
+
+    engine = make_engine(shop_settings, recommender_tag, model_timeout_s=0.05)
+    engine.__class__ = SlowModel
+    out = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
+    assert out.fallback == "model_timeout" and out.model_version == "popularity" and len(out.items) == 3
+
+
+def test_no_promoted_model_serves_popularity(shop_settings):
+    engine = make_engine(shop_settings, None, model=False)
+    out = run(engine.recommend(RecommendRequest(user_id="u0", k=2)))
+    assert out.fallback == "no_model" and out.model_version == "popularity"
+
+
+def test_hot_answers_come_from_the_cache_until_the_user_acts(shop_settings, recommender_tag):
+    store = CountingStore(open_online_store(shop_settings))
+    engine = make_engine(shop_settings, recommender_tag, store=store)
+    first = run(engine.recommend(RecommendRequest(user_id="u2", k=4)))
+    second = run(engine.recommend(RecommendRequest(user_id="u2", k=4)))
+    assert store.reads == 1 and engine.cache.hits == 1
+    assert second.items == first.items and second.rec_id != first.rec_id
+    clicked = first.items[0].item_id
+    run(
+        engine.record_event(
+            EventRequest(user_id="u2", item_id=clicked, event_type="rec_click", rec_id=first.rec_id)
+        )
+    )
+    third = run(engine.recommend(RecommendRequest(user_id="u2", k=4)))
+    assert store.reads == 2 and clicked not in {i.item_id for i in third.items}
+
+
+def test_event_is_logged_and_appended_to_the_online_sequence(shop_settings, recommender_tag):
+    engine = make_engine(shop_settings, recommender_tag)
+    rec_id = "ab" * 16
+    out = run(
+        engine.record_event(
+            EventRequest(
+                user_id="newbie", item_id="i7", event_type="rec_click", rec_id=rec_id, session_id="s1"
+            )
+        )
+    )
+    assert out.logged and out.stored_online and out.sequence_length == 1
+    assert open_online_store(shop_settings).read("newbie").item_ids == ["i7"]
+    (event,) = landed(shop_settings, "events")
+    assert event["event_id"] == out.event_id and event["source"] == "serving"
+    assert {k: event[k] for k in ("user_id", "item_id", "event_type", "rec_id", "session_id")} == {
+        "user_id": "newbie",
+        "item_id": "i7",
+        "event_type": "rec_click",
+        "rec_id": rec_id,
+        "session_id": "s1",
+    }
+    assert event["ts"].endswith("Z")
+    # The new user now has a history the model can use.
+    assert run(engine.recommend(RecommendRequest(user_id="newbie"))).fallback is None
+
+
+def test_event_with_the_store_down_is_still_logged(shop_settings, recommender_tag):
+    engine = make_engine(shop_settings, recommender_tag, store=DownStore())
+    out = run(engine.record_event(EventRequest(user_id="u1", item_id="i2", event_type="view")))
+    assert out.logged and not out.stored_online and out.fallback == "feature_store_down"
+    assert len(landed(shop_settings, "events")) == 1
+
+
+def test_similar_items(shop_settings, recommender_tag, shop):
+    engine = make_engine(shop_settings, recommender_tag)
+    out = run(engine.similar(SimilarRequest(item_id="i4", k=5)))
+    ids = [i.item_id for i in out.items]
+    assert out.fallback is None and len(ids) == 5 and "i4" not in ids and shop.out_of_stock not in ids
+    toys = run(engine.similar(SimilarRequest(item_id="i4", k=5, category="Toys")))
+    assert all(shop.category(i.item_id) == "Toys > Premium" for i in toys.items)
+    without_model = make_engine(shop_settings, None, model=False)
+    same_category = run(without_model.similar(SimilarRequest(item_id="i4", k=3)))
+    assert same_category.fallback == "no_model"
+    assert all(shop.category(i.item_id) == "Home > Basics" and i.item_id != "i4" for i in same_category.items)
+    with pytest.raises(UnknownItemError):
+        run(engine.similar(SimilarRequest(item_id="nope")))
+
+
+def test_catalog_is_read_without_keeping_the_warehouse_locked(shop_settings, tmp_path):
+    catalog = Catalog.load(shop_settings.warehouse_path)
+    assert len(catalog) == 20 and catalog.by_popularity[0] == "i19"
+    # A writer (the pipeline) can open the file right after.
+    duckdb.connect(str(shop_settings.warehouse_path)).close()
+    assert len(Catalog.load(tmp_path / "missing.duckdb")) == 0

@@ -185,3 +185,30 @@ def asgi_client():
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def support_tag(tmp_path_factory) -> str:
+    """A support model from tiny untrained parts (2-layer BERT retriever and ranker), saved."""
+    from training.support import jobs
+    from training.support.artifact import SupportModel, save_support_model
+    from training.support.config import SupportConfig
+    from training.support.corpus import SAMPLE_DIR, build_corpus, read_bitext
+    from training.support.encoder import SentenceEncoder
+    from training.support.ranker import CrossEncoder
+    from training.support.tiny import tiny_encoder
+
+    bitext = SAMPLE_DIR / "bitext" / "bitext_sample.csv"
+    qa, _ = read_bitext(bitext)
+    folder = tiny_encoder(
+        tmp_path_factory.mktemp("tiny-encoder"), qa["question"].to_list() + qa["answer"].to_list()
+    )
+    # handover_threshold 0: an untrained ranker still answers, so replies and feedback show.
+    config = SupportConfig(encoder=str(folder), generator=None, ranker_max_length=64, handover_threshold=0.0)
+    encoder = SentenceEncoder.load(str(folder))
+    corpus = build_corpus(encoder.encode, bitext, None, threshold=0.98)
+    model = SupportModel(
+        config, jobs.support_retriever(corpus, encoder), CrossEncoder.from_encoder(str(folder), 64)
+    )
+    settings = Settings(data_dir=tmp_path_factory.mktemp("support-data"))
+    return save_support_model(model, settings)

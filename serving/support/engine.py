@@ -1,0 +1,140 @@
+"""What the support service does, as plain async Python (tested without HTTP).
+
+The reply pipeline runs in a worker thread with a timeout; a slow or failing pipeline (its
+dialogue store down, say) gives a handover to a human instead of a 5xx, and a circuit
+breaker stops calling it while it keeps failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import torch
+
+from data_contracts.landing_log import LandingLog
+from data_contracts.settings import Settings
+from serving import metrics
+from serving.config import ServingConfig
+from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
+from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
+from training.support.corpus import FeedbackError
+from training.support.pipeline import HANDOVER_REPLY, SupportPipeline, UnknownReplyError
+
+log = logging.getLogger(__name__)
+SERVICE = "support"
+
+__all__ = ["FeedbackError", "FeedbackUnavailable", "SupportEngine", "UnknownReplyError"]
+
+
+class FeedbackUnavailable(RuntimeError):
+    """The dialogue store or the landing log could not take the feedback now (503, retry)."""
+
+
+class SupportEngine:
+    def __init__(
+        self, pipeline: SupportPipeline, landing: LandingLog | None, config: ServingConfig | None = None
+    ):
+        self.pipeline = pipeline
+        self.landing = landing
+        self.config = config or ServingConfig()
+        self.model_version = pipeline.model.tag or "support"
+        self.breaker = CircuitBreaker(
+            "support pipeline", self.config.breaker_failures, self.config.breaker_reset_s
+        )
+        # reply_id → (session_id, user_id) of replies this worker gave, for the feedback record.
+        self._sessions = TTLCache(self.config.cache_entries, 24 * 3600.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
+        pipeline = SupportPipeline.load(
+            settings, tag=config.support_tag, use_generator=config.support_generate
+        )
+        # After load: the pipeline sets the model's training thread count.
+        torch.set_num_threads(config.torch_threads)
+        return cls(pipeline, LandingLog(settings), config)
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        try:
+            out = await self.breaker.call_async(
+                self.pipeline.reply, req.session_id, req.message, timeout_s=self.config.chat_timeout_s
+            )
+            fallback = None
+        except BreakerOpen:
+            out, fallback = None, "unavailable"
+        except TimeoutError:
+            out, fallback = None, "timeout"
+        except Exception:
+            log.exception("support reply failed for session %r", req.session_id)
+            out, fallback = None, "model_error"
+        finally:
+            metrics.breaker_open("support_pipeline", self.breaker.state == "open")
+        if out is None:
+            metrics.fallback(SERVICE, fallback)
+            out = {"reply": HANDOVER_REPLY, "reply_id": uuid.uuid4().hex, "handover": True}
+        response = ChatResponse(**out, model_version=self.model_version, fallback=fallback)
+        self._sessions.put(response.reply_id, (req.session_id, req.user_id))
+        self._log_reply(req, response)
+        return response
+
+    def _log_reply(self, req: ChatRequest, response: ChatResponse) -> None:
+        if self.landing is None:
+            return
+        record = {
+            "reply_id": response.reply_id,
+            "ts": datetime.now(UTC),
+            "session_id": req.session_id,
+            "message": req.message,
+            "reply": response.reply,
+            "sources": [s.doc_id for s in response.sources],
+            "top_score": response.candidates[0].score if response.candidates else None,
+            "handover": response.handover,
+            "model_version": self.model_version
+            if response.fallback is None
+            else f"fallback:{response.fallback}",
+        }
+        try:
+            self.landing.write("replies", record)
+        except OSError as e:
+            log.error("cannot log reply %s: %s", response.reply_id, e)
+
+    async def feedback(self, req: FeedbackRequest) -> FeedbackResponse:
+        """Raises UnknownReplyError (404) or FeedbackError (400) for a reply it cannot take."""
+        session_id, user_id = req.session_id, req.user_id
+        if req.target_kind == "reply":
+            # The pipeline keeps (context, reply) as ranker training pairs for the next run.
+            row = await in_thread(
+                self.pipeline.record_feedback,
+                req.target_id,
+                req.rating,
+                req.reason,
+                timeout_s=self.config.chat_timeout_s,
+            )
+            known = self._sessions.get(req.target_id)
+            session_id = session_id or row.get("session_id") or (known[0] if known else None)
+            user_id = user_id or (known[1] if known else None)
+        record = {
+            "feedback_id": uuid.uuid4().hex,
+            "target_id": req.target_id,
+            "target_kind": req.target_kind,
+            "user_id": user_id,
+            "session_id": session_id,
+            "rating": req.rating,
+            "reason": req.reason,
+            "ts": datetime.now(UTC),
+        }
+        logged = False
+        if self.landing is not None:
+            try:
+                self.landing.write("feedback", record)
+            except OSError as e:
+                raise FeedbackUnavailable(f"the feedback could not be logged ({e}); retry") from e
+            logged = True
+        return FeedbackResponse(
+            feedback_id=record["feedback_id"],
+            target_id=req.target_id,
+            target_kind=req.target_kind,
+            rating=req.rating,
+            logged=logged,
+        )

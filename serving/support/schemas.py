@@ -1,0 +1,76 @@
+"""Request and response models of the support service (they are its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from serving.schemas import HexId, Identifier
+from training.support.pipeline import MAX_MESSAGE_CHARS
+
+MAX_REASON_CHARS = 500
+
+Message = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")]
+Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_CHARS)]
+ChatFallback = Literal["timeout", "model_error", "unavailable"]
+
+
+class ChatRequest(BaseModel):
+    session_id: Identifier
+    message: Message
+    user_id: Identifier | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"session_id": "s-123", "message": "How do I cancel order 12345678?"}},
+    )
+
+
+class Source(BaseModel):
+    doc_id: str
+    kind: str
+    intent: str | None = None
+    score: float
+
+
+class CandidateScore(BaseModel):
+    source: str = Field(description='"generated" or the doc_id of a retrieved answer')
+    score: float
+    text: str
+
+
+class ChatResponse(BaseModel):
+    reply: str
+    reply_id: str = Field(description="send it back with /feedback")
+    handover: bool = Field(description="the conversation goes to a human agent")
+    missing_slots: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+    candidates: list[CandidateScore] = Field(default_factory=list)
+    model_version: str
+    fallback: ChatFallback | None = Field(None, description="why the model's reply was not used")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class FeedbackRequest(BaseModel):
+    target_id: HexId = Field(description="a reply_id from /chat or a rec_id from /recommend")
+    target_kind: Literal["reply", "recommendation"] = "reply"
+    rating: Literal[1, -1]
+    reason: Reason | None = None
+    user_id: Identifier | None = None
+    session_id: Identifier | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"target_id": "0" * 32, "rating": -1, "reason": "did not answer my question"}
+        },
+    )
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    target_id: str
+    target_kind: str
+    rating: int
+    logged: bool

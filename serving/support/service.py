@@ -1,0 +1,54 @@
+"""The support model over HTTP: ``bentoml serve serving.support.service:SupportService``."""
+
+from __future__ import annotations
+
+from data_contracts.settings import Settings, use_model_store
+
+use_model_store(Settings.from_env())
+
+import bentoml  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+
+from serving.config import ServingConfig  # noqa: E402
+from serving.http import GuardMiddleware  # noqa: E402
+from serving.support.engine import (  # noqa: E402
+    FeedbackError,
+    FeedbackUnavailable,
+    SupportEngine,
+    UnknownReplyError,
+)
+from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse  # noqa: E402
+
+
+@bentoml.service(name="support", traffic={"timeout": 30, "max_concurrency": 64})
+class SupportService:
+    def __init__(self) -> None:
+        settings = Settings.from_env()
+        self.engine = SupportEngine.from_settings(settings, ServingConfig.from_env(settings))
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
+
+    @bentoml.api(route="/chat")
+    async def chat(self, request: ChatRequest, /) -> ChatResponse:
+        """A reply to the shopper's message in this session, its sources and the candidates' scores."""
+        return await self.engine.chat(request)
+
+    @bentoml.api(route="/feedback")
+    async def feedback(self, request: FeedbackRequest, /) -> FeedbackResponse:
+        """Thumbs up (+1) or down (-1) on a reply or a recommendation; the next training run learns from it."""
+        try:
+            return await self.engine.feedback(request)
+        except UnknownReplyError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+        except FeedbackError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except FeedbackUnavailable as e:
+            return JSONResponse({"error": str(e)}, status_code=503)
+
+
+SupportService.add_asgi_middleware(
+    GuardMiddleware,
+    api_paths=frozenset({"/chat", "/feedback"}),
+    write_paths=frozenset({"/feedback"}),
+)

@@ -1,0 +1,130 @@
+"""The support service: replies, handover fallbacks, feedback on replies and recommendations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from serving.config import ServingConfig
+from serving.support.engine import SupportEngine, UnknownReplyError
+from serving.support.schemas import ChatRequest, FeedbackRequest
+from training.support.pipeline import SupportPipeline
+
+KEY = "support-key"
+
+
+def landed(settings, kind):
+    return [
+        json.loads(line)
+        for p in sorted((settings.landing_dir / kind).rglob("*.jsonl"))
+        for line in p.read_text().splitlines()
+    ]
+
+
+@pytest.fixture
+def engine(settings, support_tag):
+    return SupportEngine.from_settings(settings, ServingConfig(support_tag=support_tag, breaker_reset_s=60))
+
+
+def test_chat_replies_with_sources_and_scores_and_logs_the_reply(engine, settings, support_tag):
+    out = asyncio.run(engine.chat(ChatRequest(session_id="s1", message="I want to cancel order 12345678")))
+    assert out.fallback is None and not out.handover and out.model_version == support_tag
+    assert out.sources and out.candidates
+    assert [c.score for c in out.candidates] == sorted((c.score for c in out.candidates), reverse=True)
+    (reply,) = landed(settings, "replies")
+    assert reply["reply_id"] == out.reply_id and reply["message"].startswith("I want to cancel")
+    assert (
+        reply["sources"] == [s.doc_id for s in out.sources] and reply["top_score"] == out.candidates[0].score
+    )
+
+
+def test_feedback_on_a_reply_and_on_a_recommendation_is_logged(engine, settings):
+    reply = asyncio.run(
+        engine.chat(ChatRequest(session_id="s2", message="how do I get an invoice", user_id="u9"))
+    )
+    thumbs = asyncio.run(
+        engine.feedback(FeedbackRequest(target_id=reply.reply_id, rating=-1, reason="wrong"))
+    )
+    assert thumbs.logged and thumbs.target_kind == "reply"
+    rec = asyncio.run(
+        engine.feedback(FeedbackRequest(target_id="cd" * 16, target_kind="recommendation", rating=1))
+    )
+    first, second = landed(settings, "feedback")
+    assert first["target_id"] == reply.reply_id and first["session_id"] == "s2" and first["user_id"] == "u9"
+    assert first["rating"] == -1 and first["reason"] == "wrong"
+    assert second["feedback_id"] == rec.feedback_id and second["target_kind"] == "recommendation"
+    with pytest.raises(UnknownReplyError):
+        asyncio.run(engine.feedback(FeedbackRequest(target_id="ef" * 16, rating=1)))
+
+
+def test_slow_or_failing_pipeline_hands_over_and_the_breaker_opens(settings, support_tag):
+    class SlowPipeline(SupportPipeline):
+        def reply(self, session_id, message):
+            time.sleep(0.3)
+            return super().reply(session_id, message)
+
+    engine = SupportEngine.from_settings(
+        settings, ServingConfig(support_tag=support_tag, chat_timeout_s=0.05)
+    )
+    engine.pipeline.__class__ = SlowPipeline
+    out = asyncio.run(engine.chat(ChatRequest(session_id="s3", message="where is my parcel")))
+    assert out.fallback == "timeout" and out.handover and "colleague" in out.reply
+
+    class BrokenStore:
+        def append_turn(self, *args):
+            raise ConnectionError("Redis dialogue store is unreachable")
+
+    engine = SupportEngine.from_settings(settings, ServingConfig(support_tag=support_tag, breaker_failures=2))
+    engine.pipeline.store = BrokenStore()
+    reasons = [
+        asyncio.run(engine.chat(ChatRequest(session_id="s4", message="hello"))).fallback for _ in range(4)
+    ]
+    assert reasons == ["model_error", "model_error", "unavailable", "unavailable"]
+    assert all(r["handover"] for r in landed(settings, "replies"))
+
+
+@pytest.fixture
+def client(settings, support_tag, monkeypatch, asgi_client):
+    monkeypatch.setenv("SHOPML_SUPPORT_TAG", support_tag)
+    monkeypatch.setenv("SHOPML_API_KEY", KEY)
+    from serving.support.service import SupportService
+
+    return asgi_client(SupportService)
+
+
+def test_http_chat_and_feedback(client):
+    r = client.post("/chat", json={"session_id": "s1", "message": "I need a refund"})
+    assert r.status_code == 200, r.text
+    reply_id = r.json()["reply_id"]
+    body = {"target_id": reply_id, "rating": 1}
+    assert client.post("/feedback", json=body).status_code == 401
+    ok = client.post("/feedback", json=body, headers={"X-API-Key": KEY})
+    assert ok.status_code == 200 and ok.json()["logged"]
+    unknown = client.post("/feedback", json={"target_id": "0" * 32, "rating": 1}, headers={"X-API-Key": KEY})
+    assert unknown.status_code == 404 and "unknown reply_id" in unknown.json()["error"]
+    assert client.get("/readyz").status_code == 200
+    assert {"/chat", "/feedback"} <= set(client.get("/docs.json").json()["paths"])
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/chat", {"session_id": "s1"}),
+        ("/chat", {"session_id": "s1", "message": ""}),
+        ("/chat", {"session_id": "s1", "message": "   "}),
+        ("/chat", {"session_id": "s1", "message": "x" * 2001}),
+        ("/chat", {"session_id": "", "message": "hi"}),
+        ("/feedback", {"target_id": "0" * 32, "rating": 0}),
+        ("/feedback", {"target_id": "0" * 32, "rating": 2}),
+        ("/feedback", {"target_id": "not-an-id", "rating": 1}),
+        ("/feedback", {"target_id": "0" * 32, "rating": 1, "reason": "r" * 501}),
+        ("/feedback", {"target_id": "0" * 32, "rating": 1, "target_kind": "article"}),
+    ],
+)
+def test_bad_input_is_a_400(client, path, body):
+    r = client.post(path, json=body, headers={"X-API-Key": KEY})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]

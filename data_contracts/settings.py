@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Literal
 
 Profile = Literal["local", "production"]
+TrainingProfile = Literal["quick", "full"]
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"SHOPML_{name}", default)
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]):
+    value = _env(name, default)
+    if value not in choices:
+        raise ValueError(f"SHOPML_{name} must be one of {choices}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,10 @@ class Settings:
     # Largest number of rows a Great Expectations suite validates in full; larger tables are
     # validated on a seeded sample (uniqueness is always checked on the whole table in DuckDB).
     contract_sample_rows: int = 50_000
+    # "quick": minutes on a 2-core CPU (main job, tests); "full": the published protocol, for a GPU.
+    training_profile: TrainingProfile = "quick"
+    # Where evaluation reports (tables, plots) are written.
+    reports_dir: Path = field(default=Path("data/reports"))
     # The BentoML model store (BENTOML_HOME) where trained models are saved and served from.
     model_store: Path = field(default=Path("data/bentoml"))
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -48,11 +60,8 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(_env("DATA_DIR", "data"))
-        profile = _env("PROFILE", "local")
-        if profile not in ("local", "production"):
-            raise ValueError(f"SHOPML_PROFILE must be 'local' or 'production', not {profile!r}")
         return cls(
-            profile=profile,  # type: ignore[arg-type]
+            profile=_choice("PROFILE", "local", ("local", "production")),
             data_dir=data_dir,
             warehouse_path=Path(_env("WAREHOUSE", str(data_dir / "warehouse.duckdb"))),
             landing_dir=Path(_env("LANDING_DIR", str(data_dir / "landing"))),
@@ -60,6 +69,8 @@ class Settings:
             partition_start=_env("PARTITION_START", "2009-12-01"),
             future_skew_minutes=int(_env("FUTURE_SKEW_MINUTES", "10")),
             contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "50000")),
+            training_profile=_choice("TRAINING_PROFILE", "quick", ("quick", "full")),
+            reports_dir=Path(_env("REPORTS_DIR", str(data_dir / "reports"))),
             model_store=Path(_env("MODEL_STORE", str(data_dir / "bentoml"))),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),

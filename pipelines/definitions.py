@@ -3,20 +3,24 @@
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from data_contracts.settings import Settings
-from pipelines import features as feature_assets
-from pipelines import feedback_loop
-from pipelines.features import features_job, features_schedule
-from pipelines.ingest import assets as ingest_assets
-from pipelines.ingest.automation import catalog_job, daily_ingest_schedule, ingest_job, landing_sensor
+from pipelines import features, feedback_loop, recommender
+from pipelines.ingest import assets as ingest
+from pipelines.ingest import automation
 from pipelines.resources import build_resources
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
-        assets=load_assets_from_modules([ingest_assets, feature_assets, feedback_loop]),
-        jobs=[ingest_job, catalog_job, features_job, feedback_loop.feedback_loop_job],
-        schedules=[daily_ingest_schedule, features_schedule],
-        sensors=[landing_sensor, feedback_loop.served_logs_sensor],
+        assets=load_assets_from_modules([ingest, features, feedback_loop, recommender]),
+        jobs=[
+            automation.ingest_job,
+            automation.catalog_job,
+            features.features_job,
+            feedback_loop.feedback_loop_job,
+            recommender.recommender_job,
+        ],
+        schedules=[automation.daily_ingest_schedule, features.features_schedule],
+        sensors=[automation.landing_sensor, feedback_loop.served_logs_sensor],
         resources=build_resources(settings),
         # DuckDB has one writer at a time: steps run one after another in the run's process.
         executor=in_process_executor,

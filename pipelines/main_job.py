@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     _timed(steps, "ingest", lambda: ingest_landed(settings))
     _timed(steps, "features", lambda: run_job(settings, "features_job"))
     _timed(steps, "feedback_loop", lambda: run_job(settings, "feedback_loop_job"))
+    _timed(steps, "recommender", lambda: run_job(settings, "recommender_job"))
     print(format_summary(settings))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "steps": steps, "peak_rss_mb": round(peak_mb)}))

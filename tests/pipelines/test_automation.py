@@ -53,6 +53,7 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
         "raw_events", "raw_catalog", "events", "quarantine_events", "catalog", "catalog_history",
         "quarantine_catalog", "user_sequences", "item_stats", "feature_sources", "feature_registry", "online_features",
         "served_recommendations", "support_replies", "feedback",
+        "recommender_dataset", "recommender_model", "recommender_evaluation",
     }
 
 

@@ -18,14 +18,15 @@ def test_every_command_has_help(command):
     assert "usage: shopml" in result.stdout
 
 
-def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, capsys):
+def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     code = main(["run", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
     out = capsys.readouterr().out
     assert code == 0
     assert "user_sequences" in out and "quarantine_events" in out
     figures = json.loads(out.strip().splitlines()[-1])
     assert set(figures) == {"seconds", "steps", "peak_rss_mb"}
-    assert set(figures["steps"]) == {"generate", "ingest", "features", "feedback_loop"}
+    assert set(figures["steps"]) == {"generate", "ingest", "features", "feedback_loop", "recommender"}
 
 
 def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):

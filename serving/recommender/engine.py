@@ -38,6 +38,7 @@ SERVICE = "recommender"
 POPULARITY = "popularity"
 # Masks kept per (category, in_stock_only); categories are few, arbitrary strings are not cached.
 MAX_MASKS = 256
+OPEN_TIMEOUT_S = 5.0
 
 
 class UnknownItemError(LookupError):
@@ -107,17 +108,24 @@ class RecommenderEngine:
                 rec.set_in_stock(np.array([False] + [catalog.available(i) for i in rec.items]))
             with torch.no_grad():
                 self._vectors = torch.nn.functional.normalize(rec.model.item_vectors().float(), dim=1)
+            # One forward pass now, so the first request does not pay for the allocations.
+            self.score(rec.items[:1], 1, None, True, True)
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
-        return cls(
+        engine = cls(
             load_model(settings, config.recommender_tag),
             Catalog.load(settings.warehouse_path),
             lambda: open_online_store(settings),
             LandingLog(settings),
             config,
         )
+        try:
+            engine._store()
+        except Exception as e:  # served with fallbacks until the store can be opened
+            log.warning("feature store not available at start-up: %s", e)
+        return engine
 
     @property
     def model_version(self) -> str:
@@ -138,10 +146,10 @@ class RecommenderEngine:
 
     async def read_sequence(self, user_id: str) -> list[str] | None:
         """The user's recent items, newest last; None when the store is down or slow."""
+        # Opening the store (registry, connection) takes longer than a read.
+        timeout_s = self.config.store_timeout_s if self._sequences is not None else OPEN_TIMEOUT_S
         try:
-            sequence = await self._through_breaker(
-                lambda: self._store().read(user_id), timeout_s=self.config.store_timeout_s
-            )
+            sequence = await self._through_breaker(lambda: self._store().read(user_id), timeout_s=timeout_s)
         except BreakerOpen:
             return None
         except (OnlineStoreError, TimeoutError, OSError) as e:

@@ -1,0 +1,267 @@
+"""Real servers on 127.0.0.1: ``bentoml serve`` of both services, schemathesis fuzzing of their
+OpenAPI schemas, and a Redis outage under steady load (integration: a server or Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "live-key"
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bentoml_serve(target: str, env: dict, timeout_s: float = 180):
+    """``bentoml serve target`` on 127.0.0.1 at a free port; yields its base URL."""
+    from training.recommender.artifact import store_home
+
+    port = free_port()
+    env = {**os.environ, **env, "BENTOML_HOME": str(store_home()), "HF_HUB_OFFLINE": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # bentoml serve sets its own
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited: {proc.stderr.read().decode()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} not ready after {timeout_s} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # Only the server started here: its own process group.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def live_env(shop_settings, recommender_tag, support_tag) -> dict:
+    return {
+        "SHOPML_DATA_DIR": str(shop_settings.data_dir),
+        "SHOPML_RECOMMENDER_TAG": recommender_tag,
+        "SHOPML_SUPPORT_TAG": support_tag,
+        "SHOPML_API_KEY": KEY,
+    }
+
+
+def test_served_recommender_answers_logs_and_reports_metrics(live_env, shop_settings):
+    with bentoml_serve("serving.recommender.service:RecommenderService", live_env) as url:
+        rec = httpx.post(f"{url}/recommend", json={"user_id": "u0", "k": 3}, timeout=10)
+        assert rec.status_code == 200 and rec.json()["fallback"] is None
+        click = {"user_id": "u0", "item_id": rec.json()["items"][0]["item_id"], "event_type": "rec_click"}
+        assert httpx.post(f"{url}/events", json=click, timeout=10).status_code == 401
+        ev = httpx.post(f"{url}/events", json=click, headers={"X-API-Key": KEY}, timeout=10)
+        assert ev.status_code == 200 and ev.json()["stored_online"]
+        assert (
+            httpx.post(f"{url}/recommend", json={"user_id": "ghost"}, timeout=10).json()["fallback"]
+            == "empty_sequence"
+        )
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'shopml_fallbacks_total{reason="empty_sequence",service="recommender"}' in metrics
+        assert "bentoml_service_request_total" in metrics
+        assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
+    assert list((shop_settings.landing_dir / "served").rglob("*.jsonl"))
+    assert list((shop_settings.landing_dir / "events").rglob("*.jsonl"))
+
+
+def fuzz(url: str, max_examples: int) -> list[str]:
+    """Schemathesis over the service's own OpenAPI document; returns the failures found."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    schema = schemathesis.openapi.from_url(f"{url}/docs.json")
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.method.upper() != "POST":
+            continue
+
+        @settings(
+            max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        @given(case=operation.as_strategy())
+        def run(case):
+            response = case.call(headers={"X-API-Key": KEY}, timeout=15)
+            case.validate_response(response, checks=[not_a_server_error])
+            assert response.status_code < 500
+
+        try:
+            run()
+        except Exception as e:  # collect, so one report names every failing operation
+            failures.append(f"{operation.method} {operation.path}: {str(e)[:500]}")
+    return failures
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["serving.recommender.service:RecommenderService", "serving.support.service:SupportService"],
+)
+def test_fuzzing_the_openapi_schema_finds_no_server_error(live_env, target):
+    pytest.importorskip("schemathesis")
+    with bentoml_serve(target, live_env) as url:
+        failures = fuzz(url, max_examples=int(os.environ.get("SHOPML_FUZZ_EXAMPLES", "60")))
+    assert not failures, "\n".join(failures)
+
+
+# --- Redis outage under load ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test on its own port (never the machine's 6379), with a dump file."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+
+    def start():
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    state = {"proc": start()}
+
+    def stop():
+        # SHUTDOWN SAVE: the data comes back with the restart, like a real Redis with persistence.
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "save"], capture_output=True, timeout=10)
+        state["proc"].wait(10)
+
+    def restart():
+        state["proc"] = start()
+
+    yield type("Redis", (), {"url": f"redis://127.0.0.1:{port}/0", "stop": stop, "restart": restart})
+    if state["proc"].poll() is None:
+        state["proc"].terminate()
+        state["proc"].wait(10)
+
+
+def test_redis_outage_under_load_degrades_to_flagged_fallbacks_and_recovers(
+    own_redis, shop_settings, recommender_tag
+):
+    import duckdb
+    import psycopg2
+
+    from data_contracts.landing_log import LandingLog
+    from features.config import FeatureStoreConfig, open_store
+    from features.offline import write_offline_sources
+    from features.online import open_sequences
+    from features.store import apply, materialize
+    from serving.catalog import Catalog
+    from serving.config import ServingConfig
+    from serving.recommender.engine import RecommenderEngine, load_model
+    from serving.recommender.schemas import RecommendRequest
+
+    postgres = os.environ.get("SHOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    run = uuid.uuid4().hex[:10]
+    config = FeatureStoreConfig(
+        profile="production",
+        root=shop_settings.data_dir / "feast-prod",
+        sequence_length=shop_settings.sequence_length,
+        project=f"serve{run}",
+        redis_url=own_redis.url,
+        postgres_url=postgres,
+        registry_schema=f"feast_serving_{run}",
+    )
+    try:
+        with duckdb.connect(str(shop_settings.warehouse_path), read_only=True) as conn:
+            write_offline_sources(conn, config.offline_dir, config.sequence_length)
+        store = open_store(config)
+        apply(store, config)
+        materialize(store, config)
+        engine = RecommenderEngine(
+            load_model(shop_settings, recommender_tag),
+            Catalog.load(shop_settings.warehouse_path),
+            lambda: open_sequences(store, config),
+            LandingLog(shop_settings),
+            replace(ServingConfig(), store_timeout_s=0.5, breaker_reset_s=0.5, cache_ttl_s=0),
+        )
+        results: list[tuple[float, str | None]] = []
+        errors: list[BaseException] = []
+
+        async def load(seconds: float, rate: float = 50):
+            start = time.monotonic()
+            tasks = []
+            n = 0
+            while time.monotonic() - start < seconds:
+                user = f"u{n % 8}"
+
+                async def one(user=user):
+                    try:
+                        out = await engine.recommend(RecommendRequest(user_id=user, k=3))
+                        results.append((time.monotonic() - start, out.fallback))
+                    except BaseException as e:
+                        errors.append(e)
+
+                tasks.append(asyncio.ensure_future(one()))
+                n += 1
+                await asyncio.sleep(1 / rate)
+            await asyncio.gather(*tasks)
+
+        async def scenario():
+            loader = asyncio.ensure_future(load(7.0))
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(own_redis.stop)
+            stopped = time.monotonic()
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(own_redis.restart)
+            await loader
+            return stopped
+
+        asyncio.run(scenario())
+        assert not errors, errors[:3]
+        before = [f for t, f in results if t < 1.9]
+        during = [f for t, f in results if 2.6 < t < 3.9]
+        after = [f for t, f in results if t > 6.0]
+        assert before and all(f is None for f in before)
+        assert during and all(f == "feature_store_down" for f in during)
+        assert after and all(f is None for f in after), after
+        print(
+            f"outage test: {len(results)} answers, {sum(f is not None for _, f in results)} flagged fallbacks, 0 errors"
+        )
+    finally:
+        with contextlib.suppress(Exception), psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{config.registry_schema}" CASCADE')

@@ -31,7 +31,7 @@ from serving.recommender.schemas import (
     SimilarResponse,
 )
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
-from training.recommender.inference import Recommender, score_histories, top_k
+from training.recommender.inference import Recommender, top_k
 
 log = logging.getLogger(__name__)
 SERVICE = "recommender"
@@ -191,9 +191,11 @@ class RecommenderEngine:
     def score(self, history: list[str], k: int, category, in_stock_only, exclude_seen) -> list[ScoredItem]:
         """The model's top k for one history (blocking; runs in a worker thread)."""
         rec = self.model.recommender
-        encoded = rec.encode(history)
-        with torch.no_grad():
-            scores = score_histories(rec.model, [encoded])
+        encoded = rec.encode(history)[-rec.model.config.max_len :]
+        # Positions are right-aligned and padding is masked, so the unpadded history scores the
+        # same as score_histories' left-padded one, at the cost of its real length, not max_len.
+        with torch.inference_mode():
+            scores = rec.model.full_sort_scores(torch.from_numpy(encoded).unsqueeze(0)).float()
         return self._top(scores, k, self._mask(category, in_stock_only), [encoded] if exclude_seen else None)
 
     def _item(self, item_id: str, score: float) -> ScoredItem:

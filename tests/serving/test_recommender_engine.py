@@ -236,3 +236,20 @@ def test_catalog_is_read_without_keeping_the_warehouse_locked(shop_settings, tmp
     # A writer (the pipeline) can open the file right after.
     duckdb.connect(str(shop_settings.warehouse_path)).close()
     assert len(Catalog.load(tmp_path / "missing.duckdb")) == 0
+
+
+def test_unpadded_scoring_matches_the_training_packages_scores(shop_settings, recommender_tag):
+    import torch
+
+    from training.recommender.inference import score_histories
+
+    engine = make_engine(shop_settings, recommender_tag)
+    rec = engine.model.recommender
+    history = ["i3", "i5", "i7"]
+    padded = score_histories(rec.model, [rec.encode(history)])
+    ours = engine.score(history, 20, None, False, False)
+    expected = padded[0].clone()
+    expected[0] = float("-inf")
+    top = torch.topk(expected, len(ours))
+    assert [i.item_id for i in ours] == [rec.items[i - 1] for i in top.indices.tolist()]
+    assert [i.score for i in ours] == pytest.approx(top.values.tolist(), abs=1e-4)

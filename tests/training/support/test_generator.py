@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from training.support.generator import (
+    PASSAGE_WORDS,
     Generator,
     build_prompt,
     encode_example,
@@ -33,6 +34,12 @@ def test_prompt_holds_passages_and_dialogue(tiny_lm):
     assert "Passage about cancelling." in prompt
     assert prompt.index("cancel order 1") < prompt.index("Which one?") < prompt.index("the shoes")
     assert prompt.endswith("Agent:")
+
+
+def test_prompt_clips_long_passages(tiny_lm):
+    _, tokenizer, _ = tiny_lm
+    prompt = build_prompt(tokenizer, [("user", "hi")], ["word " * 500])
+    assert prompt.count("word") == PASSAGE_WORDS
 
 
 def test_encode_example_masks_the_prompt(tiny_lm):

@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: help setup run test test-all lint format bench-ingest ui
+.PHONY: help setup run test test-all lint format bench-ingest bench-features bench-serving ui serve-recommender serve-support bentos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,3 +40,18 @@ bench-ingest: setup ## 10 million events through ingest, contracts and sequences
 
 ui: setup ## Open the Dagster UI on http://127.0.0.1:3000
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+bench-features: setup ## Online feature reads and appends, SQLite and Redis
+	$(PY) benchmarks/features.py
+
+bench-serving: setup ## /recommend at 200 requests/s against a Starlette floor, and /chat
+	$(PY) benchmarks/serving.py
+
+serve-recommender: setup ## Serve the promoted recommender on http://127.0.0.1:3100
+	$(VENV)/bin/bentoml serve serving.recommender.service:RecommenderService --host 127.0.0.1 --port 3100
+
+serve-support: setup ## Serve the promoted support model on http://127.0.0.1:3101
+	$(VENV)/bin/bentoml serve serving.support.service:SupportService --host 127.0.0.1 --port 3101
+
+bentos: setup ## Build both bentos
+	$(VENV)/bin/bentoml build -f serving/recommender/bentofile.yaml . && $(VENV)/bin/bentoml build -f serving/support/bentofile.yaml .

@@ -54,6 +54,7 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
         "quarantine_catalog", "user_sequences", "item_stats", "feature_sources", "feature_registry", "online_features",
         "served_recommendations", "support_replies", "feedback",
         "recommender_dataset", "recommender_model", "recommender_evaluation",
+        "support_corpus", "support_model", "support_evaluation",
     }
 
 

@@ -1,0 +1,78 @@
+"""Support-model assets: corpus → model (retriever, ranker, generator) → evaluation → promotion."""
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    define_asset_job,
+    multi_asset,
+)
+
+from data_contracts.settings import use_model_store
+from pipelines.reports import plot_metadata, write_report
+from pipelines.resources import ShopSettings
+
+GROUP = "support"
+HEADLINE = ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l", "handover_rate")
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("support_corpus", group_name=GROUP, deps=[AssetKey("feedback"), AssetKey("support_replies")],
+                  description="Q&A pairs and KB articles, cleaned, deduplicated, leak-free split, with past feedback"),
+        AssetSpec("support_model", group_name=GROUP, deps=["support_corpus"],
+                  description="Retriever index, cross-encoder ranker and generator, saved to the model store"),
+        AssetSpec("support_evaluation", group_name=GROUP, deps=["support_model"],
+                  description="Held-out split: retrieval recall by intent, ranker R@1, ROUGE-L, handover, latency"),
+    ]
+)
+def support_model(settings: ShopSettings):
+    """The support model's training run, one step: the corpus's embeddings feed the model."""
+    import torch
+
+    from training.support import jobs
+    from training.support.artifact import save_support_model
+    from training.support.config import SupportConfig
+
+    config = settings.get()
+    use_model_store(config)
+    support = SupportConfig.for_profile(config.training_profile)
+    torch.set_num_threads(support.num_threads)
+    corpus = jobs.support_corpus(config, support)
+    yield MaterializeResult(
+        asset_key="support_corpus",
+        metadata={
+            "rows": corpus.qa.height,
+            "articles": corpus.articles.height,
+            "feedback_rows": corpus.feedback.height,
+            "stats": MetadataValue.json(corpus.stats),
+        },
+    )
+    model, corpus = jobs.train_support_model(config, support, corpus)
+    report = jobs.support_evaluation(model, corpus)
+    model.metrics = report.metrics
+    incumbent = jobs.incumbent_report(config, corpus, support)
+    tag = save_support_model(model, config)
+    yield MaterializeResult(asset_key="support_model", metadata={"tag": tag, "profile": config.training_profile})
+    decision = jobs.promote_support_model(tag, report, incumbent, config)
+    paths = write_report(config.reports_dir, "support", {"tag": tag, **report.metrics, "promotion": decision},
+                         report.plot_png)
+    yield MaterializeResult(
+        asset_key="support_evaluation",
+        metadata={
+            "tag": tag,
+            **{k: float(report.metrics[k]) for k in HEADLINE if isinstance(report.metrics.get(k), int | float)},
+            "by_intent": MetadataValue.md(report.table),
+            "plot": plot_metadata(report.plot_png),
+            "promoted": decision["promoted"],
+            "promotion": decision["reason"],
+            "report": MetadataValue.path(str(paths["png"])),
+        },
+    )
+
+
+support_job = define_asset_job(
+    "support_job", selection=AssetSelection.groups(GROUP), description="Train, evaluate and maybe promote"
+)

@@ -1,5 +1,8 @@
 """Support-model assets: corpus → model (retriever, ranker, generator) → evaluation → promotion."""
 
+import json
+from pathlib import Path
+
 from dagster import (
     AssetKey,
     AssetSelection,
@@ -9,7 +12,9 @@ from dagster import (
     define_asset_job,
     multi_asset,
 )
+from dagster_duckdb import DuckDBResource
 
+from data_contracts import warehouse
 from data_contracts.settings import use_model_store
 from pipelines.reports import plot_metadata, write_report
 from pipelines.resources import ShopSettings
@@ -28,7 +33,7 @@ HEADLINE = ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l",
                   description="Held-out split: retrieval recall by intent, ranker R@1, ROUGE-L, handover, latency"),
     ]
 )
-def support_model(settings: ShopSettings):
+def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     """The support model's training run, one step: the corpus's embeddings feed the model."""
     import torch
 
@@ -40,7 +45,8 @@ def support_model(settings: ShopSettings):
     use_model_store(config)
     support = SupportConfig.for_profile(config.training_profile)
     torch.set_num_threads(support.num_threads)
-    corpus = jobs.support_corpus(config, support)
+    served_feedback = feedback_from_warehouse(warehouse_db, config.data_dir / "support" / "warehouse_feedback.jsonl")
+    corpus = jobs.support_corpus(config, support, extra_feedback=[served_feedback])
     yield MaterializeResult(
         asset_key="support_corpus",
         metadata={
@@ -71,6 +77,24 @@ def support_model(settings: ShopSettings):
             "report": MetadataValue.path(str(paths["png"])),
         },
     )
+
+
+def feedback_from_warehouse(warehouse_db: DuckDBResource, path: Path) -> Path:
+    """Thumbs on served replies, with the message and reply they rate: the ranker's new pairs."""
+    rows = []
+    with warehouse_db.get_connection() as conn:
+        if warehouse.table_exists(conn, "feedback") and warehouse.table_exists(conn, "support_replies"):
+            rows = warehouse.read(
+                conn,
+                """
+                SELECT f.target_id AS reply_id, f.rating, f.reason, r.message AS context, r.reply
+                FROM feedback f JOIN support_replies r ON r.reply_id = f.target_id
+                WHERE f.target_kind = 'reply' ORDER BY f.ts
+                """,
+            ).to_dicts()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
 
 
 support_job = define_asset_job(

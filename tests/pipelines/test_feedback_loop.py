@@ -51,3 +51,20 @@ def test_click_through_rate_per_model_version_joins_served_lists_to_clicks(setti
     conn.close()
     assert ctr == {"v1": 0.5, "v2": 0.0}
     assert {"served_recommendations", "support_replies", "feedback", "quarantine_feedback"} <= names
+
+
+def test_reply_feedback_reaches_the_support_training_data(settings):
+    from pipelines.resources import WarehouseResource
+    from pipelines.support import feedback_from_warehouse
+    from training.support.corpus import read_feedback_files
+
+    log = LandingLog(settings)
+    log.write("replies", {"reply_id": "p1", "ts": NOW, "session_id": "s1", "message": "Where is my refund?",
+                          "reply": "Refunds take five days.", "handover": False}, now=NOW)
+    log.write("feedback", {"feedback_id": "f1", "target_id": "p1", "target_kind": "reply", "rating": -1,
+                           "reason": "wrong", "ts": NOW}, now=NOW)
+    run_job(settings, "feedback_loop_job", instance=DagsterInstance.ephemeral())
+    path = feedback_from_warehouse(WarehouseResource(database=str(settings.warehouse_path)), settings.data_dir / "fb.jsonl")
+    frame, rejected = read_feedback_files([path])
+    assert rejected == []
+    assert frame.select("reply_id", "rating", "context").rows() == [("p1", -1, "Where is my refund?")]

@@ -95,7 +95,9 @@ def stage_bare(data_dir: Path) -> dict:
     ).fill_null(False)
     marked = events.with_columns(broken.alias("broken")).collect()
     marked.filter(pl.col("broken")).write_parquet(out / "quarantine.parquet")
-    clean = marked.filter(~pl.col("broken")).drop("broken").unique("event_id", keep="first", maintain_order=True)
+    clean = (
+        marked.filter(~pl.col("broken")).drop("broken").unique("event_id", keep="first", maintain_order=True)
+    )
     clean.write_parquet(out / "events.parquet")
     sequences = (
         clean.lazy()
@@ -129,11 +131,15 @@ def run_stage(stage: str, data_dir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--stage", choices=["platform", "bare"], help=argparse.SUPPRESS)
     parser.add_argument(
-        "--data-dir", type=Path, help="keep the data here and reuse it next time (default: a temporary folder)"
+        "--data-dir",
+        type=Path,
+        help="keep the data here and reuse it next time (default: a temporary folder)",
     )
     args = parser.parse_args()
     if args.stage:
@@ -147,9 +153,11 @@ def main() -> None:
         data_dir = args.data_dir or Path(tmp)
         start = time.perf_counter()
         summary_file = data_dir / "landing" / "synthetic_shop.json"
-        if summary_file.exists() and json.loads(summary_file.read_text())["config"]["events_per_day"] == shop_config(
-            args.events
-        ).events_per_day:
+        if (
+            summary_file.exists()
+            and json.loads(summary_file.read_text())["config"]["events_per_day"]
+            == shop_config(args.events).events_per_day
+        ):
             # A kept --data-dir with the same shop: reuse it (generation is not what is measured).
             shop = SimpleNamespace(**json.loads(summary_file.read_text())["summary"])
         else:

@@ -254,7 +254,9 @@ def _localize(naive: pl.Expr, zone: str) -> pl.Expr:
     if zone == "UTC":
         return naive.dt.replace_time_zone("UTC")
     # At the autumn clock change the earlier of the two instants is taken.
-    return naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    return naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
+        "UTC"
+    )
 
 
 def _ts_expr(frame: pl.DataFrame, column: str, zone: str = "UTC") -> pl.Expr:
@@ -372,7 +374,11 @@ def adapt_canonical_events(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
         *[_blank_to_null(c).alias(c) for c in ("event_id", "user_id", "item_id", "session_id", "source")],
         pl.col("event_type").cast(pl.String).str.strip_chars().str.to_lowercase().alias("event_type"),
         _reject_reason(
-            {"ts": _failed(frame, "ts", ts), "quantity": _failed(frame, "quantity", quantity), "price": _failed(frame, "price", price)}
+            {
+                "ts": _failed(frame, "ts", ts),
+                "quantity": _failed(frame, "quantity", quantity),
+                "price": _failed(frame, "price", price),
+            }
         ).alias("reject_reason"),
     )
     out = out.with_columns(pl.col("source").fill_null(pl.lit("canonical")))
@@ -402,9 +408,9 @@ def adapt_catalog(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
         in_stock.fill_null(True).alias("in_stock"),
         *[_blank_to_null(c).alias(c) for c in ("item_id", "title", "description", "category", "brand")],
         _blank_to_null("currency").fill_null("USD").alias("currency"),
-        _reject_reason({"updated_at": _failed(frame, "updated_at", updated), "price": _failed(frame, "price", price)}).alias(
-            "reject_reason"
-        ),
+        _reject_reason(
+            {"updated_at": _failed(frame, "updated_at", updated), "price": _failed(frame, "price", price)}
+        ).alias("reject_reason"),
     )
     return schemas.conform(_with_lineage(out, path), schemas.RAW_CATALOG_SCHEMA)
 
@@ -437,8 +443,11 @@ def _adapt_online_retail(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame,
             pl.col("reject_reason"),
             pl.when(code.is_not_null() & ~is_product).then(pl.lit("not_an_item: fee or note code ") + code),
             _reject_reason(
-                {"InvoiceDate": _failed(frame, "InvoiceDate", local), "Quantity": _failed(frame, "Quantity", quantity),
-                 "Price": _failed(frame, "Price", price)}
+                {
+                    "InvoiceDate": _failed(frame, "InvoiceDate", local),
+                    "Quantity": _failed(frame, "Quantity", quantity),
+                    "Price": _failed(frame, "Price", price),
+                }
             ),
         ).alias("reject_reason")
     )
@@ -479,9 +488,9 @@ def _adapt_rees46(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
         _blank_to_null("user_session").alias("session_id"),
         price.alias("price"),
         pl.lit("rees46").alias("source"),
-        _reject_reason({"event_time": _failed(frame, "event_time", ts), "price": _failed(frame, "price", price)}).alias(
-            "reject_reason"
-        ),
+        _reject_reason(
+            {"event_time": _failed(frame, "event_time", ts), "price": _failed(frame, "price", price)}
+        ).alias("reject_reason"),
     )
     ids = stable_ids(frame, sorted(REES46_COLUMNS), "rr-")
     events = _with_lineage(out.with_columns(ids.alias("event_id")), path)
@@ -512,7 +521,9 @@ def _adapt_rees46(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
 
 def _adapt_sasrec(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     out = frame.with_columns(
-        (pl.lit(SASREC_BASE_TIME) + pl.duration(seconds=pl.col("source_row"))).dt.convert_time_zone("UTC").alias("ts"),
+        (pl.lit(SASREC_BASE_TIME) + pl.duration(seconds=pl.col("source_row")))
+        .dt.convert_time_zone("UTC")
+        .alias("ts"),
         pl.col("user").alias("user_id"),
         pl.col("item").alias("item_id"),
         pl.lit("view").alias("event_type"),
@@ -538,7 +549,6 @@ def _adapt_sasrec(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     )
 
 
-
 def sniff_format(path: Path) -> str:
     """The format of a landed file from its header alone (no rows are read)."""
     path = Path(path)
@@ -551,7 +561,10 @@ def sniff_format(path: Path) -> str:
         columns = list(pl.read_parquet_schema(path))
     elif suffix in (".csv", ".tsv"):
         with open(path, encoding="utf-8", errors="replace") as handle:
-            columns = [c.strip().strip('"') for c in handle.readline().rstrip("\r\n").split("\t" if suffix == ".tsv" else ",")]
+            columns = [
+                c.strip().strip('"')
+                for c in handle.readline().rstrip("\r\n").split("\t" if suffix == ".tsv" else ",")
+            ]
     elif suffix in (".jsonl", ".ndjson"):
         with open(path, encoding="utf-8", errors="replace") as handle:
             try:

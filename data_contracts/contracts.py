@@ -103,7 +103,9 @@ def validate(name: str, frame: pl.DataFrame, sample_rows: int = 50_000, seed: in
                 "expectation": r.expectation_config.type,
                 "column": kwargs.get("column") or kwargs.get("column_A"),
                 "success": bool(r.success),
-                "observed": observed if isinstance(observed, (int, float, str, bool, type(None))) else str(observed),
+                "observed": observed
+                if isinstance(observed, (int, float, str, bool, type(None)))
+                else str(observed),
                 "unexpected_count": r.result.get("unexpected_count"),
             }
         )

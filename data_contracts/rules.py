@@ -30,14 +30,15 @@ def event_rules(now: datetime, future_skew: timedelta, known_items: pl.Series | 
         ("future_ts", pl.col("ts") > pl.lit(now + future_skew).cast(pl.Datetime("us", "UTC"))),
         ("missing_user", _blank("user_id") & pl.col("reject_reason").is_null()),
         ("missing_item", _blank("item_id") & pl.col("reject_reason").is_null()),
-        ("unknown_event_type", ~pl.col("event_type").is_in(schemas.EVENT_TYPES) & pl.col("reject_reason").is_null()),
+        (
+            "unknown_event_type",
+            ~pl.col("event_type").is_in(schemas.EVENT_TYPES) & pl.col("reject_reason").is_null(),
+        ),
         ("negative_price", pl.col("price") < 0),
         ("negative_quantity", pl.col("quantity") < 0),
     ]
     if known_items is not None:
-        rules.append(
-            ("unknown_item", ~_blank("item_id") & ~pl.col("item_id").is_in(known_items.implode()))
-        )
+        rules.append(("unknown_item", ~_blank("item_id") & ~pl.col("item_id").is_in(known_items.implode())))
     return rules
 
 

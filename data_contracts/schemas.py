@@ -110,6 +110,7 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
         ]
     )
 
+
 # Warehouse `user_sequences`: one row per user, lists newest last, at most N long.
 USER_SEQUENCE_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),

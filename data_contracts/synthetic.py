@@ -161,10 +161,14 @@ def _write_catalog(config, items, start, landing_dir, rng) -> list[str]:
         )
         first = pl.concat([first, broken])
     # Half way through, a tenth of the items change price or stock: the catalog keeps history.
-    changed = items.drop("top").sample(fraction=0.1, seed=config.seed).with_columns(
-        (pl.col("price") * 0.8).round(2),
-        ~pl.col("in_stock"),
-        pl.lit(start + timedelta(days=config.days // 2)).alias("updated_at"),
+    changed = (
+        items.drop("top")
+        .sample(fraction=0.1, seed=config.seed)
+        .with_columns(
+            (pl.col("price") * 0.8).round(2),
+            ~pl.col("in_stock"),
+            pl.lit(start + timedelta(days=config.days // 2)).alias("updated_at"),
+        )
     )
     paths = []
     for frame, when in ((first, start), (changed, start + timedelta(days=config.days // 2))):
@@ -203,7 +207,11 @@ def _day_events(config, rng, d, start, n_sessions, taste, activity, by_cat, item
         idx = np.flatnonzero(mask)
         return idx, np.full(idx.size, kind), view_secs[idx] + delay
 
-    parts = [part(np.ones(n_views, bool), "view", 0.0), part(carted, "add_to_cart", 5.0), part(bought, "purchase", 60.0)]
+    parts = [
+        part(np.ones(n_views, bool), "view", 0.0),
+        part(carted, "add_to_cart", 5.0),
+        part(bought, "purchase", 60.0),
+    ]
     idx = np.concatenate([p[0] for p in parts])
     kinds = np.concatenate([p[1] for p in parts])
     secs = np.concatenate([p[2] for p in parts])
@@ -216,7 +224,9 @@ def _day_events(config, rng, d, start, n_sessions, taste, activity, by_cat, item
     return pl.DataFrame(
         {
             "event_id": [f"syn-{day_start:%Y%m%d}-{i:07d}" for i in range(n)],
-            "ts": pl.Series(np.datetime64(day_start.replace(tzinfo=None), "us") + (secs * 1e6).astype("timedelta64[us]")),
+            "ts": pl.Series(
+                np.datetime64(day_start.replace(tzinfo=None), "us") + (secs * 1e6).astype("timedelta64[us]")
+            ),
             "user_id": np.char.add("u", np.char.zfill(users[session_of_view[idx]].astype(str), 6)),
             "item_id": np.char.add("i", np.char.zfill(items_idx.astype(str), 6)),
             "event_type": kinds,
@@ -246,11 +256,20 @@ def _break_rows(config, rng, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     k = pl.Series("k", row_kind, pl.String)
     frame = frame.with_columns(
         pl.when(k == "null_user").then(None).otherwise(pl.col("user_id")).alias("user_id"),
-        pl.when(k == "null_item").then(None)
-        .when(k == "unknown_item").then(pl.lit("ghost-") + pl.col("item_id"))
-        .otherwise(pl.col("item_id")).alias("item_id"),
-        pl.when(k == "negative_price").then(-pl.col("price").fill_null(9.99)).otherwise(pl.col("price")).alias("price"),
-        pl.when(k == "future_ts").then(pl.col("ts") + pl.duration(days=365 * 80)).otherwise(pl.col("ts")).alias("ts"),
+        pl.when(k == "null_item")
+        .then(None)
+        .when(k == "unknown_item")
+        .then(pl.lit("ghost-") + pl.col("item_id"))
+        .otherwise(pl.col("item_id"))
+        .alias("item_id"),
+        pl.when(k == "negative_price")
+        .then(-pl.col("price").fill_null(9.99))
+        .otherwise(pl.col("price"))
+        .alias("price"),
+        pl.when(k == "future_ts")
+        .then(pl.col("ts") + pl.duration(days=365 * 80))
+        .otherwise(pl.col("ts"))
+        .alias("ts"),
         pl.when(k == "bad_type").then(pl.lit("clicked")).otherwise(pl.col("event_type")).alias("event_type"),
     )
     duplicates = frame.filter(k == "duplicate")
@@ -262,10 +281,14 @@ def _write_partner_feed(path: Path, frame: pl.DataFrame) -> tuple[int, int]:
 
     Returns (data lines, malformed lines).
     """
-    sample = frame.filter(pl.col("user_id").is_not_null()).head(20).with_columns(
-        pl.col("event_id").str.replace("syn-", "partner-"),
-        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        pl.lit("partner").alias("source"),
+    sample = (
+        frame.filter(pl.col("user_id").is_not_null())
+        .head(20)
+        .with_columns(
+            pl.col("event_id").str.replace("syn-", "partner-"),
+            pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            pl.lit("partner").alias("source"),
+        )
     )
     text = sample.write_csv()
     lines = text.rstrip("\n").split("\n")

@@ -151,7 +151,9 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
 
 def partitions_dir(conn: duckdb.DuckDBPyConnection) -> Path:
     """Where the Parquet partitions of this warehouse live: beside its DuckDB file."""
-    path = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    path = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
     if not path:
         raise ValueError("partitioned tables need a warehouse file, not an in-memory database")
     return Path(path).resolve().parent / "partitions"

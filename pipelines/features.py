@@ -31,7 +31,9 @@ def feature_sources(warehouse_db: DuckDBResource, feature_store: FeatureStoreRes
         metadata={
             "rows": sum(w.rows for w in writes),
             "changed_rows": sum(w.changed_rows for w in writes),
-            "sources": MetadataValue.json({w.name: {"rows": w.rows, "changed": w.changed_rows} for w in writes}),
+            "sources": MetadataValue.json(
+                {w.name: {"rows": w.rows, "changed": w.changed_rows} for w in writes}
+            ),
         }
     )
 
@@ -47,13 +49,23 @@ def feature_registry(feature_store: FeatureStoreResource) -> MaterializeResult:
     group_name=GROUP,
     deps=[feature_registry],
     check_specs=[
-        AssetCheckSpec("every_user_online", asset="online_features", blocking=True,
-                       description="Every user with a sequence in the warehouse is readable online"),
-        AssetCheckSpec("sample_matches_warehouse", asset="online_features", blocking=True,
-                       description="A sample of users' online sequences equals the warehouse's"),
+        AssetCheckSpec(
+            "every_user_online",
+            asset="online_features",
+            blocking=True,
+            description="Every user with a sequence in the warehouse is readable online",
+        ),
+        AssetCheckSpec(
+            "sample_matches_warehouse",
+            asset="online_features",
+            blocking=True,
+            description="A sample of users' online sequences equals the warehouse's",
+        ),
     ],
 )
-def online_features(context: AssetExecutionContext, warehouse_db: DuckDBResource, feature_store: FeatureStoreResource):
+def online_features(
+    context: AssetExecutionContext, warehouse_db: DuckDBResource, feature_store: FeatureStoreResource
+):
     """Incremental materialisation of what changed offline into the online store."""
     config = feature_store.config()
     feast_store = feature_store.open()
@@ -62,7 +74,10 @@ def online_features(context: AssetExecutionContext, warehouse_db: DuckDBResource
         metadata={
             "entities_written": sum(m.entities for m in loaded),
             "windows": MetadataValue.json(
-                [{"source": m.source, "start": str(m.start), "end": str(m.end), "entities": m.entities} for m in loaded]
+                [
+                    {"source": m.source, "start": str(m.start), "end": str(m.end), "entities": m.entities}
+                    for m in loaded
+                ]
             ),
             "profile": config.profile,
         }
@@ -74,7 +89,10 @@ def online_features(context: AssetExecutionContext, warehouse_db: DuckDBResource
             ("sample_matches_warehouse", checks.check_sample_matches_warehouse(sequences, conn)),
         ):
             yield AssetCheckResult(
-                check_name=name, passed=result.passed, description=result.description, metadata=result.metadata
+                check_name=name,
+                passed=result.passed,
+                description=result.description,
+                metadata=result.metadata,
             )
 
 

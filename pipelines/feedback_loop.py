@@ -36,8 +36,14 @@ def _log_asset(kind: str):
         name=spec.table,
         group_name=GROUP,
         description=spec.description,
-        check_specs=[AssetCheckSpec("rows_balance", asset=spec.table, blocking=True,
-                                    description="rows_in = rows_clean + rows_quarantined + rows_duplicate")],
+        check_specs=[
+            AssetCheckSpec(
+                "rows_balance",
+                asset=spec.table,
+                blocking=True,
+                description="rows_in = rows_clean + rows_quarantined + rows_duplicate",
+            )
+        ],
     )
     def _asset(warehouse_db: DuckDBResource, settings: ShopSettings):
         result = logs.read_log(settings.get().landing_dir, kind)

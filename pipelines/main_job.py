@@ -43,13 +43,25 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and settings.data_dir.exists():
         shutil.rmtree(settings.data_dir)
     if not transform.landed_batches(settings):
-        shop = _timed(steps, "generate", lambda: generate_shop(generate.config_from_args(args), settings.landing_dir))
-        print(f"synthetic shop: {shop.events:,} events, {shop.bad_rows:,} broken on purpose, {shop.catalog_rows:,} items")
+        shop = _timed(
+            steps, "generate", lambda: generate_shop(generate.config_from_args(args), settings.landing_dir)
+        )
+        print(
+            f"synthetic shop: {shop.events:,} events, {shop.bad_rows:,} broken on purpose, {shop.catalog_rows:,} items"
+        )
     _timed(steps, "ingest", lambda: ingest_landed(settings))
     _timed(steps, "features", lambda: run_job(settings, "features_job"))
     _timed(steps, "feedback_loop", lambda: run_job(settings, "feedback_loop_job"))
     _timed(steps, "recommender", lambda: run_job(settings, "recommender_job"))
     print(format_summary(settings))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "steps": steps, "peak_rss_mb": round(peak_mb)}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(time.perf_counter() - started, 2),
+                "steps": steps,
+                "peak_rss_mb": round(peak_mb),
+            }
+        )
+    )
     return 0

@@ -80,10 +80,17 @@ def recommender_evaluation(
     metrics = load_from_store(tag).metrics
     png = pipeline.metrics_plot_png(metrics)
     decision = pipeline.promote_if_better(tag, _dataset(warehouse_db))
-    paths = write_report(config.reports_dir, "recommender", {"tag": tag, **metrics, "promotion": decision}, png)
-    table = "| model | " + " | ".join(HEADLINE[:3]) + " |\n|---|---|---|---|\n" + "\n".join(
-        f"| {name} | " + " | ".join(f"{values.get(k, 0):.4f}" for k in HEADLINE[:3]) + " |"
-        for name, values in {"sasrec": metrics, **metrics.get("baselines", {})}.items()
+    paths = write_report(
+        config.reports_dir, "recommender", {"tag": tag, **metrics, "promotion": decision}, png
+    )
+    table = (
+        "| model | "
+        + " | ".join(HEADLINE[:3])
+        + " |\n|---|---|---|---|\n"
+        + "\n".join(
+            f"| {name} | " + " | ".join(f"{values.get(k, 0):.4f}" for k in HEADLINE[:3]) + " |"
+            for name, values in {"sasrec": metrics, **metrics.get("baselines", {})}.items()
+        )
     )
     return MaterializeResult(
         metadata={

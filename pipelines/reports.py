@@ -15,7 +15,11 @@ def write_report(folder: Path, name: str, metrics: dict, plot_png: bytes) -> dic
     """Write ``<name>.json`` (appended to ``<name>-history.jsonl``) and ``<name>.png``."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {"at": datetime.now(timezone.utc).isoformat(), **metrics}
-    paths = {"json": folder / f"{name}.json", "png": folder / f"{name}.png", "history": folder / f"{name}-history.jsonl"}
+    paths = {
+        "json": folder / f"{name}.json",
+        "png": folder / f"{name}.png",
+        "history": folder / f"{name}-history.jsonl",
+    }
     paths["json"].write_text(json.dumps(record, indent=2, default=str))
     with open(paths["history"], "a") as handle:
         handle.write(json.dumps(record, default=str) + "\n")

@@ -25,12 +25,24 @@ HEADLINE = ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l",
 
 @multi_asset(
     specs=[
-        AssetSpec("support_corpus", group_name=GROUP, deps=[AssetKey("feedback"), AssetKey("support_replies")],
-                  description="Q&A pairs and KB articles, cleaned, deduplicated, leak-free split, with past feedback"),
-        AssetSpec("support_model", group_name=GROUP, deps=["support_corpus"],
-                  description="Retriever index, cross-encoder ranker and generator, saved to the model store"),
-        AssetSpec("support_evaluation", group_name=GROUP, deps=["support_model"],
-                  description="Held-out split: retrieval recall by intent, ranker R@1, ROUGE-L, handover, latency"),
+        AssetSpec(
+            "support_corpus",
+            group_name=GROUP,
+            deps=[AssetKey("feedback"), AssetKey("support_replies")],
+            description="Q&A pairs and KB articles, cleaned, deduplicated, leak-free split, with past feedback",
+        ),
+        AssetSpec(
+            "support_model",
+            group_name=GROUP,
+            deps=["support_corpus"],
+            description="Retriever index, cross-encoder ranker and generator, saved to the model store",
+        ),
+        AssetSpec(
+            "support_evaluation",
+            group_name=GROUP,
+            deps=["support_model"],
+            description="Held-out split: retrieval recall by intent, ranker R@1, ROUGE-L, handover, latency",
+        ),
     ]
 )
 def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
@@ -45,7 +57,9 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     use_model_store(config)
     support = SupportConfig.for_profile(config.training_profile)
     torch.set_num_threads(support.num_threads)
-    served_feedback = feedback_from_warehouse(warehouse_db, config.data_dir / "support" / "warehouse_feedback.jsonl")
+    served_feedback = feedback_from_warehouse(
+        warehouse_db, config.data_dir / "support" / "warehouse_feedback.jsonl"
+    )
     corpus = jobs.support_corpus(config, support, extra_feedback=[served_feedback])
     yield MaterializeResult(
         asset_key="support_corpus",
@@ -61,15 +75,22 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     model.metrics = report.metrics
     incumbent = jobs.incumbent_report(config, corpus, support)
     tag = save_support_model(model, config)
-    yield MaterializeResult(asset_key="support_model", metadata={"tag": tag, "profile": config.training_profile})
+    yield MaterializeResult(
+        asset_key="support_model", metadata={"tag": tag, "profile": config.training_profile}
+    )
     decision = jobs.promote_support_model(tag, report, incumbent, config)
-    paths = write_report(config.reports_dir, "support", {"tag": tag, **report.metrics, "promotion": decision},
-                         report.plot_png)
+    paths = write_report(
+        config.reports_dir, "support", {"tag": tag, **report.metrics, "promotion": decision}, report.plot_png
+    )
     yield MaterializeResult(
         asset_key="support_evaluation",
         metadata={
             "tag": tag,
-            **{k: float(report.metrics[k]) for k in HEADLINE if isinstance(report.metrics.get(k), int | float)},
+            **{
+                k: float(report.metrics[k])
+                for k in HEADLINE
+                if isinstance(report.metrics.get(k), int | float)
+            },
             "by_intent": MetadataValue.md(report.table),
             "plot": plot_metadata(report.plot_png),
             "promoted": decision["promoted"],

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in fields(ShopConfig):
         value = getattr(defaults, field.name)
         kind = date.fromisoformat if isinstance(value, date) else type(value)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=value, help=f"default {value}")
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", type=kind, default=value, help=f"default {value}"
+        )
     parser.add_argument("--landing", help="landing folder (default: the settings' landing folder)")
 
 

@@ -76,7 +76,9 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
         return [result.run_id]
     job = defs.resolve_job_def("ingest_job")
     for first, last in contiguous_ranges(batches):
-        result = job.execute_in_process(run_config=quiet, instance=instance, tags={RANGE_START_TAG: first, RANGE_END_TAG: last})
+        result = job.execute_in_process(
+            run_config=quiet, instance=instance, tags={RANGE_START_TAG: first, RANGE_END_TAG: last}
+        )
         runs.append(result.run_id)
     return runs
 

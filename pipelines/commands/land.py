@@ -12,7 +12,9 @@ from data_contracts.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="a file in any supported format (see data_contracts/adapters.py)")
+    parser.add_argument(
+        "path", type=Path, help="a file in any supported format (see data_contracts/adapters.py)"
+    )
     parser.add_argument("--date", help="landing day YYYY-MM-DD (default: today, UTC)")
 
 

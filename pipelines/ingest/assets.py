@@ -1,6 +1,5 @@
 """Ingest assets: landed files → raw tables → contract checks → clean tables and sequences."""
 
-
 import warnings
 from datetime import date, datetime, timezone
 
@@ -67,7 +66,9 @@ def _contract_spec(name: str, asset_name: str) -> AssetCheckSpec:
 
 
 @asset(group_name=GROUP, partitions_def=daily, backfill_policy=BackfillPolicy.single_run())
-def raw_events(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
+def raw_events(
+    context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings
+) -> MaterializeResult:
     """Every row of the event files landed on a day, in canonical form with its source."""
     contracts.prewarm()
     config = settings.get()
@@ -108,9 +109,21 @@ def raw_catalog(warehouse_db: DuckDBResource, settings: ShopSettings) -> Materia
 
 @multi_asset(
     specs=[
-        AssetSpec("catalog", description="The current row of every item", group_name=GROUP, deps=[raw_catalog]),
-        AssetSpec("catalog_history", description="Every distinct version of every item", group_name=GROUP, deps=[raw_catalog]),
-        AssetSpec("quarantine_catalog", description="Catalog rows that broke a rule", group_name=GROUP, deps=[raw_catalog]),
+        AssetSpec(
+            "catalog", description="The current row of every item", group_name=GROUP, deps=[raw_catalog]
+        ),
+        AssetSpec(
+            "catalog_history",
+            description="Every distinct version of every item",
+            group_name=GROUP,
+            deps=[raw_catalog],
+        ),
+        AssetSpec(
+            "quarantine_catalog",
+            description="Catalog rows that broke a rule",
+            group_name=GROUP,
+            deps=[raw_catalog],
+        ),
     ],
     check_specs=[_contract_spec("catalog", "catalog")],
 )
@@ -146,9 +159,14 @@ _EVENT_DEPS = [raw_events, AssetKey("catalog")]
     partitions_def=daily,
     backfill_policy=BackfillPolicy.single_run(),
     specs=[
-        AssetSpec("events", description="Clean, deduplicated shopper events", group_name=GROUP, deps=_EVENT_DEPS),
         AssetSpec(
-            "quarantine_events", description="Event rows that broke a rule, with the rule", group_name=GROUP, deps=_EVENT_DEPS
+            "events", description="Clean, deduplicated shopper events", group_name=GROUP, deps=_EVENT_DEPS
+        ),
+        AssetSpec(
+            "quarantine_events",
+            description="Event rows that broke a rule, with the rule",
+            group_name=GROUP,
+            deps=_EVENT_DEPS,
         ),
     ],
     check_specs=[
@@ -184,7 +202,9 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
                 split = transform.clean_events(raw, known, now, config.future_skew())
                 clean_writer.write(key, split.clean)
                 quarantine_writer.write(key, split.quarantined)
-                counts.append([key, raw.height, split.clean.height, split.quarantined.height, split.duplicates])
+                counts.append(
+                    [key, raw.height, split.clean.height, split.quarantined.height, split.duplicates]
+                )
                 clean_ids.append(split.clean["event_id"])
                 samples.append(split.clean.sample(min(sample_per_batch, split.clean.height), seed=0))
             for i, repeats in enumerate(transform.repeated_ids(clean_ids, existing)):
@@ -200,19 +220,24 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
             0, named=True
         )
         stored = {
-            t: conn.execute(f"SELECT count(*) FROM {t} WHERE batch_date IN (SELECT unnest(?))", [keys]).fetchone()[0]
+            t: conn.execute(
+                f"SELECT count(*) FROM {t} WHERE batch_date IN (SELECT unnest(?))", [keys]
+            ).fetchone()[0]
             for t in ("raw_events", "events", "quarantine_events")
         }
         repeated_ids = transform.count_repeated_ids(warehouse.scan(conn, "events"))
     yield MaterializeResult(asset_key="events", metadata={**totals, "partitions": len(keys)})
     yield MaterializeResult(asset_key="quarantine_events", metadata={"rows": totals["rows_quarantined"]})
     yield _contract_check("events", "events", pl.concat(samples), config)
-    balanced = stored["raw_events"] == stored["events"] + stored["quarantine_events"] + totals["rows_duplicate"]
+    balanced = (
+        stored["raw_events"] == stored["events"] + stored["quarantine_events"] + totals["rows_duplicate"]
+    )
     yield AssetCheckResult(
         asset_key="events",
         check_name="rows_balance",
         passed=bool(balanced and repeated_ids == 0),
-        description="rows_in = rows_clean + rows_quarantined + rows_duplicate" + ("" if balanced else " is broken")
+        description="rows_in = rows_clean + rows_quarantined + rows_duplicate"
+        + ("" if balanced else " is broken")
         + (f"; {repeated_ids} event ids repeat in events" if repeated_ids else ""),
         metadata={**{f"{k}_stored": v for k, v in stored.items()}, **totals},
     )
@@ -229,7 +254,11 @@ def _ingest_runs(run_id: str, counts: list[list], now: datetime) -> pl.DataFrame
     )
 
 
-@asset(group_name=GROUP, deps=[AssetKey("events")], check_specs=[_contract_spec("user_sequences", "user_sequences")])
+@asset(
+    group_name=GROUP,
+    deps=[AssetKey("events")],
+    check_specs=[_contract_spec("user_sequences", "user_sequences")],
+)
 def user_sequences(warehouse_db: DuckDBResource, settings: ShopSettings):
     """Each user's last N item events (items, event types, times), newest last."""
     config = settings.get()
@@ -248,12 +277,18 @@ def user_sequences(warehouse_db: DuckDBResource, settings: ShopSettings):
     yield _contract_check("user_sequences", "user_sequences", sequences, config)
 
 
-@asset(group_name=GROUP, deps=[AssetKey("events"), AssetKey("catalog")], check_specs=[_contract_spec("item_stats", "item_stats")])
+@asset(
+    group_name=GROUP,
+    deps=[AssetKey("events"), AssetKey("catalog")],
+    check_specs=[_contract_spec("item_stats", "item_stats")],
+)
 def item_stats(warehouse_db: DuckDBResource, settings: ShopSettings):
     """Per item funnel counts, distinct users, popularity and its rank."""
     with warehouse_db.get_connection() as conn:
         catalog_frame = warehouse.read(conn, "SELECT item_id FROM catalog")
-        stats = transform.build_item_stats(warehouse.scan(conn, "events"), catalog_frame, datetime.now(timezone.utc))
+        stats = transform.build_item_stats(
+            warehouse.scan(conn, "events"), catalog_frame, datetime.now(timezone.utc)
+        )
         with warehouse.transaction(conn):
             warehouse.replace_table(conn, "item_stats", stats)
     yield MaterializeResult(

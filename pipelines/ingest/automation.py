@@ -1,6 +1,5 @@
 """Jobs, the daily schedule and the landing-folder sensor of the ingest."""
 
-
 import hashlib
 import json
 import shutil
@@ -31,7 +30,9 @@ ingest_job = define_asset_job(
 )
 catalog_job = define_asset_job(
     "catalog_job",
-    selection=AssetSelection.assets("raw_catalog", "catalog", "catalog_history", "quarantine_catalog", "item_stats"),
+    selection=AssetSelection.assets(
+        "raw_catalog", "catalog", "catalog_history", "quarantine_catalog", "item_stats"
+    ),
     description="Refresh the catalog and item stats after a catalog file landed",
 )
 
@@ -59,7 +60,9 @@ def _fingerprint(paths: list[Path]) -> dict[str, str]:
     return {str(p): f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths}
 
 
-def landing_changes(settings: Settings, seen: dict[str, str]) -> tuple[dict[str, list[str]], bool, dict[str, str]]:
+def landing_changes(
+    settings: Settings, seen: dict[str, str]
+) -> tuple[dict[str, list[str]], bool, dict[str, str]]:
     """(new or changed event files per batch, whether the catalog changed, new cursor)."""
     current: dict[str, str] = {}
     changed: dict[str, list[str]] = {}
@@ -69,7 +72,9 @@ def landing_changes(settings: Settings, seen: dict[str, str]) -> tuple[dict[str,
             if seen.get(path) != stamp:
                 changed.setdefault(batch, []).append(path)
     catalog_files = _fingerprint(
-        [p for p in sorted(settings.catalog_landing.glob("*")) if p.is_file()] if settings.catalog_landing.is_dir() else []
+        [p for p in sorted(settings.catalog_landing.glob("*")) if p.is_file()]
+        if settings.catalog_landing.is_dir()
+        else []
     )
     catalog_changed = any(seen.get(p) != s for p, s in catalog_files.items())
     current.update(catalog_files)
@@ -87,7 +92,9 @@ def landing_sensor(context: SensorEvaluationContext):
         return SkipReason("no new files in the landing folder")
     for batch, paths in sorted(changed.items()):
         digest = hashlib.sha1("".join(f"{p}{cursor[p]}" for p in sorted(paths)).encode()).hexdigest()[:12]
-        yield RunRequest(partition_key=batch, run_key=f"{batch}-{digest}", tags={"shopml/files": str(len(paths))})
+        yield RunRequest(
+            partition_key=batch, run_key=f"{batch}-{digest}", tags={"shopml/files": str(len(paths))}
+        )
     if catalog_changed and not changed:
         digest = hashlib.sha1(json.dumps(cursor, sort_keys=True).encode()).hexdigest()[:12]
         yield RunRequest(job_name=catalog_job.name, run_key=f"catalog-{digest}")

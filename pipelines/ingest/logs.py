@@ -123,4 +123,3 @@ def create_ctr_view(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
         "COMMENT ON VIEW ctr_by_model_version IS 'Share of served recommendation lists with a rec_click, per model version'"
     )
-

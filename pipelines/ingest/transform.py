@@ -50,10 +50,16 @@ def landed_catalog_files(settings: Settings) -> list[Path]:
     files: list[Path] = []
     if settings.catalog_landing.is_dir():
         files += sorted(
-            p for p in settings.catalog_landing.iterdir() if p.is_file() and p.suffix.lower() in adapters.EVENT_SUFFIXES
+            p
+            for p in settings.catalog_landing.iterdir()
+            if p.is_file() and p.suffix.lower() in adapters.EVENT_SUFFIXES
         )
     for batch in landed_batches(settings):
-        files += [p for p in landed_event_files(settings, batch) if adapters.sniff_format(p) in adapters.FORMATS_WITH_ITEMS]
+        files += [
+            p
+            for p in landed_event_files(settings, batch)
+            if adapters.sniff_format(p) in adapters.FORMATS_WITH_ITEMS
+        ]
     return files
 
 
@@ -139,7 +145,11 @@ def build_user_sequences(events: pl.LazyFrame | pl.DataFrame, length: int) -> pl
         events.lazy()
         .filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
         .group_by("user_id")
-        .agg(recent.alias("recent"), pl.len().cast(pl.Int64).alias("total_events"), pl.col("ts").max().alias("last_event_ts"))
+        .agg(
+            recent.alias("recent"),
+            pl.len().cast(pl.Int64).alias("total_events"),
+            pl.col("ts").max().alias("last_event_ts"),
+        )
         .select(
             "user_id",
             pl.col("recent").list.eval(pl.element().struct.field("item_id")).alias("item_ids"),
@@ -165,8 +175,9 @@ def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) ->
         sources.insert(0, (-1, existing))
     hashed = pl.concat(
         [
-            pl.DataFrame({"hash": ids.hash(seed=0), "batch": pl.repeat(i, ids.len(), dtype=pl.Int64, eager=True)})
-            .with_row_index("row")
+            pl.DataFrame(
+                {"hash": ids.hash(seed=0), "batch": pl.repeat(i, ids.len(), dtype=pl.Int64, eager=True)}
+            ).with_row_index("row")
             for i, ids in sources
         ]
         or [pl.DataFrame(schema={"row": pl.UInt32, "hash": pl.UInt64, "batch": pl.Int64})]
@@ -194,7 +205,9 @@ def count_repeated_ids(events: pl.LazyFrame) -> int:
     return suspects.group_by("event_id").len().filter(pl.col("len") > 1).height
 
 
-def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime) -> pl.DataFrame:
+def build_item_stats(
+    events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime
+) -> pl.DataFrame:
     """Per catalog item: funnel counts, distinct users, popularity and its rank."""
     counts = (
         events.lazy()
@@ -218,9 +231,10 @@ def build_item_stats(events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame,
     return (
         stats.with_columns(
             pl.col("popularity").rank("ordinal", descending=True).cast(pl.Int64).alias("popularity_rank"),
-            pl.when(pl.col("views") > 0).then(pl.col("purchases") / pl.col("views")).otherwise(0.0).alias(
-                "conversion_rate"
-            ),
+            pl.when(pl.col("views") > 0)
+            .then(pl.col("purchases") / pl.col("views"))
+            .otherwise(0.0)
+            .alias("conversion_rate"),
             pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"),
         )
         .sort("popularity_rank")

@@ -7,8 +7,13 @@ from data_contracts import contracts
 
 def test_a_broken_catalog_fails_the_expectations_it_breaks():
     frame = pl.DataFrame(
-        {"item_id": ["a", "b", "b"], "title": ["x", None, "z"], "price": [1.0, -1.0, 2.0],
-         "updated_at": [1, 2, 3], "in_stock": [True, False, True]}
+        {
+            "item_id": ["a", "b", "b"],
+            "title": ["x", None, "z"],
+            "price": [1.0, -1.0, 2.0],
+            "updated_at": [1, 2, 3],
+            "in_stock": [True, False, True],
+        }
     )
     result = contracts.validate("catalog", frame)
     assert not result.success
@@ -22,7 +27,13 @@ def test_a_broken_catalog_fails_the_expectations_it_breaks():
 
 def test_a_clean_catalog_passes_and_large_tables_are_sampled():
     frame = pl.DataFrame(
-        {"item_id": [f"i{i}" for i in range(1000)], "title": "t", "price": 1.0, "updated_at": 1, "in_stock": True}
+        {
+            "item_id": [f"i{i}" for i in range(1000)],
+            "title": "t",
+            "price": 1.0,
+            "updated_at": 1,
+            "in_stock": True,
+        }
     )
     result = contracts.validate("catalog", frame, sample_rows=100)
     assert result.success, result.describe()

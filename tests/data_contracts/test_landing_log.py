@@ -15,8 +15,15 @@ def test_served_events_land_where_the_ingest_reads_them(settings):
     now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
     path = log.write(
         "events",
-        {"event_id": "s1", "ts": now, "user_id": "u1", "item_id": "i1", "event_type": "rec_click", "rec_id": "r1",
-         "source": "serving"},
+        {
+            "event_id": "s1",
+            "ts": now,
+            "user_id": "u1",
+            "item_id": "i1",
+            "event_type": "rec_click",
+            "rec_id": "r1",
+            "source": "serving",
+        },
         now=now,
     )
     assert path.parent == settings.events_landing / "2026-03-01"

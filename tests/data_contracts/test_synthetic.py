@@ -22,7 +22,11 @@ def test_same_seed_same_shop_and_another_seed_another(tmp_path):
 
 def test_one_folder_per_day_and_a_funnel(tmp_path):
     summary = generate_shop(replace(TINY_SHOP, bad_share=0.0), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == ["2026-01-05", "2026-01-06", "2026-01-07"]
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
+        "2026-01-05",
+        "2026-01-06",
+        "2026-01-07",
+    ]
     frame = events(tmp_path)
     assert frame.height == summary.events
     counts = dict(frame.group_by("event_type").len().iter_rows())

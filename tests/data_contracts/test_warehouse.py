@@ -51,7 +51,9 @@ def test_a_failed_transaction_leaves_tables_as_they_were(conn):
 
 def test_every_table_gets_its_comment_and_unknown_tables_are_refused(conn):
     warehouse.replace_table(conn, "catalog", pl.DataFrame({"x": [1]}))
-    warehouse.replace_partitions(conn, "events", "batch_date", [A], pl.DataFrame({"batch_date": [A], "x": [1]}))
+    warehouse.replace_partitions(
+        conn, "events", "batch_date", [A], pl.DataFrame({"batch_date": [A], "x": [1]})
+    )
     assert warehouse.summary(conn) == [
         ("catalog", 1, warehouse.TABLE_COMMENTS["catalog"]),
         ("events", 1, warehouse.TABLE_COMMENTS["events"]),

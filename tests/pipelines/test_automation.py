@@ -39,7 +39,9 @@ def test_sensor_files_loose_files_under_today(settings):
 
 def test_sensor_runs_the_catalog_job_when_only_the_catalog_changed(settings, tiny_shop):
     _, cursor = evaluate()
-    (settings.catalog_landing / "extra.csv").write_text("item_id,title,price,updated_at\ni9,Lamp,3.5,2026-01-08\n")
+    (settings.catalog_landing / "extra.csv").write_text(
+        "item_id,title,price,updated_at\ni9,Lamp,3.5,2026-01-08\n"
+    )
     requests, _ = evaluate(cursor)
     assert [r.job_name for r in requests] == ["catalog_job"]
 
@@ -50,18 +52,36 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
     assert {s.name for s in defs.sensors} == {"landing_sensor", "served_logs_sensor"}
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
     assert keys == {
-        "raw_events", "raw_catalog", "events", "quarantine_events", "catalog", "catalog_history",
-        "quarantine_catalog", "user_sequences", "item_stats", "feature_sources", "feature_registry", "online_features",
-        "served_recommendations", "support_replies", "feedback",
-        "recommender_dataset", "recommender_model", "recommender_evaluation",
-        "support_corpus", "support_model", "support_evaluation",
+        "raw_events",
+        "raw_catalog",
+        "events",
+        "quarantine_events",
+        "catalog",
+        "catalog_history",
+        "quarantine_catalog",
+        "user_sequences",
+        "item_stats",
+        "feature_sources",
+        "feature_registry",
+        "online_features",
+        "served_recommendations",
+        "support_replies",
+        "feedback",
+        "recommender_dataset",
+        "recommender_model",
+        "recommender_evaluation",
+        "support_corpus",
+        "support_model",
+        "support_evaluation",
     }
 
 
 def test_contiguous_ranges():
     days = ["2026-01-03", "2026-01-01", "2026-01-02", "2026-01-07", "2010-12-10"]
     assert contiguous_ranges(days) == [
-        ("2010-12-10", "2010-12-10"), ("2026-01-01", "2026-01-03"), ("2026-01-07", "2026-01-07")
+        ("2010-12-10", "2010-12-10"),
+        ("2026-01-01", "2026-01-03"),
+        ("2026-01-07", "2026-01-07"),
     ]
 
 
@@ -74,9 +94,14 @@ def test_the_warehouse_resource_waits_for_another_process_lock(settings):
 
     settings.warehouse_path.parent.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(settings.warehouse_path)!r});"
-         " print('locked', flush=True); time.sleep(3)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(settings.warehouse_path)!r});"
+            " print('locked', flush=True); time.sleep(3)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "locked"
     start = time.monotonic()

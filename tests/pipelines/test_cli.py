@@ -12,13 +12,18 @@ from pipelines.cli import COMMANDS, main
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", command, "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pipelines.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "usage: shopml" in result.stdout
 
 
-def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, capsys, monkeypatch, tmp_path):
+def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(
+    settings, capsys, monkeypatch, tmp_path
+):
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     code = main(["run", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
     out = capsys.readouterr().out

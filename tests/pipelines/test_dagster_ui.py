@@ -45,9 +45,19 @@ def webserver(settings, tmp_path):
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p",
-         str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for(f"http://127.0.0.1:{port}/server_info", timeout=180)
@@ -64,8 +74,16 @@ def browser():
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1600,1000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
     yield driver
@@ -96,12 +114,18 @@ def _dismiss_welcome(browser) -> None:
 
 def test_the_ui_shows_assets_checks_schedules_and_sensors(webserver, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    _page_text(browser, f"{webserver}/assets", ["raw_events", "events", "user_sequences", "item_stats",
-                                                 "online_features", "served_recommendations"])
+    _page_text(
+        browser,
+        f"{webserver}/assets",
+        ["raw_events", "events", "user_sequences", "item_stats", "online_features", "served_recommendations"],
+    )
     _dismiss_welcome(browser)
     _page_text(browser, f"{webserver}/assets/events?view=checks", ["events_contract", "rows_balance"])
-    _page_text(browser, f"{webserver}/automation", ["ingest_job_schedule", "features_job_schedule",
-                                                    "landing_sensor", "served_logs_sensor"])
+    _page_text(
+        browser,
+        f"{webserver}/automation",
+        ["ingest_job_schedule", "features_job_schedule", "landing_sensor", "served_logs_sensor"],
+    )
     _page_text(browser, f"{webserver}/locations/pipelines.definitions/asset-groups/ingest", ["raw_events"])
     _dismiss_welcome(browser)
     time.sleep(2)  # let the graph lay itself out

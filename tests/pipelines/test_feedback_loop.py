@@ -16,14 +16,27 @@ NOW = datetime(2026, 1, 6, 12, tzinfo=timezone.utc)
 
 def test_logs_are_typed_deduplicated_and_bad_lines_quarantined(settings):
     log = LandingLog(settings)
-    served = {"rec_id": "r1", "ts": NOW, "user_id": "u1", "model_version": "v1", "items": ["i1", "i2"],
-              "scores": [0.9, 0.5], "fallback": None}
+    served = {
+        "rec_id": "r1",
+        "ts": NOW,
+        "user_id": "u1",
+        "model_version": "v1",
+        "items": ["i1", "i2"],
+        "scores": [0.9, 0.5],
+        "fallback": None,
+    }
     log.write("served", served, now=NOW)
     log.write("served", served, now=NOW)  # a repeated line
-    log.write("feedback", {"feedback_id": "f1", "target_id": "r1", "target_kind": "recommendation", "rating": 1,
-                           "ts": NOW}, now=NOW)
-    log.write("feedback", {"feedback_id": "f2", "target_id": "r1", "target_kind": "recommendation", "rating": 5,
-                           "ts": NOW}, now=NOW)
+    log.write(
+        "feedback",
+        {"feedback_id": "f1", "target_id": "r1", "target_kind": "recommendation", "rating": 1, "ts": NOW},
+        now=NOW,
+    )
+    log.write(
+        "feedback",
+        {"feedback_id": "f2", "target_id": "r1", "target_kind": "recommendation", "rating": 5, "ts": NOW},
+        now=NOW,
+    )
     path = log.path("feedback", NOW.date())
     with open(path, "a") as handle:
         handle.write('{"feedback_id": "f3", "rating":\n')
@@ -38,15 +51,38 @@ def test_logs_are_typed_deduplicated_and_bad_lines_quarantined(settings):
 def test_click_through_rate_per_model_version_joins_served_lists_to_clicks(settings, tiny_shop):
     log = LandingLog(settings)
     for rec_id, version in (("r1", "v1"), ("r2", "v1"), ("r3", "v2")):
-        log.write("served", {"rec_id": rec_id, "ts": NOW, "user_id": "u000001", "model_version": version,
-                             "items": ["i000001"], "scores": [1.0]}, now=NOW)
-    log.write("events", {"event_id": "click-1", "ts": NOW, "user_id": "u000001", "item_id": "i000001",
-                         "event_type": "rec_click", "rec_id": "r1", "source": "serving"}, now=NOW)
+        log.write(
+            "served",
+            {
+                "rec_id": rec_id,
+                "ts": NOW,
+                "user_id": "u000001",
+                "model_version": version,
+                "items": ["i000001"],
+                "scores": [1.0],
+            },
+            now=NOW,
+        )
+    log.write(
+        "events",
+        {
+            "event_id": "click-1",
+            "ts": NOW,
+            "user_id": "u000001",
+            "item_id": "i000001",
+            "event_type": "rec_click",
+            "rec_id": "r1",
+            "source": "serving",
+        },
+        now=NOW,
+    )
     instance = DagsterInstance.ephemeral()
     ingest_landed(settings, instance=instance)
     run_job(settings, "feedback_loop_job", instance=instance)
     conn = warehouse.connect(settings.warehouse_path, read_only=True)
-    ctr = dict((v, c) for v, _, _, c in conn.execute("SELECT * FROM ctr_by_model_version ORDER BY 1").fetchall())
+    ctr = dict(
+        (v, c) for v, _, _, c in conn.execute("SELECT * FROM ctr_by_model_version ORDER BY 1").fetchall()
+    )
     names = {name for name, _, _ in warehouse.summary(conn)}
     conn.close()
     assert ctr == {"v1": 0.5, "v2": 0.0}
@@ -59,12 +95,34 @@ def test_reply_feedback_reaches_the_support_training_data(settings):
     from training.support.corpus import read_feedback_files
 
     log = LandingLog(settings)
-    log.write("replies", {"reply_id": "p1", "ts": NOW, "session_id": "s1", "message": "Where is my refund?",
-                          "reply": "Refunds take five days.", "handover": False}, now=NOW)
-    log.write("feedback", {"feedback_id": "f1", "target_id": "p1", "target_kind": "reply", "rating": -1,
-                           "reason": "wrong", "ts": NOW}, now=NOW)
+    log.write(
+        "replies",
+        {
+            "reply_id": "p1",
+            "ts": NOW,
+            "session_id": "s1",
+            "message": "Where is my refund?",
+            "reply": "Refunds take five days.",
+            "handover": False,
+        },
+        now=NOW,
+    )
+    log.write(
+        "feedback",
+        {
+            "feedback_id": "f1",
+            "target_id": "p1",
+            "target_kind": "reply",
+            "rating": -1,
+            "reason": "wrong",
+            "ts": NOW,
+        },
+        now=NOW,
+    )
     run_job(settings, "feedback_loop_job", instance=DagsterInstance.ephemeral())
-    path = feedback_from_warehouse(WarehouseResource(database=str(settings.warehouse_path)), settings.data_dir / "fb.jsonl")
+    path = feedback_from_warehouse(
+        WarehouseResource(database=str(settings.warehouse_path)), settings.data_dir / "fb.jsonl"
+    )
     frame, rejected = read_feedback_files([path])
     assert rejected == []
     assert frame.select("reply_id", "rating", "context").rows() == [("p1", -1, "Where is my refund?")]

@@ -22,10 +22,23 @@ def readme_queries() -> list[str]:
 def test_every_readme_query_runs_and_returns_rows(settings, tiny_shop):
     now = datetime(2026, 1, 6, 12, tzinfo=timezone.utc)
     log = LandingLog(settings)
-    log.write("served", {"rec_id": "r1", "ts": now, "model_version": "v1", "items": ["i000001"], "scores": [1.0]},
-              now=now)
-    log.write("replies", {"reply_id": "p1", "ts": now, "session_id": "s", "message": "hi", "reply": "hello",
-                          "handover": False}, now=now)
+    log.write(
+        "served",
+        {"rec_id": "r1", "ts": now, "model_version": "v1", "items": ["i000001"], "scores": [1.0]},
+        now=now,
+    )
+    log.write(
+        "replies",
+        {
+            "reply_id": "p1",
+            "ts": now,
+            "session_id": "s",
+            "message": "hi",
+            "reply": "hello",
+            "handover": False,
+        },
+        now=now,
+    )
     instance = DagsterInstance.ephemeral()
     ingest_landed(settings, instance=instance)
     run_job(settings, "feedback_loop_job", instance=instance)

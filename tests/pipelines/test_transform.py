@@ -29,10 +29,17 @@ def frame(rows) -> pl.DataFrame:
 
 def test_clean_events_balances_and_drops_repeats_and_already_known_ids():
     raw = frame(
-        [event("a", "u1", "i1", 0), event("a", "u1", "i1", 0), event("b", "u1", None, 1), event("c", "u2", "i2", 2),
-         event("d", "u2", "i1", 3)]
+        [
+            event("a", "u1", "i1", 0),
+            event("a", "u1", "i1", 0),
+            event("b", "u1", None, 1),
+            event("c", "u2", "i2", 2),
+            event("d", "u2", "i1", 3),
+        ]
     )
-    split = transform.clean_events(raw, pl.Series(["i1", "i2"]), NOW, timedelta(0), existing_ids=pl.Series(["d"]))
+    split = transform.clean_events(
+        raw, pl.Series(["i1", "i2"]), NOW, timedelta(0), existing_ids=pl.Series(["d"])
+    )
     assert split.clean["event_id"].to_list() == ["a", "c"]
     assert split.quarantined["event_id"].to_list() == ["b"]
     assert split.duplicates == 2
@@ -57,11 +64,23 @@ def test_same_timestamp_events_are_ordered_by_event_id():
 
 
 def test_item_stats_counts_the_funnel_and_keeps_items_without_events():
-    rows = [event("1", "u1", "i1", 0), event("2", "u1", "i1", 1, "add_to_cart"), event("3", "u1", "i1", 2, "purchase"),
-            event("4", "u2", "i1", 3), event("5", "u2", "i2", 4)]
+    rows = [
+        event("1", "u1", "i1", 0),
+        event("2", "u1", "i1", 1, "add_to_cart"),
+        event("3", "u1", "i1", 2, "purchase"),
+        event("4", "u2", "i1", 3),
+        event("5", "u2", "i2", 4),
+    ]
     catalog = pl.DataFrame({"item_id": ["i1", "i2", "i3"]})
-    stats = {r["item_id"]: r for r in transform.build_item_stats(frame(rows), catalog, NOW).iter_rows(named=True)}
-    assert (stats["i1"]["views"], stats["i1"]["carts"], stats["i1"]["purchases"], stats["i1"]["users"]) == (2, 1, 1, 2)
+    stats = {
+        r["item_id"]: r for r in transform.build_item_stats(frame(rows), catalog, NOW).iter_rows(named=True)
+    }
+    assert (stats["i1"]["views"], stats["i1"]["carts"], stats["i1"]["purchases"], stats["i1"]["users"]) == (
+        2,
+        1,
+        1,
+        2,
+    )
     assert stats["i1"]["conversion_rate"] == 0.5
     assert stats["i1"]["popularity_rank"] == 1
     assert stats["i3"]["popularity"] == 0 and stats["i3"]["first_seen"] is None

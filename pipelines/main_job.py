@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from data_contracts.settings import Settings
 from data_contracts.synthetic import generate_shop
-from pipelines.commands import generate
+from pipelines.commands import generate, live
 from pipelines.commands.ingest import ingest_landed, run_job
 from pipelines.commands.summary import format_summary
 from pipelines.ingest import transform
@@ -25,6 +25,12 @@ from pipelines.ingest import transform
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="delete the data folder first")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="stop the services after the sample requests and exit (scripts, CI)",
+    )
+    parser.add_argument("--no-serve", action="store_true", help="stop after training; start no service")
     generate.add_arguments(parser)
 
 
@@ -54,14 +60,56 @@ def run(args: argparse.Namespace) -> int:
     _timed(steps, "feedback_loop", lambda: run_job(settings, "feedback_loop_job"))
     _timed(steps, "recommender", lambda: run_job(settings, "recommender_job"))
     print(format_summary(settings))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "seconds": round(time.perf_counter() - started, 2),
-                "steps": steps,
-                "peak_rss_mb": round(peak_mb),
-            }
-        )
+    services = [] if args.no_serve else _timed(steps, "serve", lambda: _serve(settings))
+    _where_next(settings, services)
+    peak_kb = max(
+        resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
+    total = round(time.perf_counter() - started, 2)
+    print(json.dumps({"seconds": total, "steps": steps, "peak_rss_mb": round(peak_kb / 1024)}), flush=True)
+    if services and not args.once:
+        print("services running; Ctrl-C stops them", flush=True)
+        try:
+            while all(s.process.poll() is None for s in services):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    live.stop(services)
     return 0
+
+
+def _serve(settings) -> list:
+    """The recommender service with a few real requests. (The support model is trained with
+    `shopml train support`: its quick profile takes longer than this job's budget.)"""
+    service = live.start("recommender", settings.data_dir / "logs")
+    try:
+        live.try_recommender(service, _busiest_user(settings))
+    except Exception:
+        live.stop([service])
+        raise
+    for path, answer in service.answers:
+        print(f"POST {service.url}{path} ->", json.dumps(answer)[:400])
+    return [service]
+
+
+def _busiest_user(settings) -> str:
+    from data_contracts import warehouse
+
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    try:
+        return conn.execute(
+            "SELECT user_id FROM user_sequences ORDER BY total_events DESC LIMIT 1"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _where_next(settings, services) -> None:
+    print("\nwhere to look next:")
+    print(
+        f"  warehouse      duckdb -readonly {settings.warehouse_path}  (README: tables and example queries)"
+    )
+    print("  Dagster UI     make ui  -> http://127.0.0.1:3000 (this job's runs are in dagster_home/)")
+    print(f"  reports        {settings.reports_dir}/")
+    for service in services:
+        print(f"  {service.name:<14} {service.url}  (OpenAPI docs; log {service.log})")

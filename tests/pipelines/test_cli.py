@@ -25,7 +25,9 @@ def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(
     settings, capsys, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    code = main(["run", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
+    code = main(
+        ["run", "--no-serve", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "user_sequences" in out and "quarantine_events" in out
@@ -39,3 +41,16 @@ def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="odd.csv: columns"):
         main(["land", str(path)])
+
+
+@pytest.mark.slow
+def test_main_job_once_serves_real_requests_and_logs_them(settings, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    code = main(["run", "--once", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
+    out = capsys.readouterr().out
+    assert code == 0
+    figures = json.loads([line for line in out.splitlines() if line.startswith('{"seconds"')][-1])
+    assert "serve" in figures["steps"]
+    assert "POST http://127.0.0.1:3100/recommend ->" in out
+    assert list(settings.landing_dir.glob("served/*/*.jsonl")), "the served list was logged for the pipeline"
+    assert list(settings.events_landing.glob("*/events-*.jsonl")), "the click was logged as an event"

@@ -15,6 +15,10 @@ COMMANDS = {
     "land": ("pipelines.commands.land", "Copy a data file (any supported format) into the landing folder"),
     "ingest": ("pipelines.commands.ingest", "Materialise the ingest assets for everything landed"),
     "summary": ("pipelines.commands.summary", "Print the warehouse tables with row counts"),
+    "report": (
+        "pipelines.commands.report",
+        "Print the latest evaluation of each model against its baselines",
+    ),
     "train": ("pipelines.commands.train", "Train a model: recommender or support"),
     "evaluate": ("pipelines.commands.evaluate", "Evaluate a model: recommender or support"),
 }

@@ -18,7 +18,7 @@ from training.recommender import pipeline
 from training.recommender.artifact import load_from_store, save_to_store
 
 GROUP = "recommender"
-HEADLINE = ("hr@10", "ndcg@10", "mrr", "coverage@10")
+HEADLINE = ("hr@10", "ndcg@10", "mrr", "coverage")
 
 
 def _dataset(warehouse_db: DuckDBResource):

@@ -26,3 +26,8 @@ def test_train_evaluate_and_promote_on_the_tiny_shop(settings, tiny_shop, tiny_t
     assert {"hr@10", "ndcg@10", "mrr", "baselines"} <= report.keys()
     assert (settings.reports_dir / "recommender.png").stat().st_size > 1000
     assert isinstance(report["promotion"]["promoted"], bool)
+    from pipelines.commands.report import format_report
+
+    table = format_report(settings)
+    assert report["tag"] in table and "most_popular" in table and "cooccurrence" in table
+    assert "support: no evaluation yet" in table

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# pythonpath = ["tests"] lets tests/training shadow the real `training` package as a
-# namespace package when the repository root is not on sys.path; put the root first.
-_REPO = str(Path(__file__).resolve().parents[3])
-if sys.path[0] != _REPO:
-    sys.path.insert(0, _REPO)
-for _name in [m for m in sys.modules if m == "training" or m.startswith("training.")]:
-    if getattr(sys.modules[_name], "__file__", None) is None:
-        del sys.modules[_name]
-
-from training.recommender.data import SequenceData  # noqa: E402
+from training.recommender.data import SequenceData
 
 ML1M = Path(__file__).resolve().parents[3].parent / "shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt"
 

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-
-# pythonpath = ["tests"] makes tests/training shadow the real `training` package (a namespace
-# package wins when the repository root is not on sys.path); put the root first.
-_REPO = str(Path(__file__).resolve().parents[3])
-if sys.path[0] != _REPO:
-    sys.path.insert(0, _REPO)
-for _name in [m for m in sys.modules if m == "training" or m.startswith("training.")]:
-    if getattr(sys.modules[_name], "__file__", None) is None:
-        del sys.modules[_name]
 
 # BentoML fixes its model store at first use: point it at a temporary folder before any import.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="shopml-support-bentoml-")

@@ -26,9 +26,6 @@ import contextlib
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -40,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving import launch  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -166,52 +165,11 @@ FLOOR_APP = textwrap.dedent(
     async def recommend(request):
         body = await request.json()
         return JSONResponse({"user_id": body["user_id"], "items": ITEMS.get(body["user_id"], [])})
-    app = Starlette(routes=[Route("/recommend", recommend, methods=["POST"])])
+    async def ready(request):
+        return JSONResponse({})
+    app = Starlette(routes=[Route("/recommend", recommend, methods=["POST"]), Route("/readyz", ready)])
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server(cmd: list[str], env: dict, ready_path: str, port: int, timeout_s: float = 300):
-    import httpx
-
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (
-                    httpx.request(
-                        "GET" if ready_path != "/recommend" else "POST",
-                        url + ready_path,
-                        json={"user_id": "u0"},
-                        timeout=2,
-                    ).status_code
-                    == 200
-                ):
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{cmd} not ready")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -281,19 +239,16 @@ def main(argv=None) -> None:
         tag = save_recommender(args.items)
         log(f"shop, feature store ({args.users} users) and model in {time.perf_counter() - t:.0f} s")
         env = {
-            **os.environ,
             "SHOPML_DATA_DIR": str(data_dir),
             "SHOPML_RECOMMENDER_TAG": tag,
             "SHOPML_TORCH_THREADS": str(args.threads),
             # Every request takes the full path (store read + model); no cached answers.
             "SHOPML_CACHE_TTL_S": "0",
         }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         bodies = [{"user_id": f"u{rng.randrange(args.users)}", "k": 10} for _ in range(20_000)]
 
-        port = free_port()
-        serve = [sys.executable, "-m", "bentoml", "serve", "serving.recommender.service:RecommenderService"]
-        with server([*serve, "--host", "127.0.0.1", "--port", str(port)], env, "/readyz", port) as url:
+        with launch.serving("recommender", env=env) as running:
+            url = running.url
             main_run = asyncio.run(drive(f"{url}/recommend", bodies, args.rate, args.seconds))
             result.update(main_run)
             best = args.rate if main_run["p99_ms"] <= 15 and main_run["errors"] == 0 else 0.0
@@ -307,31 +262,22 @@ def main(argv=None) -> None:
                 best = max(best, step["rate"])
             result["max_rate_p99_under_15ms"] = best
 
-        port = free_port()
-        floor_file = tmp / "floor_app.py"
-        floor_file.write_text(FLOOR_APP)
-        uvicorn = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "floor_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        with server(
-            [*uvicorn, "--app-dir", str(tmp), "--log-level", "warning"], env, "/recommend", port
-        ) as url:
-            floor = asyncio.run(drive(f"{url}/recommend", bodies, args.rate, args.seconds))
+        port = launch.free_port()
+        (tmp / "floor_app.py").write_text(FLOOR_APP)
+        uvicorn = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(tmp)]
+        floor_server = launch.start_process(
+            "floor", [*uvicorn, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], port
+        )
+        try:
+            floor = asyncio.run(drive(f"{floor_server.url}/recommend", bodies, args.rate, args.seconds))
+        finally:
+            floor_server.stop()
         result["floor_p50_ms"], result["floor_p99_ms"] = floor["p50_ms"], floor["p99_ms"]
         result["floor_errors"] = floor["errors"]
         result["ratio_p50"] = round(result["p50_ms"] / floor["p50_ms"], 2)
 
         if not args.skip_chat:
             support_tag = save_support_model(data_dir)
-            port = free_port()
-            serve = [sys.executable, "-m", "bentoml", "serve", "serving.support.service:SupportService"]
             chat_env = {**env, "SHOPML_SUPPORT_TAG": support_tag, "SHOPML_SUPPORT_GENERATE": "0"}
             questions = [
                 "How do I cancel my order?",
@@ -340,10 +286,10 @@ def main(argv=None) -> None:
                 "change my address",
             ]
             chat_bodies = [{"session_id": f"s{k}", "message": questions[k % 4]} for k in range(2_000)]
-            with server(
-                [*serve, "--host", "127.0.0.1", "--port", str(port)], chat_env, "/readyz", port
-            ) as url:
-                chat = asyncio.run(drive(f"{url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30))
+            with launch.serving("support", env=chat_env) as running:
+                chat = asyncio.run(
+                    drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
+                )
             result.update(
                 {"chat_p50_ms": chat["p50_ms"], "chat_p99_ms": chat["p99_ms"], "chat_errors": chat["errors"]}
             )

@@ -6,53 +6,32 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICES = {
-    "recommender": ("serving.recommender.service:RecommenderService", 3100),
-    "support": ("serving.support.service:SupportService", 3101),
-}
+from serving import launch
+from serving.launch import Running
 
-
-@dataclass
-class Running:
-    name: str
-    url: str
-    process: subprocess.Popen
-    log: Path
-    answers: list[tuple[str, dict]] = field(default_factory=list)
+PORTS = {"recommender": 3100, "support": 3101}
 
 
 def start(name: str, log_dir: Path, timeout_s: float = 300) -> Running:
-    """`bentoml serve` one service in the background; wait until /readyz answers."""
-    target, port = SERVICES[name]
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"{name}.log"
-    bentoml = Path(sys.executable).parent / "bentoml"
-    process = subprocess.Popen(
-        [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+    """`bentoml serve` one service on its usual port in the background; wait until it is ready."""
+    return launch.start(name, PORTS[name], log=log_dir / f"{name}.log", timeout_s=timeout_s)
+
+
+def build_bento(name: str) -> str:
+    """`bentoml build` of a service's bentofile into the model store's home; returns the tag."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-f", f"serving/{name}/bentofile.yaml", "-o", "tag", "."],
+        cwd=launch.REPO,
+        capture_output=True,
+        text=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the {name} service stopped at start-up; see {log}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return Running(name, url, process, log)
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    process.terminate()
-    raise TimeoutError(f"the {name} service was not ready within {timeout_s:.0f} s; see {log}")
+    tags = [line.split("__tag__:", 1)[1].strip() for line in done.stdout.splitlines() if "__tag__:" in line]
+    if done.returncode or not tags:
+        raise RuntimeError(f"bentoml build of {name} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return tags[-1]
 
 
 def post(service: Running, path: str, body: dict) -> dict:
@@ -89,9 +68,4 @@ def try_support(service: Running) -> None:
 
 def stop(services: list[Running]) -> None:
     for service in services:
-        service.process.terminate()
-    for service in services:
-        try:
-            service.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
+        service.stop()

@@ -7,10 +7,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -19,54 +17,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = "live-key"
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def bentoml_serve(target: str, env: dict, timeout_s: float = 180):
-    """``bentoml serve target`` on 127.0.0.1 at a free port; yields its base URL."""
+def bentoml_serve(service: str, env: dict):
+    """``bentoml serve`` on 127.0.0.1 at a free port, on the test's model store; yields its URL."""
+    from serving.launch import serving
     from training.recommender.artifact import store_home
 
-    port = free_port()
-    env = {**os.environ, **env, "BENTOML_HOME": str(store_home()), "HF_HUB_OFFLINE": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # bentoml serve sets its own
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited: {proc.stderr.read().decode()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{target} not ready after {timeout_s} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        # Only the server started here: its own process group.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    log = Path(env["SHOPML_DATA_DIR"]) / "logs" / f"{service}-{uuid.uuid4().hex[:6]}.log"
+    with serving(service, env={**env, "BENTOML_HOME": str(store_home())}, log=log) as running:
+        yield running.url
 
 
 @pytest.fixture
@@ -80,7 +43,7 @@ def live_env(shop_settings, recommender_tag, support_tag) -> dict:
 
 
 def test_served_recommender_answers_logs_and_reports_metrics(live_env, shop_settings):
-    with bentoml_serve("serving.recommender.service:RecommenderService", live_env) as url:
+    with bentoml_serve("recommender", live_env) as url:
         rec = httpx.post(f"{url}/recommend", json={"user_id": "u0", "k": 3}, timeout=10)
         assert rec.status_code == 200 and rec.json()["fallback"] is None
         click = {"user_id": "u0", "item_id": rec.json()["items"][0]["item_id"], "event_type": "rec_click"}
@@ -130,7 +93,7 @@ def fuzz(url: str, max_examples: int) -> list[str]:
 
 @pytest.mark.parametrize(
     "target",
-    ["serving.recommender.service:RecommenderService", "serving.support.service:SupportService"],
+    ["recommender", "support"],
 )
 def test_fuzzing_the_openapi_schema_finds_no_server_error(live_env, target):
     pytest.importorskip("schemathesis")
@@ -147,6 +110,8 @@ def own_redis(tmp_path):
     """A Redis of this test on its own port (never the machine's 6379), with a dump file."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
+    from serving.launch import free_port
+
     port = free_port()
     folder = tmp_path / "redis"
     folder.mkdir()

@@ -49,7 +49,10 @@ class SupportEngine:
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
         pipeline = SupportPipeline.load(
-            settings, tag=config.support_tag, use_generator=config.support_generate
+            settings,
+            tag=config.support_tag,
+            use_generator=config.support_generate,
+            int8=config.support_int8 and not torch.cuda.is_available(),
         )
         # After load: the pipeline sets the model's training thread count.
         torch.set_num_threads(config.torch_threads)

@@ -74,6 +74,11 @@ class CrossEncoder(nn.Module):
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.model(**batch).logits.squeeze(-1)  # (B,)
 
+    def quantize(self) -> CrossEncoder:
+        """Dynamic int8 quantisation of the linear layers (CPU inference only; about 1.7x faster)."""
+        self.model = torch.ao.quantization.quantize_dynamic(self.model, {nn.Linear}, dtype=torch.qint8)
+        return self
+
     @torch.inference_mode()
     def score(self, context: str, candidates: list[str], batch_size: int = 32) -> np.ndarray:
         """Probabilities (sigmoid of the logits) that each candidate answers the context."""
@@ -193,7 +198,7 @@ def trainer(max_steps: int, log_dir: Path | None = None) -> pl_light.Trainer:
         precision="bf16-mixed" if gpu else "32-true",
         logger=logger,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=True,
         enable_model_summary=False,
         log_every_n_steps=10,
     )

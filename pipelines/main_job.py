@@ -1,9 +1,10 @@
 """shopml run: the main job on embedded defaults.
 
 Generates a synthetic shop (unless the landing folder already has files), ingests and
-validates it through the Dagster assets, refreshes the feature store, and prints the
-warehouse. Ends with one JSON line:
-total seconds, seconds per step and peak memory.
+validates it through the Dagster assets, refreshes the feature store, trains, evaluates and
+promotes both models (the settings' training profile, `quick` by default), prints the
+warehouse, builds both bentos, starts both services and sends them real requests. Ends
+with one JSON line: total seconds, seconds per step and peak memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 
-from data_contracts.settings import Settings
+from data_contracts.settings import Settings, use_model_store
 from data_contracts.synthetic import generate_shop
 from pipelines.commands import generate, live
 from pipelines.commands.ingest import ingest_landed, run_job
@@ -44,6 +45,7 @@ def _timed(steps: dict[str, float], name: str, fn: Callable):
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    use_model_store(settings)
     started = time.perf_counter()
     steps: dict[str, float] = {}
     if args.fresh and settings.data_dir.exists():
@@ -59,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     _timed(steps, "features", lambda: run_job(settings, "features_job"))
     _timed(steps, "feedback_loop", lambda: run_job(settings, "feedback_loop_job"))
     _timed(steps, "recommender", lambda: run_job(settings, "recommender_job"))
+    _timed(steps, "support", lambda: run_job(settings, "support_job"))
     print(format_summary(settings))
+    bentos = _timed(steps, "bentos", lambda: [live.build_bento(name) for name in live.PORTS])
+    print("bentos:", ", ".join(bentos))
     services = [] if args.no_serve else _timed(steps, "serve", lambda: _serve(settings))
     _where_next(settings, services)
     peak_kb = max(
@@ -79,17 +84,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings) -> list:
-    """The recommender service with a few real requests. (The support model is trained with
-    `shopml train support`: its quick profile takes longer than this job's budget.)"""
-    service = live.start("recommender", settings.data_dir / "logs")
+    """Both services, each sent a few real requests; their answers are printed."""
+    services = []
     try:
-        live.try_recommender(service, _busiest_user(settings))
+        for name, try_it in (
+            ("recommender", lambda s: live.try_recommender(s, _busiest_user(settings))),
+            ("support", live.try_support),
+        ):
+            service = live.start(name, settings.data_dir / "logs")
+            services.append(service)
+            try_it(service)
     except Exception:
-        live.stop([service])
+        live.stop(services)
         raise
-    for path, answer in service.answers:
-        print(f"POST {service.url}{path} ->", json.dumps(answer)[:400])
-    return [service]
+    for service in services:
+        for path, answer in service.answers:
+            print(f"POST {service.url}{path} ->", json.dumps(answer)[:400])
+    return services
 
 
 def _busiest_user(settings) -> str:

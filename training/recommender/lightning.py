@@ -173,8 +173,15 @@ class SASRecModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hidden = self.model(batch["seq"])
+        # Items with no training interactions (new, cold) are kept out of the softmax: as
+        # never-positive negatives they would learn to score low from their text alone.
         loss = compute_loss(
-            self.loss_name, hidden, self.model.item_vectors(), batch["targets"], self.num_negatives
+            self.loss_name,
+            hidden,
+            self.model.item_vectors(),
+            batch["targets"],
+            self.num_negatives,
+            excluded=~self.model.item_has_id,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
         return loss

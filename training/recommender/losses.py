@@ -24,8 +24,12 @@ class _FullSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None
+    ) -> torch.Tensor:
         logits = (h @ items.T).float()  # (M, N+1)
+        if excluded is not None:
+            logits.masked_fill_(excluded, float("-inf"))
         logits[:, 0] = float("-inf")
         rows = torch.arange(len(targets), device=h.device)
         target_logit = logits[rows, targets]
@@ -41,16 +45,22 @@ class _FullSoftmaxCE(torch.autograd.Function):
         probs[rows, targets] -= 1.0
         probs.mul_(grad / len(targets))
         dlogits = probs.to(h.dtype)
-        return dlogits @ items, dlogits.T @ h, None
+        return dlogits @ items, dlogits.T @ h, None, None
 
 
-def full_softmax_ce(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the whole catalogue (the strongest published SASRec variant)."""
+def full_softmax_ce(
+    hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy over the whole catalogue (the strongest published SASRec variant).
+
+    ``excluded`` (N+1,) bool: items left out of the softmax, e.g. those without training
+    interactions, which would otherwise only ever be pushed down as negatives.
+    """
     mask = targets > 0
     h = hidden[mask]  # (M, C): only positions with a target
     if h.shape[0] == 0:
         return hidden.sum() * 0.0
-    return _FullSoftmaxCE.apply(h, items, targets[mask])
+    return _FullSoftmaxCE.apply(h, items, targets[mask], excluded)
 
 
 def sampled_softmax(
@@ -59,11 +69,12 @@ def sampled_softmax(
     targets: torch.Tensor,
     num_negatives: int = 256,
     generator: torch.Generator | None = None,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the target and ``num_negatives`` uniform negatives shared by the batch.
 
     Shared negatives keep the cost at one (M, K) matmul; a negative that equals the target
-    of a row is masked out of that row.
+    of a row, or is ``excluded``, is masked out of that row.
     """
     mask = targets > 0
     h = hidden[mask]  # (M, C)
@@ -72,7 +83,10 @@ def sampled_softmax(
     neg = torch.randint(1, num_items + 1, (num_negatives,), device=h.device, generator=generator)
     pos_logit = (h * items[pos]).sum(-1, keepdim=True)  # (M, 1)
     neg_logit = h @ items[neg].T  # (M, K)
-    neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == pos.unsqueeze(1), float("-inf"))
+    drop = neg.unsqueeze(0) == pos.unsqueeze(1)
+    if excluded is not None:
+        drop = drop | excluded[neg].unsqueeze(0)
+    neg_logit = neg_logit.masked_fill(drop, float("-inf"))
     logits = torch.cat([pos_logit, neg_logit], dim=1).float()
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=h.device))
 
@@ -102,11 +116,13 @@ def compute_loss(
     items: torch.Tensor,
     targets: torch.Tensor,
     num_negatives: int = 256,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """``excluded`` items take no part in the softmax losses (the BCE baseline ignores it)."""
     if name == "ce":
-        return full_softmax_ce(hidden, items, targets)
+        return full_softmax_ce(hidden, items, targets, excluded)
     if name == "sampled_softmax":
-        return sampled_softmax(hidden, items, targets, num_negatives)
+        return sampled_softmax(hidden, items, targets, num_negatives, excluded=excluded)
     if name == "bce":
         return bce_one_negative(hidden, items, targets)
     raise ValueError(f"unknown loss {name!r}; expected one of ce, sampled_softmax, bce")

@@ -92,6 +92,27 @@ def test_full_softmax_ce_matches_manual_and_ignores_padding():
     assert compute_loss("ce", hidden, items, targets).item() == pytest.approx(manual.item(), rel=1e-5)
 
 
+def test_excluded_items_take_no_part_in_the_softmax_and_get_no_gradient():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 4)
+    items = torch.randn(6, 4, requires_grad=True)
+    targets = torch.tensor([[0, 2, 3], [1, 0, 2]])
+    excluded = torch.tensor([False, False, False, False, True, True])
+    logits = hidden.reshape(-1, 4) @ items[:4].T
+    logits[:, 0] = float("-inf")
+    keep = targets.reshape(-1) > 0
+    manual = F.cross_entropy(logits[keep], targets.reshape(-1)[keep])
+    loss = full_softmax_ce(hidden, items, targets, excluded)
+    assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
+    assert loss.item() < full_softmax_ce(hidden, items, targets).item()
+    loss.backward()
+    assert items.grad[4:].abs().sum() == 0 and items.grad[1:4].abs().sum() > 0
+    g = torch.Generator().manual_seed(0)
+    sampled = sampled_softmax(hidden, items.detach(), targets, 200, generator=g, excluded=excluded)
+    g = torch.Generator().manual_seed(0)
+    assert sampled < sampled_softmax(hidden, items.detach(), targets, 200, generator=g)
+
+
 def test_sampled_softmax_with_every_item_as_negative_equals_full_ce_within_sampling():
     torch.manual_seed(0)
     hidden = torch.randn(2, 3, 4)

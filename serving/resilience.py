@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
 from typing import Any, Literal
 
 State = Literal["closed", "open", "half_open"]
@@ -84,11 +85,13 @@ class CircuitBreaker:
         self.success()
         return out
 
-    async def call_async(self, fn: Callable[..., Any], *args: Any, timeout_s: float) -> Any:
+    async def call_async(
+        self, fn: Callable[..., Any], *args: Any, timeout_s: float, executor: Executor | None = None
+    ) -> Any:
         """``fn(*args)`` in a worker thread with a timeout; a timeout counts as a failure."""
         self.before()
         try:
-            out = await in_thread(fn, *args, timeout_s=timeout_s)
+            out = await in_thread(fn, *args, timeout_s=timeout_s, executor=executor)
         except BaseException:
             self.failure()
             raise
@@ -96,14 +99,16 @@ class CircuitBreaker:
         return out
 
 
-async def in_thread(fn: Callable[..., Any], *args: Any, timeout_s: float) -> Any:
-    """Run blocking ``fn`` in the default executor; ``TimeoutError`` after ``timeout_s``.
+async def in_thread(
+    fn: Callable[..., Any], *args: Any, timeout_s: float, executor: Executor | None = None
+) -> Any:
+    """Run blocking ``fn`` in ``executor`` (default: the loop's); ``TimeoutError`` after ``timeout_s``.
 
     The thread cannot be killed: a timed-out call finishes in the background and its result
     is dropped, which is what a request that already got its fallback wants.
     """
     loop = asyncio.get_running_loop()
-    return await asyncio.wait_for(loop.run_in_executor(None, lambda: fn(*args)), timeout_s)
+    return await asyncio.wait_for(loop.run_in_executor(executor, lambda: fn(*args)), timeout_s)
 
 
 class TTLCache:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -101,6 +102,11 @@ class RecommenderEngine:
         self._generation: dict[str, int] = {}
         self._masks: dict[tuple, torch.Tensor] = {}
         self._vectors: torch.Tensor | None = None
+        # One thread runs the model: a millisecond of CPU per request gains nothing from more
+        # threads on a few cores, and a pool of them fighting the event loop for the GIL
+        # turns a short stall into a lasting backlog. Store calls (I/O) get their own pool.
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="recommender-model")
+        self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="feature-store")
         if model is not None:
             rec = model.recommender
             if len(catalog):
@@ -140,7 +146,7 @@ class RecommenderEngine:
 
     async def _through_breaker(self, fn, *args, timeout_s: float):
         try:
-            return await self.breaker.call_async(fn, *args, timeout_s=timeout_s)
+            return await self.breaker.call_async(fn, *args, timeout_s=timeout_s, executor=self._store_threads)
         finally:
             metrics.breaker_open("feature_store", self.breaker.state == "open")
 
@@ -260,7 +266,13 @@ class RecommenderEngine:
             return self.popular(req.k, *filters, seen), POPULARITY, fallback or "empty_sequence"
         try:
             items = await in_thread(
-                self.score, history, req.k, *filters, req.exclude_seen, timeout_s=self.config.model_timeout_s
+                self.score,
+                history,
+                req.k,
+                *filters,
+                req.exclude_seen,
+                timeout_s=self.config.model_timeout_s,
+                executor=self._model_thread,
             )
         except TimeoutError:
             return self.popular(req.k, *filters, seen), POPULARITY, "model_timeout"
@@ -359,7 +371,9 @@ class RecommenderEngine:
             items = self.popular(req.k, category, req.in_stock_only, frozenset([req.item_id]))
             return items, POPULARITY, "no_model" if self.model is None else "unknown_item"
         try:
-            items = await in_thread(self.neighbours, req, timeout_s=self.config.model_timeout_s)
+            items = await in_thread(
+                self.neighbours, req, timeout_s=self.config.model_timeout_s, executor=self._model_thread
+            )
         except TimeoutError:
             return (
                 self.popular(req.k, req.category, req.in_stock_only, frozenset([req.item_id])),
@@ -377,5 +391,7 @@ class RecommenderEngine:
         return self._top(scores, req.k, banned, None)
 
     def close(self) -> None:
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
+        self._store_threads.shutdown(wait=False, cancel_futures=True)
         if self._sequences is not None:
             self._sequences.close()

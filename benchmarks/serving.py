@@ -306,6 +306,7 @@ def main(argv=None) -> None:
             "items": args.items,
             "model": f"{tag}, quick-profile shape, untrained weights",
             "torch_threads": args.threads,
+            "chat_torch_threads": int(os.environ.get("SHOPML_SUPPORT_TORCH_THREADS", "2")),
             "machine": f"{os.cpu_count()} shared CPU cores; load generator on the same cores",
         }
     )

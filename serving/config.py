@@ -44,9 +44,11 @@ class ServingConfig:
     support_tag: str | None = None
     # The support reply: generate a candidate with the LM (slow) or retrieve and rank only.
     support_generate: bool = False
-    # int8 ranker and generator: about 1.7x faster replies on CPU for a small loss of ranking
-    # quality (benchmarks/support.py prints both). Off on a GPU.
+    # int8 generator: 1.45x faster generation on CPU (benchmarks/support.py prints both). The
+    # ranker stays fp32: int8 costs it about 1.5 points of R@1. Off on a GPU.
     support_int8: bool = True
+    # torch threads of the support service (a reply scores several long pairs: it uses them).
+    support_torch_threads: int = 2
     # A support reply slower than this becomes a handover.
     chat_timeout_s: float = 10.0
 
@@ -68,6 +70,7 @@ class ServingConfig:
             support_tag=_env("SUPPORT_TAG", "") or None,
             support_generate=_env("SUPPORT_GENERATE", "0").lower() in ("1", "true", "yes"),
             support_int8=_env("SUPPORT_INT8", "1").lower() in ("1", "true", "yes"),
+            support_torch_threads=int(_env("SUPPORT_TORCH_THREADS", "2")),
             chat_timeout_s=float(_env("CHAT_TIMEOUT_S", "10")),
         )
         if settings.profile == "production" and not config.api_key:

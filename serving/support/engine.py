@@ -52,10 +52,10 @@ class SupportEngine:
             settings,
             tag=config.support_tag,
             use_generator=config.support_generate,
-            int8=config.support_int8 and not torch.cuda.is_available(),
+            int8_generator=config.support_int8 and not torch.cuda.is_available(),
         )
         # After load: the pipeline sets the model's training thread count.
-        torch.set_num_threads(config.torch_threads)
+        torch.set_num_threads(config.support_torch_threads)
         return cls(pipeline, LandingLog(settings), config)
 
     async def chat(self, req: ChatRequest) -> ChatResponse:

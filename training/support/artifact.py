@@ -43,13 +43,6 @@ class SupportModel:
     # The trained adapter (peft model) to save with the generator, if any.
     adapter: object | None = None
 
-    def quantize(self) -> SupportModel:
-        """int8 ranker and generator for CPU inference (not for training or saving)."""
-        self.ranker.quantize()
-        if self.generator is not None:
-            self.generator.quantize()
-        return self
-
 
 def _bentoml(settings: Settings | None):
     use_model_store(settings or Settings.from_env())

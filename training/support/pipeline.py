@@ -98,14 +98,14 @@ class SupportPipeline:
         store: DialogueStore | None = None,
         use_generator: bool = True,
         shop_facts: dict[str, str] | None = None,
-        int8: bool = False,
+        int8_generator: bool = False,
     ) -> SupportPipeline:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
-        ``int8``: quantised ranker and generator (CPU serving)."""
+        ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
         settings = settings or Settings.from_env()
         model = load_support_model(tag, settings, with_generator=use_generator)
-        if int8:
-            model.quantize()
+        if int8_generator and model.generator is not None:
+            model.generator.quantize()
         store = store or make_store(settings.profile, Path(settings.data_dir), settings.redis_url)
         return cls(model, store, feedback_log_path(settings), shop_facts, use_generator)
 

@@ -57,14 +57,3 @@ def test_ranker_training_moves_scores_and_keeps_shapes(sample_corpus, tiny_confi
     after = ranker.score("cancel my order", ["a", "b", "c"])
     assert abs(after - before).max() > 1e-4
     assert ranker.score_pairs([], []).shape == (0,)
-
-
-def test_int8_ranker_scores_close_to_fp32_and_quantises_every_linear_layer(tiny_encoder_dir):
-    import torch
-
-    ranker = CrossEncoder.from_encoder(str(tiny_encoder_dir), 64)
-    replies = ["you can cancel it from your orders page", "we ship within two days", "refunds take a week"]
-    fp32 = ranker.score("cancel my order", replies)
-    int8 = copy.deepcopy(ranker).quantize()
-    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())
-    assert abs(int8.score("cancel my order", replies) - fp32).max() < 0.05

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 Profile = Literal["local", "production"]
-TrainingProfile = Literal["quick", "full"]
+TrainingProfile = Literal["smoke", "quick", "full"]
 
 
 def _env(name: str, default: str) -> str:
@@ -69,7 +69,7 @@ class Settings:
             partition_start=_env("PARTITION_START", "2009-12-01"),
             future_skew_minutes=int(_env("FUTURE_SKEW_MINUTES", "10")),
             contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "50000")),
-            training_profile=_choice("TRAINING_PROFILE", "quick", ("quick", "full")),
+            training_profile=_choice("TRAINING_PROFILE", "quick", ("smoke", "quick", "full")),
             reports_dir=Path(_env("REPORTS_DIR", str(data_dir / "reports"))),
             model_store=Path(_env("MODEL_STORE", str(data_dir / "bentoml"))),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),

@@ -91,6 +91,9 @@ def start_process(
             raise RuntimeError(
                 f"the {name} server stopped at start-up (exit {process.returncode}){_tail(log)}"
             )
+        if _startup_failed(log):  # BentoML's supervisor keeps running after its worker gave up
+            running.stop()
+            raise RuntimeError(f"the {name} server failed at start-up{_tail(log)}")
         with contextlib.suppress(urllib.error.URLError, OSError):
             with urllib.request.urlopen(running.url + ready_path, timeout=2) as response:
                 if response.status == 200:
@@ -122,6 +125,12 @@ def serving(
         yield running
     finally:
         running.stop()
+
+
+def _startup_failed(log: Path | None) -> bool:
+    if log is None or not log.exists():
+        return False
+    return "Application startup failed" in log.read_text(errors="replace")
 
 
 def _tail(log: Path | None, chars: int = 3000) -> str:

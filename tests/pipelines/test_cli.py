@@ -21,19 +21,31 @@ def test_every_command_has_help(command):
     assert "usage: shopml" in result.stdout
 
 
-def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(
-    settings, capsys, monkeypatch, tmp_path
-):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, capsys, monkeypatch):
+    # The model store stays where BentoML first put it in this process; the main job's
+    # services (subprocesses) inherit it.
+    monkeypatch.setenv("SHOPML_TRAINING_PROFILE", "smoke")  # both models in seconds
     code = main(
         ["run", "--no-serve", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"]
     )
     out = capsys.readouterr().out
     assert code == 0
     assert "user_sequences" in out and "quarantine_events" in out
+    assert "bentos: recommender:" in out and ", support:" in out
     figures = json.loads(out.strip().splitlines()[-1])
     assert set(figures) == {"seconds", "steps", "peak_rss_mb"}
-    assert set(figures["steps"]) == {"generate", "ingest", "features", "feedback_loop", "recommender"}
+    assert set(figures["steps"]) == {
+        "generate",
+        "ingest",
+        "features",
+        "feedback_loop",
+        "recommender",
+        "support",
+        "bentos",
+    }
+    assert (settings.reports_dir / "support.json").exists() and (
+        settings.reports_dir / "recommender.json"
+    ).exists()
 
 
 def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):
@@ -44,13 +56,14 @@ def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_main_job_once_serves_real_requests_and_logs_them(settings, capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+def test_main_job_once_serves_real_requests_and_logs_them(settings, capsys, monkeypatch):
+    monkeypatch.setenv("SHOPML_TRAINING_PROFILE", "smoke")
     code = main(["run", "--once", "--users", "40", "--items", "30", "--days", "2", "--events-per-day", "300"])
     out = capsys.readouterr().out
     assert code == 0
     figures = json.loads([line for line in out.splitlines() if line.startswith('{"seconds"')][-1])
     assert "serve" in figures["steps"]
     assert "POST http://127.0.0.1:3100/recommend ->" in out
+    assert "POST http://127.0.0.1:3101/chat ->" in out
     assert list(settings.landing_dir.glob("served/*/*.jsonl")), "the served list was logged for the pipeline"
     assert list(settings.events_landing.glob("*/events-*.jsonl")), "the click was logged as an event"

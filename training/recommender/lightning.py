@@ -162,9 +162,17 @@ class SASRecModule(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.k = k
+        self._excluded: torch.Tensor | None = None
         self._ranks: list[torch.Tensor] = []
         self._cases: list[torch.Tensor] = []
         self.save_hyperparameters(ignore=["model"])
+
+    def on_fit_start(self) -> None:
+        # Items with no training interactions (new, cold) are kept out of the softmax: as
+        # never-positive negatives they would learn to score low from their text alone.
+        # None when every item has interactions, so the usual step skips the masking pass.
+        has_id = self.model.item_has_id
+        self._excluded = None if bool(has_id.all()) else ~has_id
 
     def setup(self, stage: str) -> None:
         # Spawned DDP workers start with torch's default thread count; set it in each.
@@ -173,15 +181,13 @@ class SASRecModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hidden = self.model(batch["seq"])
-        # Items with no training interactions (new, cold) are kept out of the softmax: as
-        # never-positive negatives they would learn to score low from their text alone.
         loss = compute_loss(
             self.loss_name,
             hidden,
             self.model.item_vectors(),
             batch["targets"],
             self.num_negatives,
-            excluded=~self.model.item_has_id,
+            excluded=self._excluded,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
         return loss

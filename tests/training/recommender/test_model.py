@@ -171,3 +171,30 @@ def test_id_dropout_hides_id_vectors_only_in_training_with_text():
     assert torch.count_nonzero(model.item_vectors()[1:]) > 0
     plain = tiny(id_dropout=1.0).train()  # no text: id vectors are all there is
     assert torch.count_nonzero(plain.item_vectors()[1:]) > 0
+
+
+def test_training_step_keeps_items_without_interactions_out_of_the_softmax():
+    from training.recommender.lightning import SASRecModule
+
+    model = tiny().train()
+    has_id = torch.ones(21, dtype=torch.bool)
+    has_id[[7, 8]] = False
+    model.set_side_features(has_id=has_id)
+    module = SASRecModule(model)
+    module.on_fit_start()
+    batch = {
+        "seq": torch.tensor([[0, 1, 2, 3], [4, 5, 6, 9]]),
+        "targets": torch.tensor([[2, 3, 4, 5], [5, 6, 9, 10]]),
+    }
+    torch.manual_seed(0)
+    loss = module.training_step(batch, 0)
+    torch.manual_seed(0)
+    hidden, items = model(batch["seq"]), model.item_vectors()
+    assert loss.item() == pytest.approx(
+        full_softmax_ce(hidden, items, batch["targets"], ~has_id).item(), rel=1e-5
+    )
+    assert loss.item() < full_softmax_ce(hidden, items, batch["targets"]).item()
+
+    model.set_side_features(has_id=torch.ones(21, dtype=torch.bool))
+    module.on_fit_start()
+    assert module._excluded is None  # every item has interactions: no masking pass

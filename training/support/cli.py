@@ -8,13 +8,15 @@ import os
 import time
 from pathlib import Path
 
+from training.support.config import PROFILES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
-        choices=["smoke", "quick", "full"],
+        choices=list(PROFILES),
         default="quick",
         help="training profile (default quick)",
     )

@@ -69,34 +69,36 @@ class SupportConfig:
 
     @classmethod
     def for_profile(cls, profile: Profile, **overrides) -> SupportConfig:
-        if profile == "quick":
-            base = cls()
-        elif profile == "smoke":
-            # Seconds: every stage wired, nothing learned (tests, a first look).
-            base = cls(
-                profile="smoke",
-                max_rows=400,
-                ranker_steps=5,
-                ranker_max_length=64,
-                generator=None,
-                eval_limit=30,
-                generation_eval_limit=0,
-                latency_queries=3,
-            )
-        elif profile == "full":
-            base = cls(
-                profile="full",
-                ranker_steps=2000,
-                ranker_max_length=256,
-                ranker_negatives=7,
-                generator_steps=1500,
-                generator_batch_size=8,
-                eval_limit=None,
-                generation_eval_limit=200,
-            )
-        else:
-            raise ValueError(f"profile must be 'smoke', 'quick' or 'full', not {profile!r}")
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+        base = replace(cls(), profile=profile, **PROFILES[profile])
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# What each profile changes from the defaults (which are the quick profile).
+PROFILES: dict[str, dict] = {
+    # Seconds: every stage wired, nothing learned (tests, a first look).
+    "smoke": {
+        "max_rows": 400,
+        "ranker_steps": 5,
+        "ranker_max_length": 64,
+        "generator": None,
+        "eval_limit": 30,
+        "generation_eval_limit": 0,
+        "latency_queries": 3,
+    },
+    "quick": {},
+    # The LoRA fine-tune, meant for a GPU.
+    "full": {
+        "ranker_steps": 2000,
+        "ranker_max_length": 256,
+        "ranker_negatives": 7,
+        "generator_steps": 1500,
+        "generator_batch_size": 8,
+        "eval_limit": None,
+        "generation_eval_limit": 200,
+    },
+}

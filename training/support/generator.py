@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.support.config import DEFAULT_GENERATOR, SupportConfig
+from training.support.decoding import LlamaDecoder, supports
 from training.support.encoder import fingerprint, package_file
 from training.support.losses import IGNORE_INDEX, reply_token_loss
 
@@ -196,12 +197,17 @@ def train_generator(
 
 @dataclass
 class Generator:
-    """A ready causal LM (LoRA merged) that writes one reply for a dialogue and passages."""
+    """A ready causal LM (LoRA merged) that writes one reply for a dialogue and passages.
 
-    model: object
+    Llama-family models decode through ``LlamaDecoder`` (same tokens as ``generate`` in fp32,
+    a fraction of its overhead); others through transformers' ``generate``.
+    """
+
+    model: object  # None once quantize() has replaced it with an int8 decoder
     tokenizer: object
     base: dict
     max_new_tokens: int = 60
+    decoder: LlamaDecoder | None = None
 
     @torch.inference_mode()
     def generate(
@@ -211,23 +217,42 @@ class Generator:
         max_new_tokens: int | None = None,
         exact: bool = False,
     ) -> str:
-        """Greedy reply with the KV cache; ``exact`` forces all new tokens (for benchmarks)."""
+        """Greedy reply with a KV cache; ``exact`` forces all new tokens (for benchmarks)."""
         prompt = build_prompt(self.tokenizer, turns, passages)
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        input_ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         new_tokens = max_new_tokens or self.max_new_tokens
-        out = self.model.generate(
-            **inputs,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens if exact else None,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        if self.decoder is None and supports(self.model):
+            self.decoder = LlamaDecoder(self.model)
+        if self.decoder is not None:
+            new = self.decoder.generate(input_ids, new_tokens, min_new_tokens=new_tokens if exact else 0)
+        else:
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens if exact else None,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new = out[0, input_ids.shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def quantize(self) -> Generator:
-        """Dynamic int8 quantisation of the linear layers (CPU inference only)."""
-        self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        """int8 linear layers, one scale per output channel (CPU inference only).
+
+        Per-tensor scales (quantize_dynamic's default) turned SmolLM2's replies into loops.
+        A Llama model becomes an int8 ``LlamaDecoder`` and its fp32 layers are released.
+        """
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        if supports(self.model):
+            self.decoder = LlamaDecoder(self.model, int8=True)
+            self.model = None
+        else:
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
         return self
 
     def save_adapter(self, folder: Path, adapter_model=None) -> None:

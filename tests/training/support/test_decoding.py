@@ -13,7 +13,9 @@ def tiny_lm(tiny_lm_dir, tmp_path):
     return load_base(str(tiny_lm_dir), tmp_path)
 
 
-def hf_greedy(model, input_ids: torch.Tensor, new_tokens: int, min_new_tokens: int | None = None) -> list[int]:
+def hf_greedy(
+    model, input_ids: torch.Tensor, new_tokens: int, min_new_tokens: int | None = None
+) -> list[int]:
     out = model.generate(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),

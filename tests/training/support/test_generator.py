@@ -102,4 +102,3 @@ def test_default_gguf_generator_converts_once_and_reloads_fast(tmp_path):
     assert info2 == info
     ids = tokenizer("Hello", return_tensors="pt")
     assert torch.allclose(model(**ids).logits, again(**ids).logits)
-

@@ -15,8 +15,10 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from features import checks, offline, online, store
 from pipelines.resources import FeatureStoreResource
+
+# The features package is imported inside each asset: it imports Feast (about 5 s), and
+# every Dagster process loads these definitions, including an ingest run that needs none of it.
 
 GROUP = "features"
 
@@ -24,6 +26,8 @@ GROUP = "features"
 @asset(group_name=GROUP, deps=[AssetKey("events"), AssetKey("catalog"), AssetKey("item_stats")])
 def feature_sources(warehouse_db: DuckDBResource, feature_store: FeatureStoreResource) -> MaterializeResult:
     """The Parquet files Feast reads offline: per-event user history, item features, user stats."""
+    from features import offline
+
     config = feature_store.config()
     with warehouse_db.get_connection() as conn:
         writes = offline.write_offline_sources(conn, config.offline_dir, config.sequence_length)
@@ -41,6 +45,8 @@ def feature_sources(warehouse_db: DuckDBResource, feature_store: FeatureStoreRes
 @asset(group_name=GROUP, deps=[feature_sources])
 def feature_registry(feature_store: FeatureStoreResource) -> MaterializeResult:
     """`feast apply`: entities, feature views and the versioned feature services."""
+    from features import store
+
     applied = store.apply(feature_store.open(), feature_store.config())
     return MaterializeResult(metadata={"objects": MetadataValue.json(applied)})
 
@@ -67,6 +73,8 @@ def online_features(
     context: AssetExecutionContext, warehouse_db: DuckDBResource, feature_store: FeatureStoreResource
 ):
     """Incremental materialisation of what changed offline into the online store."""
+    from features import checks, online, store
+
     config = feature_store.config()
     feast_store = feature_store.open()
     loaded = store.materialize(feast_store, config)

@@ -14,14 +14,17 @@ from dagster_duckdb import DuckDBResource
 from data_contracts.settings import use_model_store
 from pipelines.reports import plot_metadata, write_report
 from pipelines.resources import ShopSettings
-from training.recommender import pipeline
-from training.recommender.artifact import load_from_store, save_to_store
+
+# training.recommender is imported inside each asset: it imports torch (about 2 s), and every
+# Dagster process loads these definitions, including an ingest run that needs none of it.
 
 GROUP = "recommender"
 HEADLINE = ("hr@10", "ndcg@10", "mrr", "coverage")
 
 
 def _dataset(warehouse_db: DuckDBResource):
+    from training.recommender import pipeline
+
     with warehouse_db.get_connection() as conn:
         return pipeline.build_dataset(conn)
 
@@ -29,6 +32,8 @@ def _dataset(warehouse_db: DuckDBResource):
 @asset(group_name=GROUP, deps=[AssetKey("events"), AssetKey("catalog")])
 def recommender_dataset(warehouse_db: DuckDBResource) -> MaterializeResult:
     """Each user's item sequence from the clean events, and the leave-one-out split's fingerprint."""
+    from training.recommender import pipeline
+
     data = _dataset(warehouse_db)
     return MaterializeResult(
         metadata={
@@ -43,6 +48,9 @@ def recommender_dataset(warehouse_db: DuckDBResource) -> MaterializeResult:
 @asset(group_name=GROUP, deps=[recommender_dataset])
 def recommender_model(warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
     """A SASRec model trained with the configured profile, saved to the BentoML model store."""
+    from training.recommender import pipeline
+    from training.recommender.artifact import save_to_store
+
     config = settings.get()
     use_model_store(config)
     data = _dataset(warehouse_db)
@@ -74,6 +82,9 @@ def recommender_evaluation(
 ) -> MaterializeResult:
     """Leave-one-out, full ranking, seen items filtered: the model against most-popular and
     co-occurrence on the same split; then promotion if it beats them and the promoted model."""
+    from training.recommender import pipeline
+    from training.recommender.artifact import load_from_store
+
     config = settings.get()
     use_model_store(config)
     tag = latest_tag(context, "recommender_model")

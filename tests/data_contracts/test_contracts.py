@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import polars as pl
 
 from data_contracts import contracts
@@ -44,3 +46,38 @@ def test_every_suite_file_loads():
     assert contracts.suite_names() == ["catalog", "events", "item_stats", "user_sequences"]
     for name in contracts.suite_names():
         assert contracts.load_suite_config(name)["expectations"]
+
+
+def test_only_the_columns_a_suite_names_are_validated():
+    assert contracts.columns_checked(contracts.load_suite_config("user_sequences")) == [
+        "user_id",
+        "item_ids",
+        "last_event_ts",
+        "length",
+        "total_events",
+    ]
+    # A table-level expectation (the column set) needs every column.
+    assert contracts.columns_checked(contracts.load_suite_config("events")) is None
+    sequences = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "item_ids": [["a", "b"], ["c"]],
+            "event_types": [["view", "view"], ["view"]],
+            "length": [2, 1],
+            "total_events": [2, 1],
+            "last_event_ts": [1, 2],
+        }
+    )
+    assert contracts.validate("user_sequences", sequences).success
+    broken = contracts.validate("user_sequences", sequences.drop("total_events"))
+    assert not broken.success
+    assert ("expect_column_pair_values_a_to_be_greater_than_b", "total_events") in {
+        (e["expectation"], e["column"]) for e in broken.failed
+    }
+    # Nulls in list and timestamp columns are seen through the Arrow-backed pandas frame.
+    holes = sequences.with_columns(
+        pl.when(pl.col("user_id") == "u2").then(None).otherwise(pl.col("item_ids")).alias("item_ids"),
+        pl.Series("last_event_ts", [None, datetime(2026, 1, 1, tzinfo=UTC)]),
+    )
+    failed = contracts.validate("user_sequences", holes).failed
+    assert {(e["column"], e["unexpected_count"]) for e in failed} == {("item_ids", 1), ("last_event_ts", 1)}

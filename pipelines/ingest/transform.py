@@ -200,6 +200,9 @@ def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) ->
 
 def count_repeated_ids(events: pl.LazyFrame) -> int:
     """How many event ids occur more than once (hash first, strings only for suspects)."""
+    hashes = events.select(pl.col("event_id").hash(seed=0))
+    if hashes.select(pl.len() - pl.col("event_id").n_unique()).collect().item() == 0:
+        return 0  # no 64-bit hash repeats, so no id repeats: the usual case, in one cheap pass
     hashed = events.select(pl.col("event_id"), pl.col("event_id").hash(seed=0).alias("hash"))
     suspects = hashed.filter(pl.col("hash").is_duplicated()).collect()
     return suspects.group_by("event_id").len().filter(pl.col("len") > 1).height

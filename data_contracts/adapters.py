@@ -106,7 +106,7 @@ def read_table(path: Path) -> pl.DataFrame:
 
 def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
     """Read every field as text with DuckDB, which reports each rejected line with its reason."""
-    con = _csv_database().cursor()
+    con = _scratch_database().cursor()
     # Reads may run in parallel threads; each names its own rejects tables.
     tag = uuid.uuid4().hex[:12]
     try:
@@ -149,9 +149,9 @@ def _read_csv(path: Path, delimiter: str) -> pl.DataFrame:
 
 
 @cache
-def _csv_database() -> duckdb.DuckDBPyConnection:
-    # One in-memory database for all CSV reads (opening one costs more than reading a small
-    # file).
+def _scratch_database() -> duckdb.DuckDBPyConnection:
+    # One in-memory database for CSV reads and row hashes (opening one costs more than reading
+    # a small file); each caller takes a cursor of its own, so threads never share one.
     return duckdb.connect()
 
 
@@ -302,7 +302,11 @@ def stable_ids(frame: pl.DataFrame, columns: list[str], prefix: str) -> pl.Serie
     if frame.height == 0:
         return pl.Series("id", [], pl.String)
     parts = ", ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '\\N')" for c in columns)
-    ids = duckdb.sql(f"SELECT '{prefix}' || md5(concat_ws(chr(31), {parts})) AS id FROM frame").pl()
+    # A cursor of its own: files are adapted in parallel threads, and DuckDB's default
+    # connection (what duckdb.sql uses) deadlocks when two threads scan frames through it.
+    with _scratch_database().cursor() as con:
+        con.register("frame", frame.select(columns).to_arrow())
+        ids = con.sql(f"SELECT '{prefix}' || md5(concat_ws(chr(31), {parts})) AS id FROM frame").pl()
     return ids["id"]
 
 

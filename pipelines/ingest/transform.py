@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from data_contracts import adapters, rules, schemas
@@ -63,16 +64,15 @@ def landed_catalog_files(settings: Settings) -> list[Path]:
     return files
 
 
-def read_raw_events(files_by_batch: dict[str, list[Path]]) -> pl.DataFrame:
-    """Adapt every file of every batch to canonical raw rows with a batch_date column."""
-    frames = [
-        adapters.adapt_file(path).events.with_columns(pl.lit(date.fromisoformat(batch)).alias("batch_date"))
-        for batch, paths in files_by_batch.items()
-        for path in paths
-    ]
+def read_raw_events(batch: str, files: list[Path]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """One landing day's files as canonical raw rows with a batch_date column, and the rows of each."""
+    frames = [adapters.adapt_file(path).events for path in files]
+    rows = {str(path): frame.height for path, frame in zip(files, frames, strict=True)}
     if not frames:
-        return schemas.empty(schemas.RAW_EVENT_SCHEMA).with_columns(pl.lit(None, pl.Date).alias("batch_date"))
-    return pl.concat(frames, how="vertical")
+        frame = schemas.empty(schemas.RAW_EVENT_SCHEMA)
+    else:
+        frame = pl.concat(frames, how="vertical")
+    return frame.with_columns(pl.lit(date.fromisoformat(batch)).alias("batch_date")), rows
 
 
 def read_raw_catalog(files: Iterable[Path]) -> pl.DataFrame:
@@ -109,7 +109,7 @@ def clean_events(
     """
     split = rules.apply_rules(raw, rules.event_rules(now, future_skew, known_items))
     passed = split.clean
-    clean = passed.unique(subset="event_id", keep="first", maintain_order=True)
+    clean = passed.filter(pl.col("event_id").is_first_distinct())  # unique(keep="first"), faster
     if existing_ids is not None and existing_ids.len():
         clean = clean.filter(~pl.col("event_id").is_in(existing_ids.implode()))
     keep = [c for c in (*schemas.EVENT_COLUMNS, "batch_date") if c in clean.columns]
@@ -170,32 +170,23 @@ def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) ->
     Ids are compared by a 64-bit hash first (cheap on millions of rows); only rows whose
     hash repeats are compared as strings, so a hash collision never drops an event.
     """
-    sources = [(i, ids) for i, ids in enumerate(batches)]
-    if existing is not None and existing.len():
-        sources.insert(0, (-1, existing))
-    hashed = pl.concat(
-        [
-            pl.DataFrame(
-                {"hash": ids.hash(seed=0), "batch": pl.repeat(i, ids.len(), dtype=pl.Int64, eager=True)}
-            ).with_row_index("row")
-            for i, ids in sources
-        ]
-        or [pl.DataFrame(schema={"row": pl.UInt32, "hash": pl.UInt64, "batch": pl.Int64})]
-    )
-    suspects = hashed.filter(pl.col("hash").is_duplicated())
+    sources = ([existing] if existing is not None and existing.len() else []) + list(batches)
+    skipped = len(sources) - len(batches)  # 1 when `existing` leads
     empty = pl.Series("event_id", [], pl.String)
-    if suspects.is_empty():
+    if not sources:
+        return []
+    ids = pl.concat([s.cast(pl.String).rename("event_id") for s in sources], rechunk=False)
+    hashes = ids.hash(seed=0)
+    later = hashes.filter(~hashes.is_first_distinct())
+    if later.is_empty():
         return [empty] * len(batches)
-    by_source = dict(sources)
-    exact = pl.concat(
-        [
-            group.select("batch", "row").with_columns(by_source[b].gather(group["row"]).alias("event_id"))
-            for (b,), group in suspects.partition_by("batch", as_dict=True, maintain_order=True).items()
-        ]
-    ).sort("batch", "row")
-    repeats = exact.filter(~pl.col("event_id").is_first_distinct() & (pl.col("batch") >= 0))
-    by_batch = {b: g["event_id"] for (b,), g in repeats.partition_by("batch", as_dict=True).items()}
-    return [by_batch.get(i, empty) for i in range(len(batches))]
+    rows = hashes.is_in(later.unique().implode()).arg_true()
+    suspects = pl.DataFrame({"row": rows, "event_id": ids.gather(rows)})
+    repeats = suspects.filter(~pl.col("event_id").is_first_distinct())
+    ends = np.cumsum([s.len() for s in sources])
+    source = np.searchsorted(ends, repeats["row"].to_numpy(), side="right") - skipped
+    by_batch = repeats.with_columns(pl.Series("batch", source))
+    return [by_batch.filter(pl.col("batch") == i)["event_id"] for i in range(len(batches))]
 
 
 def count_repeated_ids(events: pl.LazyFrame) -> int:

@@ -111,3 +111,13 @@ def test_repeated_ids_across_batches_and_already_stored_ones():
 def test_count_repeated_ids():
     assert transform.count_repeated_ids(pl.LazyFrame({"event_id": ["a", "b", "a", "c", "b", "a"]})) == 2
     assert transform.count_repeated_ids(pl.LazyFrame({"event_id": ["a", "b"]})) == 0
+
+
+def test_repeated_ids_compare_strings_when_hashes_collide(monkeypatch):
+    # Every id hashes alike: only the string comparison tells repeats from collisions.
+    monkeypatch.setattr(
+        pl.Series, "hash", lambda self, seed=0: pl.Series(self.name, [7] * self.len(), pl.UInt64)
+    )
+    batches = [pl.Series(["a", "b"]), pl.Series(["c", "a"]), pl.Series(["b", "d"])]
+    repeats = transform.repeated_ids(batches, existing=pl.Series(["d"]))
+    assert [r.to_list() for r in repeats] == [[], ["a"], ["b", "d"]]

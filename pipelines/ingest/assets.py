@@ -215,7 +215,7 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
             quarantine_writer = warehouse.partition_writer(conn, "quarantine_events", "batch_date")
             counts, clean_ids, samples = [], [], []
 
-            def clean(key: date) -> tuple[list, pl.Series, pl.DataFrame]:
+            def clean(key: date) -> tuple[list, pl.Series, pl.Series, pl.DataFrame]:
                 with conn.cursor() as cursor:  # a DuckDB connection is one thread's
                     raw = warehouse.read_partitions(cursor, "raw_events", "batch_date", [key])
                 split = transform.clean_events(raw, known, now, config.future_skew())
@@ -223,14 +223,17 @@ def events(context: AssetExecutionContext, warehouse_db: DuckDBResource, setting
                 quarantine_writer.write(key, split.quarantined)
                 count = [key, raw.height, split.clean.height, split.quarantined.height, split.duplicates]
                 sample = split.clean.sample(min(sample_per_batch, split.clean.height), seed=0)
-                return count, split.clean["event_id"], sample
+                ids = split.clean["event_id"]
+                return count, ids, transform.id_hashes(ids), sample
 
             # A few landing days at a time; ids repeated across days are dropped afterwards.
-            for count, ids, sample in by_day(clean, keys):
+            hashes = []
+            for count, ids, day_hashes, sample in by_day(clean, keys):
                 counts.append(count)
                 clean_ids.append(ids)
+                hashes.append(day_hashes)
                 samples.append(sample)
-            for i, repeats in enumerate(transform.repeated_ids(clean_ids, existing)):
+            for i, repeats in enumerate(transform.repeated_ids(clean_ids, existing, hashes)):
                 if repeats.len():
                     row, key, repeated = counts[i], keys[i], pl.col("event_id").is_in(repeats.implode())
                     clean_writer.write(key, clean_writer.read(key).filter(~repeated))

@@ -164,11 +164,19 @@ def build_user_sequences(events: pl.LazyFrame | pl.DataFrame, length: int) -> pl
     )
 
 
-def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) -> list[pl.Series]:
+def id_hashes(ids: pl.Series) -> pl.Series:
+    """The 64-bit hashes ``repeated_ids`` compares first."""
+    return ids.hash(seed=0)
+
+
+def repeated_ids(
+    batches: list[pl.Series], existing: pl.Series | None = None, batch_hashes: list[pl.Series] | None = None
+) -> list[pl.Series]:
     """For each batch's ids (in order), the ids already seen in ``existing`` or an earlier batch.
 
     Ids are compared by a 64-bit hash first (cheap on millions of rows); only rows whose
     hash repeats are compared as strings, so a hash collision never drops an event.
+    ``batch_hashes``: ``id_hashes`` of each batch, when the caller has them already.
     """
     sources = ([existing] if existing is not None and existing.len() else []) + list(batches)
     skipped = len(sources) - len(batches)  # 1 when `existing` leads
@@ -176,7 +184,9 @@ def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) ->
     if not sources:
         return []
     ids = pl.concat([s.cast(pl.String).rename("event_id") for s in sources], rechunk=False)
-    hashes = ids.hash(seed=0)
+    if batch_hashes is None:
+        batch_hashes = [id_hashes(b) for b in batches]
+    hashes = pl.concat([id_hashes(s) for s in sources[:skipped]] + list(batch_hashes), rechunk=False)
     later = hashes.filter(~hashes.is_first_distinct())
     if later.is_empty():
         return [empty] * len(batches)
@@ -191,7 +201,7 @@ def repeated_ids(batches: list[pl.Series], existing: pl.Series | None = None) ->
 
 def count_repeated_ids(events: pl.LazyFrame) -> int:
     """How many event ids occur more than once (hash first, strings only for suspects)."""
-    hashes = events.select(pl.col("event_id").hash(seed=0))
+    hashes = events.select(pl.col("event_id").hash(seed=0))  # as id_hashes
     if hashes.select(pl.len() - pl.col("event_id").n_unique()).collect().item() == 0:
         return 0  # no 64-bit hash repeats, so no id repeats: the usual case, in one cheap pass
     hashed = events.select(pl.col("event_id"), pl.col("event_id").hash(seed=0).alias("hash"))

@@ -213,22 +213,21 @@ def build_item_stats(
     events: pl.LazyFrame | pl.DataFrame, catalog: pl.DataFrame, now: datetime
 ) -> pl.DataFrame:
     """Per catalog item: funnel counts, distinct users, popularity and its rank."""
-    counts = (
-        events.lazy()
-        .filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
-        .group_by("item_id")
-        .agg(
-            (pl.col("event_type") == "view").sum().alias("views"),
-            (pl.col("event_type") == "add_to_cart").sum().alias("carts"),
-            (pl.col("event_type") == "purchase").sum().alias("purchases"),
-            (pl.col("event_type") == "refund").sum().alias("refunds"),
-            pl.col("user_id").n_unique().alias("users"),
-            pl.len().alias("popularity"),
-            pl.col("ts").min().alias("first_seen"),
-            pl.col("ts").max().alias("last_seen"),
-        )
-        .collect()
+    item_events = events.lazy().filter(pl.col("event_type").is_in(schemas.ITEM_EVENT_TYPES))
+    counts = item_events.group_by("item_id").agg(
+        (pl.col("event_type") == "view").sum().alias("views"),
+        (pl.col("event_type") == "add_to_cart").sum().alias("carts"),
+        (pl.col("event_type") == "purchase").sum().alias("purchases"),
+        (pl.col("event_type") == "refund").sum().alias("refunds"),
+        pl.len().alias("popularity"),
+        pl.col("ts").min().alias("first_seen"),
+        pl.col("ts").max().alias("last_seen"),
     )
+    # Distinct users as distinct (item, user) pairs counted per item: exact, and about twice
+    # as fast as n_unique inside the group-by on ten million events.
+    users = item_events.select("item_id", "user_id").unique().group_by("item_id").agg(pl.len().alias("users"))
+    counts, users = pl.collect_all([counts, users])
+    counts = counts.join(users, on="item_id", how="left")
     stats = catalog.select("item_id").join(counts, on="item_id", how="left")
     zero = ["views", "carts", "purchases", "refunds", "users", "popularity"]
     stats = stats.with_columns(pl.col(zero).fill_null(0).cast(pl.Int64))

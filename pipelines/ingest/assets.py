@@ -36,8 +36,6 @@ from pipelines.resources import ShopSettings
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
 GROUP = "ingest"
-T = TypeVar("T")
-R = TypeVar("R")
 daily = DailyPartitionsDefinition(start_date=Settings.from_env().partition_start, end_offset=1)
 
 
@@ -45,6 +43,8 @@ daily = DailyPartitionsDefinition(start_date=Settings.from_env().partition_start
 # (~100k rows) left one of two cores idle about a third of the time, and Polars, DuckDB
 # and Parquet writes release the GIL.
 DAYS_IN_FLIGHT = 3
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def by_day(work: Callable[[T], R], keys: Sequence[T]) -> Iterator[R]:

@@ -78,11 +78,10 @@ def _build_batch_definition():
     return source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
 
 
-def _suite(name: str):
+def _suite(config: dict):
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    config = load_suite_config(name)
     suite = gx.ExpectationSuite(name=config["name"])
     for expectation in config["expectations"]:
         suite.add_expectation_configuration(ExpectationConfiguration(**expectation))
@@ -105,15 +104,15 @@ def columns_checked(config: dict) -> list[str] | None:
 
 def validate(name: str, frame: pl.DataFrame, sample_rows: int = 50_000, seed: int = 0) -> ContractResult:
     """Validate ``frame`` against suite ``name``; never raises on a broken expectation."""
-    sample = frame if frame.height <= sample_rows else frame.sample(n=sample_rows, seed=seed)
     # Only the columns the suite names cross into pandas: converting list columns (sequences)
     # costs seconds and no expectation reads them.
-    columns = columns_checked(load_suite_config(name))
-    if columns is not None:
-        sample = sample.select([c for c in columns if c in sample.columns])
+    config = load_suite_config(name)
+    columns = columns_checked(config)
+    checked = frame if columns is None else frame.select([c for c in columns if c in frame.columns])
+    sample = checked if checked.height <= sample_rows else checked.sample(n=sample_rows, seed=seed)
     pandas_frame = sample.to_pandas(use_pyarrow_extension_array=True)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": pandas_frame})
-    result = batch.validate(_suite(name))
+    result = batch.validate(_suite(config))
     expectations = []
     for r in result.results:
         kwargs = r.expectation_config.kwargs

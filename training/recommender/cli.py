@@ -32,6 +32,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, help="wall-clock cap on training")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument(
+        "--lr-schedule", choices=["constant", "cosine"], help="cosine decays the rate to 0 at --max-epochs"
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--devices", default="auto", help="devices per node (Lightning), e.g. 2")
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -90,6 +93,7 @@ def train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         num_threads=args.threads,
         devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
         num_nodes=args.num_nodes,

@@ -151,6 +151,7 @@ class SASRecModule(pl.LightningModule):
         num_negatives: int = 1024,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
         k: int = 10,
         num_threads: int | None = None,
     ) -> None:
@@ -161,6 +162,9 @@ class SASRecModule(pl.LightningModule):
         self.num_negatives = num_negatives
         self.lr = lr
         self.weight_decay = weight_decay
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected constant or cosine")
+        self.lr_schedule = lr_schedule
         self.k = k
         self._excluded: torch.Tensor | None = None
         self._ranks: list[torch.Tensor] = []
@@ -234,9 +238,29 @@ class SASRecModule(pl.LightningModule):
         self._log_ranks("test")
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.98)
         )
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if not np.isfinite(total):
+            raise ValueError("lr_schedule='cosine' needs a finite max_epochs to decay over")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(int(total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cosine_with_warmup(total_steps: int, warmup_fraction: float = 0.02):
+    """Multiplier of the base rate at each step: linear warm-up, then cosine down to zero."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+    return factor
 
 
 class CpuBudget(Callback):

@@ -40,6 +40,7 @@ from training.recommender.losses import LossName
 from training.recommender.model import RecommenderConfig, SASRec
 
 ProfileName = Literal["smoke", "quick", "full"]
+LrSchedule = Literal["constant", "cosine"]
 
 
 @dataclass
@@ -49,6 +50,9 @@ class TrainSettings:
     loss: LossName = "ce"  # full softmax (default), sampled softmax, or one-negative BCE
     num_negatives: int = 1024  # shared negatives per batch for the sampled softmax
     lr: float = 1e-3
+    # "cosine": a short warm-up, then the rate falls to zero at max_epochs (set max_epochs to
+    # what the time budget allows); "constant" keeps lr throughout.
+    lr_schedule: LrSchedule = "constant"
     weight_decay: float = 0.0
     batch_size: int = 128
     max_epochs: int = 200
@@ -220,6 +224,7 @@ def fit(
         settings.num_negatives,
         settings.lr,
         settings.weight_decay,
+        lr_schedule=settings.lr_schedule,
         num_threads=settings.num_threads,
     )
     datamodule = SequenceDataModule(

@@ -171,3 +171,33 @@ def test_cpu_budget_stops_training(rule_data, tmp_path):
         rule_data, split, config, tiny_settings(tmp_path, max_epochs=50, max_cpu_minutes=1e-6)
     )
     assert result.epochs <= 1 and result.train_cpu_seconds > 0
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from training.recommender.lightning import cosine_with_warmup
+
+    factor = cosine_with_warmup(total_steps=1000, warmup_fraction=0.02)
+    assert factor(0) == pytest.approx(1 / 20) and factor(19) == pytest.approx(1.0)
+    assert factor(20 + 490) == pytest.approx(0.5, abs=0.01)
+    assert factor(999) < 1e-4 and factor(5000) == 0.0
+    values = [factor(s) for s in range(20, 1000)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_training_with_the_cosine_schedule_ends_at_a_zero_rate(rule_data, tmp_path):
+    import pytorch_lightning as pl
+
+    from training.recommender.data import leave_one_out
+    from training.recommender.lightning import SASRecModule, SequenceDataModule
+
+    split = leave_one_out(rule_data)
+    config = pipeline.model_config(rule_data, "quick", **TINY)
+    module = SASRecModule(pipeline.build_model(rule_data, split, config), lr=5e-3, lr_schedule="cosine")
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule=SequenceDataModule(split, config.max_len, batch_size=32))
+    assert trainer.global_step > 2
+    assert trainer.optimizers[0].param_groups[0]["lr"] < 5e-3 * 0.01
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        SASRecModule(pipeline.build_model(rule_data, split, config), lr_schedule="step")

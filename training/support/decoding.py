@@ -89,13 +89,11 @@ class LlamaDecoder(nn.Module):
         self.layers = nn.ModuleList(_Layer(layer) for layer in model.model.layers)
         self.lm_head = _fused(model.lm_head)
         if int8:
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+            from training.support.int8 import int8_linears
 
             # Only the fused projections and the output head; the embedding stays fp32.
-            quantize_dynamic(self.layers, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-            self.lm_head = quantize_dynamic(
-                nn.Sequential(self.lm_head), {nn.Linear: per_channel_dynamic_qconfig}
-            )[0]
+            int8_linears(self.layers)
+            self.lm_head = int8_linears(nn.Sequential(self.lm_head))[0]
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight

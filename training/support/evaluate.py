@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from training.support.artifact import SupportModel
+from training.support.config import SupportConfig
 from training.support.corpus import SupportCorpus
 from training.support.metrics import percentiles, r_at_1, recall_at_k, rouge_l
 from training.support.pipeline import InMemoryStore, SupportPipeline, candidates_from
@@ -83,27 +84,22 @@ def feedback_replay(model: SupportModel, feedback: pl.DataFrame) -> dict:
     return out
 
 
-def evaluate_model(
-    model: SupportModel,
-    corpus: SupportCorpus,
-    limit: int | None = None,
-    generation_limit: int | None = None,
-    latency_queries: int | None = None,
-) -> SupportReport:
-    """Every figure of the support model on ``corpus``'s held-out split."""
-    config = model.config
+def held_out_sample(corpus: SupportCorpus, config: SupportConfig, limit: int | None = None) -> pl.DataFrame:
+    """The held-out rows the ranker figures use: ``limit`` of them (default the config's), seeded."""
     limit = config.eval_limit if limit is None else limit
-    generation_limit = config.generation_eval_limit if generation_limit is None else generation_limit
-    latency_queries = config.latency_queries if latency_queries is None else latency_queries
     test = corpus.test()
     if test.height == 0:
         raise ValueError("the corpus has no held-out rows")
-    sample = test.sample(n=min(limit, test.height), seed=config.seed) if limit else test
+    return test.sample(n=min(limit, test.height), seed=config.seed) if limit else test
 
-    retrieval = retrieval_by_intent(model, test)
+
+def ranker_figures(
+    model: SupportModel, corpus: SupportCorpus, sample: pl.DataFrame
+) -> tuple[pl.DataFrame, dict]:
+    """R@1 among same-category candidates (per row), and end to end on retrieved candidates:
+    which answer wins, how close it is to the reference, and how often it is a handover."""
+    config = model.config
     ranking = ranker_r_at_1(model, sample, corpus.qa, config.ranker_candidates, config.seed)
-
-    # End to end on retrieved candidates: which answer wins, and is it a handover?
     pipeline = SupportPipeline(model, InMemoryStore(), use_generator=False)
     handovers, intent_hits, rouge_ranked = [], [], []
     for question, answer, intent in sample.select("question", "answer", "intent").rows():
@@ -115,6 +111,31 @@ def evaluate_model(
         chosen = next(h.doc for h in hits if h.doc.doc_id == candidates[best].source)
         intent_hits.append(float(chosen.intent == intent))
         rouge_ranked.append(rouge_l(candidates[best].text, answer))
+    return ranking, {
+        "ranker_r@1": float(ranking["r@1"].mean()),
+        "ranker_candidates": config.ranker_candidates,
+        "chosen_intent_accuracy": float(np.mean(intent_hits)),
+        "rouge_l_ranked": float(np.mean(rouge_ranked)),
+        "handover_rate": float(np.mean(handovers)),
+        "handover_threshold": config.handover_threshold,
+    }
+
+
+def evaluate_model(
+    model: SupportModel,
+    corpus: SupportCorpus,
+    limit: int | None = None,
+    generation_limit: int | None = None,
+    latency_queries: int | None = None,
+) -> SupportReport:
+    """Every figure of the support model on ``corpus``'s held-out split."""
+    config = model.config
+    generation_limit = config.generation_eval_limit if generation_limit is None else generation_limit
+    latency_queries = config.latency_queries if latency_queries is None else latency_queries
+    test = corpus.test()
+    sample = held_out_sample(corpus, config, limit)
+    retrieval = retrieval_by_intent(model, test)
+    ranking, ranked = ranker_figures(model, corpus, sample)
 
     # Generation: ROUGE-L of generated replies against the reference answers.
     rouge_generated = []
@@ -129,14 +150,9 @@ def evaluate_model(
         "ranked_rows": sample.height,
         "retrieval_recall@1": float(retrieval["recall@1"].mean()),
         "retrieval_recall@5": float(retrieval["recall@5"].mean()),
-        "ranker_r@1": float(ranking["r@1"].mean()),
-        "ranker_candidates": config.ranker_candidates,
-        "chosen_intent_accuracy": float(np.mean(intent_hits)),
-        "rouge_l_ranked": float(np.mean(rouge_ranked)),
+        **ranked,
         "rouge_l": float(np.mean(rouge_generated)) if rouge_generated else None,
         "generated_rows": len(rouge_generated),
-        "handover_rate": float(np.mean(handovers)),
-        "handover_threshold": config.handover_threshold,
         **feedback_replay(model, corpus.feedback),
         **latency,
     }

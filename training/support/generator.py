@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from training.support.config import DEFAULT_GENERATOR, SupportConfig
 from training.support.decoding import LlamaDecoder, supports
 from training.support.encoder import fingerprint, package_file
+from training.support.int8 import int8_linears
 from training.support.losses import IGNORE_INDEX, reply_token_loss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -241,18 +242,13 @@ class Generator:
     def quantize(self) -> Generator:
         """int8 linear layers, one scale per output channel (CPU inference only).
 
-        Per-tensor scales (quantize_dynamic's default) turned SmolLM2's replies into loops.
         A Llama model becomes an int8 ``LlamaDecoder`` and its fp32 layers are released.
         """
-        from torch.ao.quantization import per_channel_dynamic_qconfig
-
         if supports(self.model):
             self.decoder = LlamaDecoder(self.model, int8=True)
             self.model = None
         else:
-            self.model = torch.ao.quantization.quantize_dynamic(
-                self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-            )
+            self.model = int8_linears(self.model)
         return self
 
     def save_adapter(self, folder: Path, adapter_model=None) -> None:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from training.support.config import SupportConfig
 from training.support.encoder import resolve_encoder
+from training.support.int8 import int8_linears
 from training.support.losses import listwise_ranking_loss, pointwise_loss
 
 
@@ -58,6 +59,16 @@ class CrossEncoder(nn.Module):
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
+
+    def quantize(self) -> CrossEncoder:
+        """int8 linear layers (CPU only): 1.4-2x faster per candidate, about a point of R@1 less.
+
+        Not what the service runs: scores move (by up to 0.3 on held-out pairs), so R@1 and
+        the handover threshold would have to be read on the quantised ranker; benchmarks/support.py
+        prints its figures beside the fp32 ones.
+        """
+        int8_linears(self.model)
+        return self
 
     def tokenize(self, contexts: list[str], replies: list[str]) -> dict[str, torch.Tensor]:
         return dict(

@@ -5,6 +5,7 @@ import random
 from dataclasses import replace
 
 import polars as pl
+import torch
 
 from training.support.corpus import FEEDBACK_SCHEMA
 from training.support.ranker import CrossEncoder, negative_pool, sample_negatives, train_ranker
@@ -57,3 +58,23 @@ def test_ranker_training_moves_scores_and_keeps_shapes(sample_corpus, tiny_confi
     after = ranker.score("cancel my order", ["a", "b", "c"])
     assert abs(after - before).max() > 1e-4
     assert ranker.score_pairs([], []).shape == (0,)
+
+
+def test_int8_ranker_replaces_every_linear_and_stays_close(sample_corpus, tiny_encoder_dir):
+    ranker = CrossEncoder.from_encoder(str(tiny_encoder_dir), 64)
+    fp32 = copy.deepcopy(ranker)
+    train = sample_corpus.train()
+    question, replies = train["question"][0], train["answer"].head(6).to_list()
+    ranker.quantize()
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    layers = [m for m in ranker.modules() if isinstance(m, torch.nn.Linear | int8_linear)]
+    assert layers and all(isinstance(m, int8_linear) for m in layers)
+    assert layers[0]._packed_params._weight_bias()[0].qscheme() == torch.per_channel_affine
+    # Every token's representation after all layers: close to fp32, not merely the same head bias.
+    batch = ranker.tokenize([question] * len(replies), replies)
+    with torch.inference_mode():
+        expected = fp32.model.base_model(**batch).last_hidden_state
+        got = ranker.model.base_model(**batch).last_hidden_state
+    similarity = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    assert similarity.min() > 0.98
+    assert abs(ranker.score(question, replies) - fp32.score(question, replies)).max() < 0.02

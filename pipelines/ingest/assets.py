@@ -191,8 +191,7 @@ def event_tables(context: AssetExecutionContext, warehouse_db: DuckDBResource, s
     keys = _keys(context)
     now = datetime.now(timezone.utc)
     sample_per_batch = -(-config.contract_sample_rows // len(keys))
-    if land:
-        contracts.prewarm()
+    contracts.prewarm()  # the events check, or the next steps of the ingest job, need it
     with warehouse_db.get_connection() as conn:
         known = existing = None
         if clean:

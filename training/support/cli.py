@@ -67,6 +67,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-steps", type=int, help="LoRA steps (default: 0 for quick, 1500 for full)"
     )
     parser.add_argument("--ranker-steps", type=int, help="ranker fine-tuning steps")
+    parser.add_argument(
+        "--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads"
+    )
     parser.add_argument("--no-promote", action="store_true", help="save the model but do not promote it")
 
 
@@ -90,6 +93,7 @@ def _config(args: argparse.Namespace):
         "generator": generator,
         "generator_steps": getattr(args, "generator_steps", None),
         "ranker_steps": getattr(args, "ranker_steps", None),
+        "ranker_max_length": getattr(args, "ranker_max_length", None),
         "encoder": getattr(args, "encoder", None),
         "near_duplicate_threshold": args.near_duplicate_threshold,
         "generation_eval_limit": args.generation_eval_limit,

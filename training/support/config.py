@@ -30,7 +30,10 @@ class SupportConfig:
     encoder: str = DEFAULT_ENCODER
     retrieve_k: int = 5
     # --- ranker (cross-encoder)
-    ranker_max_length: int = 128
+    # Tokens of (question, reply) the ranker reads. Bitext replies run past 128 tokens, but
+    # the first 64 decide: trained at 64, held-out R@1 was 0.963 (0.953 at 128, handover
+    # rate 0.09 against 0.06) and the rank stage took half the time.
+    ranker_max_length: int = 64
     # Negatives per positive in a training group, drawn from other intents of the same category.
     ranker_negatives: int = 3
     ranker_batch_groups: int = 8
@@ -84,7 +87,6 @@ PROFILES: dict[str, dict] = {
     "smoke": {
         "max_rows": 400,
         "ranker_steps": 5,
-        "ranker_max_length": 64,
         "generator": None,
         "eval_limit": 30,
         "generation_eval_limit": 0,

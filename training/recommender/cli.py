@@ -35,6 +35,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lr-schedule", choices=["constant", "cosine"], help="cosine decays the rate to 0 at --max-epochs"
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "bf16-mixed", "32-true"],
+        help="auto: bf16 on a GPU, fp32 on a CPU; bf16-mixed pays on CPUs with AVX512-BF16 or AMX",
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--devices", default="auto", help="devices per node (Lightning), e.g. 2")
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -94,6 +99,7 @@ def train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         lr_schedule=args.lr_schedule,
+        precision=args.precision,
         num_threads=args.threads,
         devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
         num_nodes=args.num_nodes,

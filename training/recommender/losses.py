@@ -14,38 +14,59 @@ import torch.nn.functional as F
 LossName = Literal["ce", "sampled_softmax", "bce"]
 
 
-class _FullSoftmaxCE(torch.autograd.Function):
-    """Mean cross-entropy of ``h @ items.T`` without keeping log-probabilities.
+# Logits per row block of the full softmax: a CPU block stays in cache through the matmul,
+# the softmax and both gradient matmuls; a GPU block is large enough to keep the chip busy.
+# Either way a catalogue-wide (rows, N) matrix never exists at once.
+_BLOCK_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 28}
 
-    Autograd's path stores the logits, the log-softmax and a zero-filled gradient, each
-    (M, N+1); here the softmax is computed in place and becomes its own gradient
-    (softmax - one_hot), so the catalogue-wide matrices are made once. On a CPU the loss
-    is most of a training step, so this is worth the few lines.
+
+def _block_rows(num_items: int, device: torch.device) -> int:
+    return max(1, _BLOCK_ELEMENTS.get(device.type, 1 << 24) // num_items)
+
+
+class _FullSoftmaxCE(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ items.T``, its gradient computed in the forward pass.
+
+    The loss is a scalar, so once a row's softmax is known its gradient is too
+    ((softmax - one_hot) / M, times the incoming gradient). Doing the rows in blocks keeps
+    every catalogue-wide pass in cache: on a 2-core CPU the unblocked (M, N) passes were
+    memory-bound (a logsumexp over 12,800 x 3,417 took 124 ms, the same work in cache-sized
+    blocks 25 ms) and the loss was most of a training step.
     """
 
     @staticmethod
     def forward(
         ctx, h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None
     ) -> torch.Tensor:
-        logits = (h @ items.T).float()  # (M, N+1)
-        if excluded is not None:
-            logits.masked_fill_(excluded, float("-inf"))
-        logits[:, 0] = float("-inf")
-        rows = torch.arange(len(targets), device=h.device)
-        target_logit = logits[rows, targets]
-        lse = torch.logsumexp(logits, dim=1)
-        probs = logits.sub_(lse.unsqueeze(1)).exp_()  # in place: logits are no longer needed
-        ctx.save_for_backward(h, items, targets, probs)
-        return (lse - target_logit).mean()
+        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(h) if want_grad else None
+        grad_items = torch.zeros(items.shape, dtype=torch.float32, device=items.device) if want_grad else None
+        step = _block_rows(items.shape[0], h.device)
+        for start in range(0, len(h), step):
+            hb, tb = h[start : start + step], targets[start : start + step]
+            logits = (hb @ items.T).float()  # (rows, N+1)
+            if excluded is not None:
+                logits.masked_fill_(excluded, float("-inf"))
+            logits[:, 0] = float("-inf")
+            rows = torch.arange(len(tb), device=h.device)
+            lse = torch.logsumexp(logits, dim=1)
+            total += (lse - logits[rows, tb]).sum()
+            if want_grad:
+                probs = logits.sub_(lse.unsqueeze(1)).exp_()  # in place: logits are done with
+                probs[rows, tb] -= 1.0
+                dlogits = probs.to(hb.dtype)
+                grad_h[start : start + step] = dlogits @ items
+                grad_items += dlogits.T @ hb
+        ctx.save_for_backward(grad_h, grad_items)
+        ctx.items_dtype = items.dtype
+        return total / len(h)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        h, items, targets, probs = ctx.saved_tensors
-        rows = torch.arange(len(targets), device=h.device)
-        probs[rows, targets] -= 1.0
-        probs.mul_(grad / len(targets))
-        dlogits = probs.to(h.dtype)
-        return dlogits @ items, dlogits.T @ h, None, None
+        grad_h, grad_items = ctx.saved_tensors
+        scale = grad / len(grad_h)
+        return grad_h * scale, (grad_items * scale).to(ctx.items_dtype), None, None
 
 
 def full_softmax_ce(

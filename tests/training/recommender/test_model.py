@@ -146,12 +146,20 @@ def test_config_round_trip_rejects_unknown_fields():
         RecommenderConfig.from_dict({**config.to_dict(), "colour": "red"})
 
 
-def test_full_softmax_ce_gradients_match_autograd():
+@pytest.mark.parametrize("block_elements", [1 << 20, 11, 40])  # one block; one row; 3 rows
+def test_full_softmax_ce_gradients_match_autograd(monkeypatch, block_elements):
+    from training.recommender import losses
+
+    monkeypatch.setitem(losses._BLOCK_ELEMENTS, "cpu", block_elements)
     torch.manual_seed(1)
     hidden = torch.randn(3, 5, 8, requires_grad=True)
     items = torch.randn(11, 8, requires_grad=True)
     targets = torch.randint(0, 11, (3, 5))
-    full_softmax_ce(hidden, items, targets).backward()
+    with torch.no_grad():
+        no_grad_loss = full_softmax_ce(hidden, items, targets)
+    loss = full_softmax_ce(hidden, items, targets)
+    assert loss.item() == pytest.approx(no_grad_loss.item(), rel=1e-6)
+    loss.backward()
     fused = hidden.grad.clone(), items.grad.clone()
     hidden.grad = items.grad = None
     keep = targets > 0

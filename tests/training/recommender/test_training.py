@@ -201,3 +201,14 @@ def test_training_with_the_cosine_schedule_ends_at_a_zero_rate(rule_data, tmp_pa
     assert trainer.optimizers[0].param_groups[0]["lr"] < 5e-3 * 0.01
     with pytest.raises(ValueError, match="unknown lr_schedule"):
         SASRecModule(pipeline.build_model(rule_data, split, config), lr_schedule="step")
+
+
+def test_bf16_mixed_precision_on_a_cpu_learns_the_rule_and_keeps_fp32_weights(rule_data, tmp_path):
+    result = _train(rule_data, tmp_path, precision="bf16-mixed")
+    m = result.artifact.metrics
+    assert m["ndcg@10"] > 0.5, m
+    assert m["ndcg@10"] > m["baselines"]["cooccurrence"]["ndcg@10"], m
+    assert result.artifact.extra["train_settings"]["precision"] == "bf16-mixed"
+    assert all(p.dtype == torch.float32 for p in result.artifact.model.parameters())
+    with pytest.raises(ValueError, match="unknown precision"):
+        _train(rule_data, tmp_path, precision="fp8")

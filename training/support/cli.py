@@ -67,9 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-steps", type=int, help="LoRA steps (default: 0 for quick, 1500 for full)"
     )
     parser.add_argument("--ranker-steps", type=int, help="ranker fine-tuning steps")
-    parser.add_argument(
-        "--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads"
-    )
+    parser.add_argument("--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads")
     parser.add_argument("--no-promote", action="store_true", help="save the model but do not promote it")
 
 

@@ -94,10 +94,21 @@ PROFILES: dict[str, Profile] = {
         model={"max_len": 50, "hidden": 64, "num_blocks": 2, "dropout": 0.2},
         train={"max_epochs": 30, "max_minutes": 5.0, "patience": 3, "batch_size": 128},
     ),
-    # The published protocol (SASRec with full cross-entropy, max_len 200), meant for a GPU.
+    # The published protocol (full cross-entropy, max_len 200), meant for a GPU, with the
+    # model and schedule that measured best there on ML-1M: NDCG@10 0.192 / HR@10 0.337
+    # (stopped early at epoch 45), where the published SASRec shape (hidden 64, one head,
+    # constant rate 1e-3, batch 128, no windows) reached 0.172 / 0.307 in 86 epochs.
     "full": Profile(
-        model={"max_len": 200, "hidden": 64, "num_blocks": 2, "dropout": 0.2},
-        train={"max_epochs": 300, "max_minutes": None, "patience": 10, "batch_size": 128},
+        model={"max_len": 200, "hidden": 128, "num_blocks": 2, "num_heads": 2, "ffn_mult": 4, "dropout": 0.2},
+        train={
+            "max_epochs": 60,
+            "max_minutes": None,
+            "patience": 10,
+            "batch_size": 64,
+            "lr": 2e-3,
+            "lr_schedule": "cosine",
+            "window_stride": 200,
+        },
     ),
 }
 

@@ -31,7 +31,7 @@ class _FullSoftmaxCE(torch.autograd.Function):
     ((softmax - one_hot) / M, times the incoming gradient). Doing the rows in blocks keeps
     every catalogue-wide pass in cache: on a 2-core CPU the unblocked (M, N) passes were
     memory-bound (a logsumexp over 12,800 x 3,417 took 124 ms, the same work in cache-sized
-    blocks 25 ms) and the loss was most of a training step.
+    blocks 25 ms), and the loss is a large share of a training step.
     """
 
     @staticmethod

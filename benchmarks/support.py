@@ -7,7 +7,8 @@ evaluates it, then times replies on held-out questions: the retrieve-and-rank pa
 path with generation of exactly 60 new tokens. The unsuffixed figures are what the service
 runs on a CPU: an fp32 ranker and an int8 generator (per-channel dynamic quantisation of its
 linear layers); ``generate_fp32_*`` is the unquantised generator. ``*_int8`` are the ranker's
-figures with its linear layers in int8 too (not served: it loses about a point of R@1).
+figures with its linear layers in int8 too (not served: its scores move, which shifts the
+handover threshold's meaning).
 ``calibration`` times a 1024x1024 fp32 matrix product and a 576x1536 matrix-vector product
 in the same process, so figures from different machines can be compared. Targets (DESIGN.md):
 ranker R@1 >= 0.95, rank p50 <= 100 ms, generate p50 <= 1.5 s.

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -250,8 +250,8 @@ def fit(
         dirpath=out / "checkpoints", filename="best-{epoch}", monitor="val/ndcg@10", mode="max", save_top_k=1
     )
 
-    if settings.precision not in ("auto", "bf16-mixed", "32-true"):
-        raise ValueError(f"unknown precision {settings.precision!r}; expected auto, bf16-mixed or 32-true")
+    if settings.precision not in get_args(Precision):
+        raise ValueError(f"unknown precision {settings.precision!r}; expected one of {get_args(Precision)}")
     on_gpu = torch.cuda.is_available() and settings.accelerator in ("auto", "gpu", "cuda")
     precision = settings.precision
     if precision == "auto":

@@ -1,8 +1,10 @@
 """The model artifact: safetensors weights, JSON config, item vocabulary and metrics.
 
-Saved to the BentoML model store as plain files (no pickle anywhere). Loading checks the
-weights against the config and the vocabulary against its recorded fingerprint, and
-fails with a message that says what differs.
+Saved to the BentoML model store as plain files (no pickle anywhere), with the sha256 of
+each in ``checksums.json``. Loading verifies those first, refuses NaN or infinite weights,
+checks the weights against the config and the vocabulary against its recorded
+fingerprint, and fails with ``ArtifactMismatch`` (an ``ArtifactError``) naming the file and
+what is wrong.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from training.artifact_files import (
+    CHECKSUMS,
+    ArtifactError,
+    check_finite,
+    load_tensors,
+    read_json,
+    seal,
+    verify,
+)
 from training.recommender.model import RecommenderConfig, SASRec
 
 MODEL_NAME = "recommender"
 FORMAT_VERSION = 1
-FILES = ("model.safetensors", "config.json", "items.json", "metrics.json")
+FILES = ("model.safetensors", "config.json", "items.json", "metrics.json", CHECKSUMS)
 
 
-class ArtifactMismatch(ValueError):
-    """An artifact does not fit the config or vocabulary it is loaded with."""
+class ArtifactMismatch(ArtifactError):
+    """An artifact is corrupt or does not fit the config or vocabulary it is loaded with."""
 
 
 def vocabulary_fingerprint(items: list[str]) -> str:
@@ -40,7 +51,7 @@ class Artifact:
 
 
 def write_files(artifact: Artifact, folder: Path) -> None:
-    """Write the four files of an artifact into ``folder``."""
+    """Write the files of an artifact into ``folder``, their checksums last."""
     folder.mkdir(parents=True, exist_ok=True)
     model = artifact.model
     if len(artifact.items) != model.config.num_items:
@@ -48,6 +59,7 @@ def write_files(artifact: Artifact, folder: Path) -> None:
             f"vocabulary has {len(artifact.items)} items but the model has {model.config.num_items}"
         )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite(state, "the model to save")
     save_file(state, str(folder / "model.safetensors"))
     config = {
         "format_version": FORMAT_VERSION,
@@ -59,6 +71,7 @@ def write_files(artifact: Artifact, folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "items.json").write_text(json.dumps(artifact.items))
     (folder / "metrics.json").write_text(json.dumps(artifact.metrics, indent=2))
+    seal(folder)
 
 
 def read_files(
@@ -66,24 +79,33 @@ def read_files(
     expected_items: list[str] | None = None,
     expected_config: RecommenderConfig | None = None,
 ) -> Artifact:
-    """Rebuild an artifact; raise ``ArtifactMismatch`` if anything does not fit."""
+    """Rebuild an artifact; raise ``ArtifactMismatch`` if anything is corrupt or does not fit."""
     missing = [name for name in FILES if not (folder / name).exists()]
     if missing:
         raise ArtifactMismatch(f"{folder} is not a recommender artifact: missing {', '.join(missing)}")
-    config = json.loads((folder / "config.json").read_text())
-    if config.get("format_version") != FORMAT_VERSION:
+    try:
+        verify(folder)
+    except ArtifactError as e:
+        raise ArtifactMismatch(str(e)) from e
+    config_file = folder / "config.json"
+    config = _json(config_file)
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        version = config.get("format_version") if isinstance(config, dict) else None
         raise ArtifactMismatch(
-            f"artifact format {config.get('format_version')} cannot be read by this code (format {FORMAT_VERSION})"
+            f"{config_file}: artifact format {version} cannot be read by this code (format {FORMAT_VERSION})"
         )
-    model_config = RecommenderConfig.from_dict(config["model"])
-    items = json.loads((folder / "items.json").read_text())
-    if (
-        len(items) != model_config.num_items
-        or vocabulary_fingerprint(items) != config["vocabulary_fingerprint"]
-    ):
+    try:
+        model_config = RecommenderConfig.from_dict(config["model"])
+        fingerprint = config["vocabulary_fingerprint"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactMismatch(f"{config_file}: not a recommender config ({type(e).__name__}: {e})") from e
+    items = _json(folder / "items.json")
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ArtifactMismatch(f"{folder / 'items.json'}: not a list of item ids")
+    if len(items) != model_config.num_items or vocabulary_fingerprint(items) != fingerprint:
         raise ArtifactMismatch(
             f"items.json ({len(items)} items, fingerprint {vocabulary_fingerprint(items)}) does not match the "
-            f"config ({model_config.num_items} items, fingerprint {config['vocabulary_fingerprint']})"
+            f"config ({model_config.num_items} items, fingerprint {fingerprint})"
         )
     if expected_items is not None and list(expected_items) != items:
         raise ArtifactMismatch(
@@ -101,20 +123,31 @@ def read_files(
             f"the artifact's config differs from the expected one (artifact, expected): {diff}"
         )
     model = SASRec(model_config)
-    state = load_file(str(folder / "model.safetensors"))
+    weights = folder / "model.safetensors"
+    try:
+        state = load_tensors(weights)  # verify() has checked that every value is finite
+    except ArtifactError as e:
+        raise ArtifactMismatch(str(e)) from e
     own = model.state_dict()
     missing_keys = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing_keys or unexpected or wrong:
         raise ArtifactMismatch(
-            "the weights do not fit the config: "
+            f"{weights}: the weights do not fit the config: "
             f"missing {missing_keys}, unexpected {unexpected}, "
             f"wrong shape {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in wrong]}"
         )
     model.load_state_dict(state)
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics = _json(folder / "metrics.json")
     return Artifact(model=model.eval(), items=items, metrics=metrics, extra=config.get("extra", {}))
+
+
+def _json(path: Path):
+    try:
+        return read_json(path)
+    except ArtifactError as e:
+        raise ArtifactMismatch(str(e)) from e
 
 
 def _flat_metrics(metrics: dict) -> dict:

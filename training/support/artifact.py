@@ -6,6 +6,7 @@ Layout of a ``support:<version>`` model folder:
     index/documents.json         the documents (articles and answered questions)
     ranker/                      the fine-tuned cross-encoder (save_pretrained, safetensors)
     generator/                   generator.json (base spec and fingerprint) and the LoRA adapter
+    checksums.json               size and sha256 of every other file, verified before loading
 The promoted version is named in ``<BENTOML_HOME>/promotions/support.json``.
 """
 
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from data_contracts.settings import Settings, use_model_store
+from training.artifact_files import ArtifactError, load_tensors, read_json, seal, verify
 from training.support.config import SupportConfig
 from training.support.encoder import Document, Retriever, SentenceEncoder, fingerprint, resolve_encoder
 from training.support.generator import Generator
@@ -24,10 +26,7 @@ from training.support.ranker import CrossEncoder
 
 MODEL_NAME = "support"
 FORMAT_VERSION = 1
-
-
-class ArtifactError(RuntimeError):
-    """A support artifact is missing, corrupt or does not match the code or models it needs."""
+# ArtifactError (from training.artifact_files) is what every failed load raises.
 
 
 @dataclass
@@ -90,6 +89,7 @@ def save_support_model(
         if model.generator is not None:
             model.generator.save_adapter(root / "generator", model.adapter)
         (root / "support.json").write_text(json.dumps(meta, indent=1, default=str))
+        seal(root)
         tag = str(bento_model.tag)
     model.tag = tag
     return tag
@@ -120,28 +120,39 @@ def load_support_model(
 ) -> SupportModel:
     """Load a support version (default: the promoted one); fails loudly on a corrupt or mismatched one."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     settings = settings or Settings.from_env()
     if path is None:
         path, tag = resolve_model(tag, settings)
     root = path
+    verify(root)  # every file as saved, every tensor finite
     try:
         meta = json.loads((root / "support.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{root}/support.json is missing or corrupt ({exc})") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{root}: artifact format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    config = SupportConfig(**meta["config"])
-    encoder_spec = meta["encoder"]["spec"]
-    if fingerprint(resolve_encoder(encoder_spec)) != meta["encoder"]["fingerprint"]:
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{root}/support.json: artifact format {version} is not {FORMAT_VERSION}")
+    config = _config(meta, root / "support.json")
+    try:
+        encoder_spec, encoder_fingerprint = meta["encoder"]["spec"], meta["encoder"]["fingerprint"]
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{root}/support.json has no encoder spec and fingerprint ({exc!r})") from exc
+    if fingerprint(resolve_encoder(encoder_spec)) != encoder_fingerprint:
         raise ArtifactError(f"{root}: encoder {encoder_spec!r} differs from the one the index was built with")
     encoder = SentenceEncoder.load(encoder_spec)
+    tensors_file, documents_file = (
+        root / "index" / "embeddings.safetensors",
+        root / "index" / "documents.json",
+    )
+    tensors = load_tensors(tensors_file)
+    if "embeddings" not in tensors:
+        raise ArtifactError(f"{tensors_file} has no 'embeddings' tensor")
+    embeddings = tensors["embeddings"].numpy()
     try:
-        embeddings = load_file(str(root / "index" / "embeddings.safetensors"))["embeddings"].numpy()
-        documents = [Document(**d) for d in json.loads((root / "index" / "documents.json").read_text())]
-    except (OSError, SafetensorError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{root}/index is missing or corrupt ({exc})") from exc
+        documents = [Document(**d) for d in read_json(documents_file)]
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{documents_file}: not a list of documents ({exc})") from exc
     if len(documents) != meta["documents"]:
         raise ArtifactError(f"{root}: {len(documents)} documents, the artifact says {meta['documents']}")
     try:
@@ -156,6 +167,21 @@ def load_support_model(
     if with_generator and meta.get("generator"):
         generator = Generator.load(root / "generator", generator_cache(settings))
     return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or str(root))
+
+
+def _config(meta: dict, where: Path) -> SupportConfig:
+    values = meta.get("config")
+    if not isinstance(values, dict):
+        raise ArtifactError(f"{where} has no config object")
+    unknown = sorted(set(values) - {f.name for f in fields(SupportConfig)})
+    if unknown:
+        raise ArtifactError(
+            f"{where}: unknown config keys {unknown} (written by other code than this; retrain or upgrade)"
+        )
+    try:
+        return SupportConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}: invalid config ({exc})") from exc
 
 
 def generator_cache(settings: Settings) -> Path:

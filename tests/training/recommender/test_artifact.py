@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from training.artifact_files import ArtifactError, seal
 from training.recommender.artifact import (
     Artifact,
     ArtifactMismatch,
@@ -51,8 +52,12 @@ def test_mismatched_vocabulary_fails_loudly(tmp_path):
     other = [*artifact.items[:-1], "sku-new"]
     with pytest.raises(ArtifactMismatch, match="another item vocabulary"):
         read_files(tmp_path, expected_items=other)
-    # A vocabulary file edited behind the config's back.
+    # A vocabulary file edited behind the config's back: its checksum shows it, and
+    # with the checksums recorded again the fingerprint still does.
     (tmp_path / "items.json").write_text(json.dumps(other))
+    with pytest.raises(ArtifactMismatch, match="items.json"):
+        read_files(tmp_path)
+    seal(tmp_path)
     with pytest.raises(ArtifactMismatch, match="fingerprint"):
         read_files(tmp_path)
 
@@ -68,11 +73,72 @@ def test_mismatched_config_fails_loudly(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["model"]["num_blocks"] = 3
     (tmp_path / "config.json").write_text(json.dumps(config))
+    seal(tmp_path)
     with pytest.raises(ArtifactMismatch, match="missing"):
         read_files(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(ArtifactMismatch, match="missing model.safetensors"):
         read_files(tmp_path)
+
+
+def test_checksums_catch_flipped_and_truncated_files(tmp_path):
+    write_files(make_artifact(), tmp_path)
+    recorded = json.loads((tmp_path / "checksums.json").read_text())["files"]
+    assert set(recorded) == {"model.safetensors", "config.json", "items.json", "metrics.json"}
+    weights = tmp_path / "model.safetensors"
+    good = weights.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x01  # one bit inside a tensor: still a valid safetensors file
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactMismatch, match=r"model\.safetensors is corrupt: its sha256 differs"):
+        read_files(tmp_path)
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(
+        ArtifactMismatch,
+        match=r"model\.safetensors is corrupt: it has \d+ bytes, \d+ were saved \(truncated\)",
+    ):
+        read_files(tmp_path)
+    weights.write_bytes(good)
+    (tmp_path / "checksums.json").unlink()
+    with pytest.raises(ArtifactMismatch, match="missing checksums.json"):
+        read_files(tmp_path)
+
+
+def test_unreadable_files_are_named_even_with_matching_checksums(tmp_path):
+    write_files(make_artifact(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    seal(tmp_path)
+    with pytest.raises(ArtifactMismatch, match=r"model\.safetensors is not a readable safetensors file"):
+        read_files(tmp_path)
+    weights.write_bytes(good)
+    (tmp_path / "config.json").write_text('{"format_version": 1,')
+    seal(tmp_path)
+    with pytest.raises(ArtifactMismatch, match=r"config\.json is not valid JSON"):
+        read_files(tmp_path)
+    (tmp_path / "checksums.json").write_text("{")
+    with pytest.raises(ArtifactMismatch, match=r"checksums\.json is corrupt"):
+        read_files(tmp_path)
+
+
+def test_nan_or_infinite_weights_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    artifact = make_artifact()
+    write_files(artifact, tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    name = next(k for k in state if state[k].is_floating_point())
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, str(tmp_path / "model.safetensors"))
+    seal(tmp_path)  # recorded as it is now: only the values are wrong
+    with pytest.raises(ArtifactMismatch, match=rf"model\.safetensors: tensor '{name}' has \d+ NaN"):
+        read_files(tmp_path)
+    # A model that diverged is never written in the first place.
+    with torch.no_grad():
+        next(artifact.model.parameters())[0] = float("inf")
+    with pytest.raises(ArtifactError, match="NaN or infinite"):
+        write_files(artifact, tmp_path / "diverged")
 
 
 def test_recommender_uses_string_ids_and_exclusions():

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from training.artifact_files import seal
 from training.support import jobs
 from training.support.artifact import (
     ArtifactError,
@@ -140,6 +141,7 @@ def test_corrupt_or_mismatched_artifacts_fail_loudly(trained, tmp_path):
     spec = json.loads((meta / "support.json").read_text())
     spec["encoder"]["fingerprint"] = "0" * 16
     (meta / "support.json").write_text(json.dumps(spec))
+    seal(meta)  # past the checksums, to the fingerprint check
     with pytest.raises(ArtifactError, match="encoder"):
         load_support_model(settings=settings, path=meta)
 
@@ -147,6 +149,7 @@ def test_corrupt_or_mismatched_artifacts_fail_loudly(trained, tmp_path):
     gen_spec = json.loads((generator / "generator" / "generator.json").read_text())
     gen_spec["base"]["fingerprint"] = "changed"
     (generator / "generator" / "generator.json").write_text(json.dumps(gen_spec))
+    seal(generator)
     with pytest.raises(ArtifactError, match="changed since training"):
         load_support_model(settings=settings, path=generator)
 

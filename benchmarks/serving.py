@@ -140,7 +140,7 @@ def save_recommender(items: int) -> str:
 
 def save_support_model(data_dir: Path) -> str:
     from data_contracts.settings import Settings
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import SupportModel, save_support_model
     from training.support.config import SupportConfig
     from training.support.corpus import SAMPLE_DIR, build_corpus
@@ -151,7 +151,7 @@ def save_support_model(data_dir: Path) -> str:
     encoder = SentenceEncoder.load(config.encoder)
     corpus = build_corpus(encoder.encode, SAMPLE_DIR / "bitext" / "bitext_sample.csv", SAMPLE_DIR / "abcd")
     ranker = CrossEncoder.from_encoder(config.encoder, config.ranker_max_length)
-    model = SupportModel(config, jobs.support_retriever(corpus, encoder), ranker)
+    model = SupportModel(config, training_steps.support_retriever(corpus, encoder), ranker)
     return save_support_model(model, Settings(data_dir=data_dir))
 
 

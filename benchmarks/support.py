@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def timed_replies(model, questions: list[str], use_generator: bool, exact: bool = True) -> list[float]:
-    from training.support.pipeline import InMemoryStore, SupportPipeline
+    from training.support.runtime import InMemoryStore, SupportRuntime
 
-    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=use_generator, exact_generation=exact)
+    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=use_generator, exact_generation=exact)
     pipeline.reply("warm-up", questions[0])  # first call pays one-off allocations
     times = []
     for i, question in enumerate(questions):
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from data_contracts.settings import Settings
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import load_support_model
     from training.support.evaluate import held_out_sample, ranker_figures
     from training.support.metrics import percentiles
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     model = replace(
         model, config=replace(model.config, num_threads=args.threads, max_new_tokens=args.new_tokens)
     )
-    corpus = jobs.support_corpus(settings, model.config, model.retriever.encoder)
-    report = jobs.evaluate_model(model, corpus, limit=args.eval_limit, latency_queries=0)
+    corpus = training_steps.support_corpus(settings, model.config, model.retriever.encoder)
+    report = training_steps.evaluate_model(model, corpus, limit=args.eval_limit, latency_queries=0)
     questions = corpus.test()["question"].to_list()
 
     rank = percentiles(timed_replies(model, questions[: args.replies], use_generator=False))

@@ -97,6 +97,34 @@ FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# The support corpus (training/support/corpus.py reads Bitext and ABCD into these): Q&A pairs,
+# KB articles, and feedback pairs for the ranker (rules in data_contracts/support.py).
+SUPPORT_QA_SCHEMA: dict[str, pl.DataType] = {
+    "qa_id": pl.String(),
+    "question": pl.String(),
+    "answer": pl.String(),
+    "intent": pl.String(),
+    "category": pl.String(),
+    "source": pl.String(),
+}
+SUPPORT_ARTICLE_SCHEMA: dict[str, pl.DataType] = {
+    "article_id": pl.String(),
+    "title": pl.String(),
+    "body": pl.String(),
+    "intent": pl.String(),
+    "category": pl.String(),
+    "source": pl.String(),
+}
+SUPPORT_FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
+    "reply_id": pl.String(),
+    "rating": pl.Int64(),
+    "reason": pl.String(),
+    "context": pl.String(),
+    "reply": pl.String(),
+    "category": pl.String(),
+}
+
+
 def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 

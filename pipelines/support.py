@@ -49,7 +49,7 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     """The support model's training run, one step: the corpus's embeddings feed the model."""
     import torch
 
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import save_support_model
     from training.support.config import SupportConfig
 
@@ -60,7 +60,7 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     served_feedback = feedback_from_warehouse(
         warehouse_db, config.data_dir / "support" / "warehouse_feedback.jsonl"
     )
-    corpus = jobs.support_corpus(config, support, extra_feedback=[served_feedback])
+    corpus = training_steps.support_corpus(config, support, extra_feedback=[served_feedback])
     yield MaterializeResult(
         asset_key="support_corpus",
         metadata={
@@ -70,15 +70,15 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
             "stats": MetadataValue.json(corpus.stats),
         },
     )
-    model, corpus = jobs.train_support_model(config, support, corpus)
-    report = jobs.support_evaluation(model, corpus)
+    model, corpus = training_steps.train_support_model(config, support, corpus)
+    report = training_steps.support_evaluation(model, corpus)
     model.metrics = report.metrics
-    incumbent = jobs.incumbent_report(config, corpus, support)
+    incumbent = training_steps.incumbent_report(config, corpus, support)
     tag = save_support_model(model, config)
     yield MaterializeResult(
         asset_key="support_model", metadata={"tag": tag, "profile": config.training_profile}
     )
-    decision = jobs.promote_support_model(tag, report, incumbent, config)
+    decision = training_steps.promote_support_model(tag, report, incumbent, config)
     paths = write_report(
         config.reports_dir, "support", {"tag": tag, **report.metrics, "promotion": decision}, report.plot_png
     )

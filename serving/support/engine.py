@@ -1,6 +1,6 @@
 """What the support service does, as plain async Python (tested without HTTP).
 
-The reply pipeline runs in a worker thread with a timeout; a slow or failing pipeline (its
+The support runtime runs in a worker thread with a timeout; a slow or failing runtime (its
 dialogue store down, say) gives a handover to a human instead of a 5xx, and a circuit
 breaker stops calling it while it keeps failing.
 """
@@ -15,12 +15,12 @@ import torch
 
 from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
+from data_contracts.support import FeedbackError
 from serving import metrics
 from serving.config import ServingConfig
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
-from training.support.corpus import FeedbackError
-from training.support.pipeline import HANDOVER_REPLY, SupportPipeline, UnknownReplyError
+from training.support.runtime import HANDOVER_REPLY, SupportRuntime, UnknownReplyError
 
 log = logging.getLogger(__name__)
 SERVICE = "support"
@@ -34,12 +34,12 @@ class FeedbackUnavailable(RuntimeError):
 
 class SupportEngine:
     def __init__(
-        self, pipeline: SupportPipeline, landing: LandingLog | None, config: ServingConfig | None = None
+        self, runtime: SupportRuntime, landing: LandingLog | None, config: ServingConfig | None = None
     ):
-        self.pipeline = pipeline
+        self.runtime = runtime
         self.landing = landing
         self.config = config or ServingConfig()
-        self.model_version = pipeline.model.tag or "support"
+        self.model_version = runtime.model.tag or "support"
         self.breaker = CircuitBreaker(
             "support pipeline", self.config.breaker_failures, self.config.breaker_reset_s
         )
@@ -48,20 +48,20 @@ class SupportEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
-        pipeline = SupportPipeline.load(
+        runtime = SupportRuntime.load(
             settings,
             tag=config.support_tag,
             use_generator=config.support_generate,
             int8_generator=config.support_int8 and not torch.cuda.is_available(),
         )
-        # After load: the pipeline sets the model's training thread count.
+        # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)
-        return cls(pipeline, LandingLog(settings), config)
+        return cls(runtime, LandingLog(settings), config)
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         try:
             out = await self.breaker.call_async(
-                self.pipeline.reply, req.session_id, req.message, timeout_s=self.config.chat_timeout_s
+                self.runtime.reply, req.session_id, req.message, timeout_s=self.config.chat_timeout_s
             )
             fallback = None
         except BreakerOpen:
@@ -106,9 +106,9 @@ class SupportEngine:
         """Raises UnknownReplyError (404) or FeedbackError (400) for a reply it cannot take."""
         session_id, user_id = req.session_id, req.user_id
         if req.target_kind == "reply":
-            # The pipeline keeps (context, reply) as ranker training pairs for the next run.
+            # The runtime keeps (context, reply) as ranker training pairs for the next run.
             row = await in_thread(
-                self.pipeline.record_feedback,
+                self.runtime.record_feedback,
                 req.target_id,
                 req.rating,
                 req.reason,

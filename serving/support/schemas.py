@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serving.schemas import HexId, Identifier
-from training.support.pipeline import MAX_MESSAGE_CHARS
+from training.support.runtime import MAX_MESSAGE_CHARS
 
 MAX_REASON_CHARS = 500
 

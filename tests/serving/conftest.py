@@ -190,7 +190,7 @@ def asgi_client():
 @pytest.fixture(scope="session")
 def support_tag(tmp_path_factory) -> str:
     """A support model from tiny untrained parts (2-layer BERT retriever and ranker), saved."""
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import SupportModel, save_support_model
     from training.support.config import SupportConfig
     from training.support.corpus import SAMPLE_DIR, build_corpus, read_bitext
@@ -208,7 +208,7 @@ def support_tag(tmp_path_factory) -> str:
     encoder = SentenceEncoder.load(str(folder))
     corpus = build_corpus(encoder.encode, bitext, None, threshold=0.98)
     model = SupportModel(
-        config, jobs.support_retriever(corpus, encoder), CrossEncoder.from_encoder(str(folder), 64)
+        config, training_steps.support_retriever(corpus, encoder), CrossEncoder.from_encoder(str(folder), 64)
     )
     settings = Settings(data_dir=tmp_path_factory.mktemp("support-data"))
     return save_support_model(model, settings)

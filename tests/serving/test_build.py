@@ -36,6 +36,7 @@ def test_bentoml_build(service, tmp_path):
     assert routes == expected
     src = bento / "src"
     assert (src / "serving" / service / "service.py").exists()
-    assert (src / "training" / service / "pipeline.py").exists()
+    runtime = {"recommender": "pipeline.py", "support": "runtime.py"}[service]
+    assert (src / "training" / service / runtime).exists()
     assert (src / "features" / "environments" / "local" / "feature_store.yaml").exists()
     assert not (src / "data").exists() and not (src / "tests").exists()

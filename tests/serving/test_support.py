@@ -11,7 +11,7 @@ import pytest
 from serving.config import ServingConfig
 from serving.support.engine import SupportEngine, UnknownReplyError
 from serving.support.schemas import ChatRequest, FeedbackRequest
-from training.support.pipeline import SupportPipeline
+from training.support.runtime import SupportRuntime
 
 KEY = "support-key"
 
@@ -61,7 +61,7 @@ def test_feedback_on_a_reply_and_on_a_recommendation_is_logged(engine, settings)
 
 
 def test_slow_or_failing_pipeline_hands_over_and_the_breaker_opens(settings, support_tag):
-    class SlowPipeline(SupportPipeline):
+    class SlowRuntime(SupportRuntime):
         def reply(self, session_id, message):
             time.sleep(0.3)
             return super().reply(session_id, message)
@@ -69,7 +69,7 @@ def test_slow_or_failing_pipeline_hands_over_and_the_breaker_opens(settings, sup
     engine = SupportEngine.from_settings(
         settings, ServingConfig(support_tag=support_tag, chat_timeout_s=0.05)
     )
-    engine.pipeline.__class__ = SlowPipeline
+    engine.runtime.__class__ = SlowRuntime
     out = asyncio.run(engine.chat(ChatRequest(session_id="s3", message="where is my parcel")))
     assert out.fallback == "timeout" and out.handover and "colleague" in out.reply
 
@@ -78,7 +78,7 @@ def test_slow_or_failing_pipeline_hands_over_and_the_breaker_opens(settings, sup
             raise ConnectionError("Redis dialogue store is unreachable")
 
     engine = SupportEngine.from_settings(settings, ServingConfig(support_tag=support_tag, breaker_failures=2))
-    engine.pipeline.store = BrokenStore()
+    engine.runtime.store = BrokenStore()
     reasons = [
         asyncio.run(engine.chat(ChatRequest(session_id="s4", message="hello"))).fallback for _ in range(4)
     ]

@@ -21,7 +21,7 @@ from data_contracts.settings import Settings, use_model_store
 from training.artifact_files import ArtifactError, load_tensors, read_json, seal, verify
 from training.support.config import SupportConfig
 from training.support.encoder import Document, Retriever, SentenceEncoder, fingerprint, resolve_encoder
-from training.support.generator import Generator
+from training.support.generator import Generator, load_base
 from training.support.ranker import CrossEncoder
 
 MODEL_NAME = "support"
@@ -165,7 +165,7 @@ def load_support_model(
         raise ArtifactError(f"{root}/ranker is missing or corrupt ({exc})") from exc
     generator = None
     if with_generator and meta.get("generator"):
-        generator = Generator.load(root / "generator", generator_cache(settings))
+        generator = load_generator(root / "generator", generator_cache(settings))
     return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or str(root))
 
 
@@ -182,6 +182,31 @@ def _config(meta: dict, where: Path) -> SupportConfig:
         return SupportConfig(**values)
     except (TypeError, ValueError) as exc:
         raise ArtifactError(f"{where}: invalid config ({exc})") from exc
+
+
+def load_generator(folder: Path, cache_dir: Path) -> Generator:
+    """The generator part of an artifact: its base (checked against the fingerprint it was
+    trained on) with the LoRA adapter merged in, if one was trained."""
+    spec_file = folder / "generator.json"
+    try:
+        spec = json.loads(spec_file.read_text())
+        base_spec = spec["base"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"generator spec {spec_file} is missing or corrupt ({exc})") from exc
+    model, tokenizer, info = load_base(base_spec["spec"], cache_dir)
+    if info["fingerprint"] != base_spec["fingerprint"]:
+        raise ArtifactError(
+            f"generator base {base_spec['spec']!r} has changed since training "
+            f"(fingerprint {info['fingerprint']} != {base_spec['fingerprint']}); retrain the support model"
+        )
+    if spec.get("lora"):
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, folder / "adapter").merge_and_unload()
+        except Exception as exc:  # safetensors and peft raise many types for a bad file
+            raise ArtifactError(f"generator adapter in {folder / 'adapter'} is corrupt ({exc})") from exc
+    return Generator(model.eval(), tokenizer, info, int(spec.get("max_new_tokens", 60)))
 
 
 def generator_cache(settings: Settings) -> Path:

@@ -121,25 +121,25 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     from data_contracts.settings import Settings
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import save_support_model
 
     config = _config(args)
     torch.set_num_threads(config.num_threads)
     settings = Settings.from_env()
     started = time.perf_counter()
-    corpus = jobs.support_corpus(
+    corpus = training_steps.support_corpus(
         settings, config, bitext=args.bitext, abcd=args.abcd, extra_feedback=args.feedback
     )
-    model, corpus = jobs.train_support_model(settings, config, corpus)
+    model, corpus = training_steps.train_support_model(settings, config, corpus)
     train_s = time.perf_counter() - started
-    report = jobs.support_evaluation(model, corpus)
+    report = training_steps.support_evaluation(model, corpus)
     model.metrics = {**report.metrics, "train_seconds": round(train_s, 1)}
-    incumbent = jobs.incumbent_report(settings, corpus, config)
+    incumbent = training_steps.incumbent_report(settings, corpus, config)
     tag = save_support_model(model, settings)
     decision = {"tag": tag, "promoted": False, "reason": "--no-promote"}
     if not args.no_promote:
-        decision = jobs.promote_support_model(tag, report, incumbent, settings)
+        decision = training_steps.promote_support_model(tag, report, incumbent, settings)
     if incumbent is not None:
         decision["incumbent"] = {
             k: incumbent.metrics.get(k) for k in ("ranker_r@1", "retrieval_recall@5", "downvoted_chosen_rate")
@@ -147,7 +147,7 @@ def train(args: argparse.Namespace) -> int:
     _print_report(report, corpus, decision)
     print(f"trained in {train_s:.0f} s; saved {tag}")
     report_dir = args.report_dir or Path(settings.data_dir) / "support" / "reports" / tag.replace(":", "-")
-    jobs.write_report(report, report_dir, {"corpus": corpus.stats, "promotion": decision})
+    training_steps.write_report(report, report_dir, {"corpus": corpus.stats, "promotion": decision})
     print(f"report: {report_dir}")
     return 0
 
@@ -156,7 +156,7 @@ def evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from data_contracts.settings import Settings
-    from training.support import jobs
+    from training.support import training_steps
     from training.support.artifact import load_support_model
 
     config = _config(args)
@@ -164,10 +164,10 @@ def evaluate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     model = load_support_model(args.tag, settings, with_generator=not args.no_generator)
     # The model's own split settings rebuild the same held-out rows it was evaluated on.
-    corpus = jobs.support_corpus(
+    corpus = training_steps.support_corpus(
         settings, model.config, model.retriever.encoder, args.bitext, args.abcd, extra_feedback=args.feedback
     )
-    report = jobs.evaluate_model(
+    report = training_steps.evaluate_model(
         model,
         corpus,
         limit=config.eval_limit,
@@ -178,6 +178,6 @@ def evaluate(args: argparse.Namespace) -> int:
     report_dir = (
         args.report_dir or Path(settings.data_dir) / "support" / "reports" / f"eval-{int(time.time())}"
     )
-    jobs.write_report(report, report_dir, {"tag": model.tag, "corpus": corpus.stats})
+    training_steps.write_report(report, report_dir, {"tag": model.tag, "corpus": corpus.stats})
     print(f"report: {report_dir}")
     return 0

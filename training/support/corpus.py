@@ -18,34 +18,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from data_contracts.schemas import SUPPORT_ARTICLE_SCHEMA, SUPPORT_QA_SCHEMA
+from data_contracts.support import clean_text, read_feedback
+
 # Committed samples (with their licences) used when ../shared/datasets is absent.
 SAMPLE_DIR = Path(__file__).parent / "data"
 BITEXT_FILE = "Bitext_Sample_Customer_Support_Training_Dataset.csv"
-
-QA_SCHEMA = {
-    "qa_id": pl.String(),
-    "question": pl.String(),
-    "answer": pl.String(),
-    "intent": pl.String(),
-    "category": pl.String(),
-    "source": pl.String(),
-}
-ARTICLE_SCHEMA = {
-    "article_id": pl.String(),
-    "title": pl.String(),
-    "body": pl.String(),
-    "intent": pl.String(),
-    "category": pl.String(),
-    "source": pl.String(),
-}
-FEEDBACK_SCHEMA = {
-    "reply_id": pl.String(),
-    "rating": pl.Int64(),
-    "reason": pl.String(),
-    "context": pl.String(),
-    "reply": pl.String(),
-    "category": pl.String(),
-}
 
 LEAK_REPORT_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
 
@@ -54,10 +32,6 @@ Embed = Callable[[list[str]], np.ndarray]
 
 class CorpusError(ValueError):
     """A support data file is missing, unreadable or lacks required columns."""
-
-
-class FeedbackError(ValueError):
-    """A feedback row breaks the contract (reply_id, rating +1/-1, context and reply)."""
 
 
 def default_dataset_dir() -> Path:
@@ -73,17 +47,6 @@ def bitext_path(dataset_dir: Path | None = None) -> Path:
 def abcd_dir(dataset_dir: Path | None = None) -> Path:
     full = (dataset_dir or default_dataset_dir()) / "abcd-kb"
     return full if (full / "guidelines.json").exists() else SAMPLE_DIR / "abcd"
-
-
-def clean_text(text: str | None, keep_lines: bool = False) -> str:
-    """Strip, unify line ends and collapse runs of blanks (keeping line breaks in answers)."""
-    if text is None:
-        return ""
-    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
-    if not keep_lines:
-        return re.sub(r"\s+", " ", text).strip()
-    lines = [re.sub(r"[ \t\f\v]+", " ", line).strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def _key(text: str) -> str:
@@ -155,7 +118,7 @@ def read_bitext(path: Path, max_rows: int | None = None) -> tuple[pl.DataFrame, 
                 }
             )
     stats.rows_clean = len(rows)
-    return pl.DataFrame(rows, schema=QA_SCHEMA), stats
+    return pl.DataFrame(rows, schema=SUPPORT_QA_SCHEMA), stats
 
 
 def _slug(text: str) -> str:
@@ -196,58 +159,15 @@ def read_abcd(folder: Path) -> pl.DataFrame:
                     "source": "abcd",
                 }
             )
-    return pl.DataFrame(rows, schema=ARTICLE_SCHEMA).unique("article_id", keep="first", maintain_order=True)
+    return pl.DataFrame(rows, schema=SUPPORT_ARTICLE_SCHEMA).unique(
+        "article_id", keep="first", maintain_order=True
+    )
 
 
 def _kb_name(flow: str, subflow: str) -> str:
     # kb.json names some subflows verb-first ("refund_initiate" for "Initiate Refund").
     words = _slug(subflow).split("_")
     return "_".join(words[1:] + words[:1]) if len(words) > 1 else words[0]
-
-
-def validate_feedback_row(row: dict) -> dict:
-    """One feedback row in canonical form, or a FeedbackError that says what is wrong."""
-    if not isinstance(row, dict):
-        raise FeedbackError(f"a feedback row must be a mapping, not {type(row).__name__}")
-    reply_id = clean_text(row.get("reply_id"))
-    if not reply_id:
-        raise FeedbackError("feedback row has no reply_id")
-    rating = row.get("rating")
-    try:
-        rating_int = int(rating)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise FeedbackError(f"reply {reply_id}: rating must be +1 or -1, not {rating!r}") from None
-    if rating_int not in (1, -1) or (isinstance(rating, float) and rating != rating_int):
-        raise FeedbackError(f"reply {reply_id}: rating must be +1 or -1, not {rating!r}")
-    context = clean_text(row.get("context"))
-    reply = clean_text(row.get("reply"), keep_lines=True)
-    if not context or not reply:
-        raise FeedbackError(f"reply {reply_id}: feedback needs the dialogue context and the reply")
-    return {
-        "reply_id": reply_id,
-        "rating": rating_int,
-        "reason": clean_text(row.get("reason")) or None,
-        "context": context,
-        "reply": reply,
-        "category": clean_text(row.get("category")).upper() or None,
-    }
-
-
-def read_feedback(rows: Iterable[dict]) -> tuple[pl.DataFrame, list[dict]]:
-    """Valid feedback rows (the last rating of a reply wins) and the rejected rows with reasons."""
-    valid: dict[str, dict] = {}
-    rejected = []
-    for index, row in enumerate(rows):
-        # Landing files mix feedback on recommendations in; those belong to the recommender.
-        if isinstance(row, dict) and row.get("target_kind") not in (None, "reply"):
-            continue
-        try:
-            clean = validate_feedback_row(row)
-        except FeedbackError as exc:
-            rejected.append({"row": index, "reason": str(exc)})
-            continue
-        valid[clean["reply_id"]] = clean
-    return pl.DataFrame(list(valid.values()), schema=FEEDBACK_SCHEMA), rejected
 
 
 def read_feedback_files(paths: Iterable[Path]) -> tuple[pl.DataFrame, list[dict]]:

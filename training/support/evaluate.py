@@ -14,8 +14,8 @@ from training.support.artifact import SupportModel
 from training.support.config import SupportConfig
 from training.support.corpus import SupportCorpus
 from training.support.metrics import percentiles, r_at_1, recall_at_k, rouge_l
-from training.support.pipeline import InMemoryStore, SupportPipeline, candidates_from
 from training.support.ranker import negative_pool, sample_negatives
+from training.support.runtime import InMemoryStore, SupportRuntime, candidates_from
 
 # The figure promotion compares (higher is better), and those it must not lose much on.
 PRIMARY_METRIC = "ranker_r@1"
@@ -100,7 +100,7 @@ def ranker_figures(
     which answer wins, how close it is to the reference, and how often it is a handover."""
     config = model.config
     ranking = ranker_r_at_1(model, sample, corpus.qa, config.ranker_candidates, config.seed)
-    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=False)
+    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=False)
     handovers, intent_hits, rouge_ranked = [], [], []
     for question, answer, intent in sample.select("question", "answer", "intent").rows():
         hits = model.retriever.search(question, config.retrieve_k * 2, kind="qa")
@@ -173,7 +173,7 @@ def evaluate_model(
 def measure_latency(model: SupportModel, questions: list[str], with_generator: bool = True) -> dict:
     """Per-stage latency of full replies (fresh session each), in milliseconds."""
     stages: dict[str, list[float]] = {}
-    pipeline = SupportPipeline(model, InMemoryStore(), use_generator=with_generator)
+    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=with_generator)
     for i, question in enumerate(questions):
         start = time.perf_counter()
         out = pipeline.reply(f"latency-{i}", question)

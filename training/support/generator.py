@@ -261,28 +261,3 @@ class Generator:
                 {"base": self.base, "lora": adapter_model is not None, "max_new_tokens": self.max_new_tokens}
             )
         )
-
-    @classmethod
-    def load(cls, folder: Path, cache_dir: Path) -> Generator:
-        from training.support.artifact import ArtifactError
-
-        spec_file = folder / "generator.json"
-        try:
-            spec = json.loads(spec_file.read_text())
-            base_spec = spec["base"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"generator spec {spec_file} is missing or corrupt ({exc})") from exc
-        model, tokenizer, info = load_base(base_spec["spec"], cache_dir)
-        if info["fingerprint"] != base_spec["fingerprint"]:
-            raise ArtifactError(
-                f"generator base {base_spec['spec']!r} has changed since training "
-                f"(fingerprint {info['fingerprint']} != {base_spec['fingerprint']}); retrain the support model"
-            )
-        if spec.get("lora"):
-            from peft import PeftModel
-
-            try:
-                model = PeftModel.from_pretrained(model, folder / "adapter").merge_and_unload()
-            except Exception as exc:  # safetensors and peft raise many types for a bad file
-                raise ArtifactError(f"generator adapter in {folder / 'adapter'} is corrupt ({exc})") from exc
-        return cls(model.eval(), tokenizer, info, int(spec.get("max_new_tokens", 60)))

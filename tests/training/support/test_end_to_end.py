@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from training.artifact_files import seal
-from training.support import jobs
+from training.support import training_steps
 from training.support.artifact import (
     ArtifactError,
     load_support_model,
@@ -17,7 +17,7 @@ from training.support.artifact import (
     promoted_tag,
     save_support_model,
 )
-from training.support.pipeline import SupportPipeline, UnknownReplyError
+from training.support.runtime import SupportRuntime, UnknownReplyError
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,16 @@ def trained(tiny_config, sample_corpus, tiny_sentence_encoder, tmp_path_factory)
     from data_contracts.settings import Settings
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
-    model, corpus = jobs.train_support_model(settings, tiny_config, sample_corpus, tiny_sentence_encoder)
+    model, corpus = training_steps.train_support_model(
+        settings, tiny_config, sample_corpus, tiny_sentence_encoder
+    )
     return settings, model, corpus
 
 
 def test_train_evaluate_save_and_reload(trained):
     settings, model, corpus = trained
     assert model.adapter is not None  # a few LoRA steps ran
-    report = jobs.support_evaluation(model, corpus)
+    report = training_steps.support_evaluation(model, corpus)
     m = report.metrics
     for key in ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "handover_rate", "rouge_l"):
         assert 0.0 <= m[key] <= 1.0, key
@@ -45,7 +47,7 @@ def test_train_evaluate_save_and_reload(trained):
 
     model.metrics = report.metrics
     tag = save_support_model(model, settings)
-    decision = jobs.promote_support_model(tag, report, None, settings)
+    decision = training_steps.promote_support_model(tag, report, None, settings)
     assert decision["promoted"] and promoted_tag(settings) == tag
 
     loaded = load_support_model(settings=settings)
@@ -61,14 +63,14 @@ def test_train_evaluate_save_and_reload(trained):
     assert model.generator.generate(turns, ["p"]) == loaded.generator.generate(turns, ["p"])
 
     # the same model evaluated again is not "better": it is not promoted over itself
-    again = jobs.promote_support_model(tag, report, report, settings)
+    again = training_steps.promote_support_model(tag, report, report, settings)
     assert not again["promoted"]
 
 
 def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):
     _, model, corpus = trained
     log = tmp_path / "feedback.jsonl"
-    pipeline = SupportPipeline(model, feedback_log=log)
+    pipeline = SupportRuntime(model, feedback_log=log)
     first = pipeline.reply("s1", "I want to cancel order 12345678")
     assert set(first) >= {"reply", "reply_id", "sources", "candidates", "handover"}
     assert first["candidates"] == sorted(first["candidates"], key=lambda c: -c["score"])
@@ -88,15 +90,15 @@ def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):
 
 @pytest.mark.parametrize("message", ["", "   ", None, "x" * 3000])
 def test_reply_rejects_bad_messages(trained, message):
-    pipeline = SupportPipeline(trained[1], use_generator=False)
+    pipeline = SupportRuntime(trained[1], use_generator=False)
     with pytest.raises(ValueError):
         pipeline.reply("s1", message)
 
 
 def test_feedback_rejects_unknown_replies_and_bad_ratings(trained):
-    from training.support.corpus import FeedbackError
+    from data_contracts.support import FeedbackError
 
-    pipeline = SupportPipeline(trained[1], use_generator=False)
+    pipeline = SupportRuntime(trained[1], use_generator=False)
     reply_id = pipeline.reply("s2", "how do I get an invoice")["reply_id"]
     with pytest.raises(UnknownReplyError):
         pipeline.record_feedback("no-such-reply", 1)
@@ -107,7 +109,7 @@ def test_feedback_rejects_unknown_replies_and_bad_ratings(trained):
 def test_handover_when_no_candidate_is_good_enough(trained):
     model = trained[1]
     strict = replace(model, config=replace(model.config, handover_threshold=1.01))
-    out = SupportPipeline(strict, use_generator=False).reply("s3", "where is my parcel")
+    out = SupportRuntime(strict, use_generator=False).reply("s3", "where is my parcel")
     assert out["handover"] and "colleague" in out["reply"]
 
 

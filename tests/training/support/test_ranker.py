@@ -7,7 +7,7 @@ from dataclasses import replace
 import polars as pl
 import torch
 
-from training.support.corpus import FEEDBACK_SCHEMA
+from data_contracts.schemas import SUPPORT_FEEDBACK_SCHEMA
 from training.support.ranker import CrossEncoder, negative_pool, sample_negatives, train_ranker
 
 
@@ -41,7 +41,7 @@ def test_feedback_changes_the_ranker(sample_corpus, tiny_config, tiny_encoder_di
                 "category": None,
             }
         ],
-        schema=FEEDBACK_SCHEMA,
+        schema=SUPPORT_FEEDBACK_SCHEMA,
     )
     config = replace(tiny_config, ranker_steps=15, feedback_weight=3.0, ranker_lr=1e-3)
     base = CrossEncoder.from_encoder(str(tiny_encoder_dir), config.ranker_max_length)

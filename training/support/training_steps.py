@@ -1,4 +1,4 @@
-"""Plain functions behind the support assets: corpus → ranker, generator → evaluation → promotion.
+"""The support model's training steps: corpus → ranker, generator → evaluation → promotion.
 
 The orchestrator wraps each of these; none of them knows about it.
 """
@@ -26,8 +26,8 @@ from training.support.corpus import SupportCorpus, build_corpus
 from training.support.encoder import Document, Retriever, SentenceEncoder
 from training.support.evaluate import SupportReport, evaluate_model, promote_if_better
 from training.support.generator import Generator, generator_examples, load_base, train_generator
-from training.support.pipeline import feedback_log_path
 from training.support.ranker import CrossEncoder, train_ranker
+from training.support.runtime import feedback_log_path
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The reply pipeline: retrieve → generate → rank, with dialogue state and feedback.
+"""The support runtime: retrieve → generate → rank, with dialogue state and feedback.
 
 Plain Python, loaded once per process; the serving layer wraps ``reply`` and ``record_feedback``.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from data_contracts.settings import Settings
+from data_contracts.support import validate_feedback_row
 from training.support.artifact import SupportModel, load_support_model
-from training.support.corpus import validate_feedback_row
 from training.support.dialogue import (
     DialogueStore,
     InMemoryStore,
@@ -67,7 +67,7 @@ def feedback_log_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "support" / "feedback.jsonl"
 
 
-class SupportPipeline:
+class SupportRuntime:
     """``reply(session_id, message)`` and ``record_feedback(reply_id, rating, reason)``."""
 
     def __init__(
@@ -99,7 +99,7 @@ class SupportPipeline:
         use_generator: bool = True,
         shop_facts: dict[str, str] | None = None,
         int8_generator: bool = False,
-    ) -> SupportPipeline:
+    ) -> SupportRuntime:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
         ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
         settings = settings or Settings.from_env()

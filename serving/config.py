@@ -16,6 +16,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SHOPML_{name}", default)
 
 
+def _number(name: str, default: str, kind: type[int] | type[float]) -> int | float:
+    value = _env(name, default)
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(
+            f"SHOPML_{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}"
+        ) from None
+    if not number >= 0:  # also refuses NaN
+        raise ValueError(f"SHOPML_{name} must not be negative, not {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Limits, timeouts and switches of the HTTP services."""
@@ -57,21 +70,21 @@ class ServingConfig:
         settings = settings or Settings.from_env()
         config = cls(
             api_key=_env("API_KEY", "") or None,
-            max_body_bytes=int(_env("MAX_BODY_BYTES", str(64 * 1024))),
-            store_timeout_s=float(_env("STORE_TIMEOUT_S", "0.05")),
-            append_timeout_s=float(_env("APPEND_TIMEOUT_S", "1")),
-            model_timeout_s=float(_env("MODEL_TIMEOUT_S", "0.25")),
-            breaker_failures=int(_env("BREAKER_FAILURES", "3")),
-            breaker_reset_s=float(_env("BREAKER_RESET_S", "5")),
-            cache_entries=int(_env("CACHE_ENTRIES", "10000")),
-            cache_ttl_s=float(_env("CACHE_TTL_S", "5")),
-            torch_threads=int(_env("TORCH_THREADS", "1")),
+            max_body_bytes=_number("MAX_BODY_BYTES", str(64 * 1024), int),
+            store_timeout_s=_number("STORE_TIMEOUT_S", "0.05", float),
+            append_timeout_s=_number("APPEND_TIMEOUT_S", "1", float),
+            model_timeout_s=_number("MODEL_TIMEOUT_S", "0.25", float),
+            breaker_failures=_number("BREAKER_FAILURES", "3", int),
+            breaker_reset_s=_number("BREAKER_RESET_S", "5", float),
+            cache_entries=_number("CACHE_ENTRIES", "10000", int),
+            cache_ttl_s=_number("CACHE_TTL_S", "5", float),
+            torch_threads=_number("TORCH_THREADS", "1", int),
             recommender_tag=_env("RECOMMENDER_TAG", "") or None,
             support_tag=_env("SUPPORT_TAG", "") or None,
             support_generate=_env("SUPPORT_GENERATE", "0").lower() in ("1", "true", "yes"),
             support_int8=_env("SUPPORT_INT8", "1").lower() in ("1", "true", "yes"),
-            support_torch_threads=int(_env("SUPPORT_TORCH_THREADS", "2")),
-            chat_timeout_s=float(_env("CHAT_TIMEOUT_S", "10")),
+            support_torch_threads=_number("SUPPORT_TORCH_THREADS", "2", int),
+            chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),
         )
         if settings.profile == "production" and not config.api_key:
             raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")

@@ -40,6 +40,7 @@ POPULARITY = "popularity"
 # Masks kept per (category, in_stock_only); categories are few, arbitrary strings are not cached.
 MAX_MASKS = 256
 OPEN_TIMEOUT_S = 5.0
+READY_PROBE = "readyz-probe"  # a user id no one has: /readyz reads it to see the store answer
 
 
 class UnknownItemError(LookupError):
@@ -166,6 +167,17 @@ class RecommenderEngine:
             log.exception("feature store read failed for %r", user_id)
             return None
         return sequence.item_ids
+
+    def ready(self) -> bool:
+        """For /readyz: a model is loaded and the feature store answers (one probe read)."""
+        if self.model is None or self.breaker.state == "open":
+            return False
+        try:
+            self._store().read(READY_PROBE)
+        except Exception as e:  # whatever the store's client raises: not ready
+            log.debug("recommender not ready: the feature store failed (%s)", e)
+            return False
+        return True
 
     # --- scoring -------------------------------------------------------------------------------
 

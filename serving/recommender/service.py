@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gc
 
-from data_contracts.settings import Settings, use_model_store
+from data_contracts.settings import Settings
+from serving.startup import check_recommender, preflight
 
-use_model_store(Settings.from_env())
+# Before BentoML is imported and before any worker starts: invalid settings or a model that
+# does not load end the process here with one line, instead of a worker restarted for ever.
+preflight("recommender", check_recommender)
 
 import bentoml  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
@@ -34,7 +37,7 @@ class RecommenderService:
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        return self.engine is not None
+        return self.engine.ready()
 
     @bentoml.api(route="/recommend")
     async def recommend(self, request: RecommendRequest, /) -> RecommendResponse:

@@ -24,6 +24,7 @@ from training.support.runtime import HANDOVER_REPLY, SupportRuntime, UnknownRepl
 
 log = logging.getLogger(__name__)
 SERVICE = "support"
+READY_PROBE = "readyz-probe"  # a reply id no one has: /readyz reads it to see the store answer
 
 __all__ = ["FeedbackError", "FeedbackUnavailable", "SupportEngine", "UnknownReplyError"]
 
@@ -57,6 +58,17 @@ class SupportEngine:
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)
         return cls(runtime, LandingLog(settings), config)
+
+    def ready(self) -> bool:
+        """For /readyz: the reply pipeline is not failing and its dialogue store answers."""
+        if self.breaker.state == "open":
+            return False
+        try:
+            self.runtime.store.get_reply(READY_PROBE)
+        except Exception as e:  # whatever the store's client raises: not ready
+            log.debug("support not ready: the dialogue store failed (%s)", e)
+            return False
+        return True
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         try:

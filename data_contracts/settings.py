@@ -91,6 +91,16 @@ class Settings:
     def feedback_landing(self) -> Path:
         return self.landing_dir / "feedback"
 
+    @property
+    def sources_landing(self) -> Path:
+        """The shop's own source files (``*.yaml``), beside the shipped ones."""
+        return self.landing_dir / "sources"
+
+    @property
+    def rejected_landing(self) -> Path:
+        """Landed files that could not be read, each with a ``.reason.txt`` beside it."""
+        return self.landing_dir / "_rejected"
+
 
 def use_model_store(settings: Settings) -> Path:
     """Point BentoML at the configured model store; call before the first ``import bentoml``.

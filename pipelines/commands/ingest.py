@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -92,8 +93,40 @@ def run_job(settings: Settings, name: str, instance=None) -> str:
     return job.execute_in_process(run_config=quiet, instance=instance or dagster_instance(settings)).run_id
 
 
+def rejected_files(settings: Settings, runs: list[str]) -> list[tuple[str, str]]:
+    """(file, reason) of the landed files these runs could not read and moved aside."""
+    from data_contracts import warehouse
+
+    if not settings.warehouse_path.exists():
+        return []
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    try:
+        if not warehouse.table_exists(conn, "rejected_files"):
+            return []
+        return conn.execute(
+            "SELECT file, reason FROM rejected_files WHERE run_id IN (SELECT unnest(?)) ORDER BY file", [runs]
+        ).fetchall()
+    finally:
+        conn.close()
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.batch:
+        for batch in args.batch:
+            try:
+                date.fromisoformat(batch)
+            except ValueError:
+                raise ValueError(f"--batch {batch!r}: not a day (YYYY-MM-DD)") from None
     runs = ingest_landed(settings, args.batch)
     print(f"ingest finished: {len(runs)} run(s) {', '.join(runs)}")
+    rejected = rejected_files(settings, runs)
+    if rejected:
+        files = "; ".join(f"{reason}" for _, reason in rejected)
+        print(
+            f"shopml ingest: {len(rejected)} landed file(s) could not be read and were moved to"
+            f" {settings.rejected_landing}/ (everything else was ingested): {files}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

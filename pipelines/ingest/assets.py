@@ -27,7 +27,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from data_contracts import contracts, warehouse
-from data_contracts.adapters import LandingFileError
+from data_contracts.adapters import SourceError
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
 from pipelines.resources import ShopSettings
@@ -83,18 +83,58 @@ def _contract_spec(name: str, asset_name: str) -> AssetCheckSpec:
     )
 
 
-@asset(group_name=GROUP)
-def raw_catalog(warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
+def _readable_name(asset_name: str) -> str:
+    return {"raw_catalog": "readable_catalog_files", "raw_events": "readable_event_files"}[asset_name]
+
+
+def _readable_spec(asset_name: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        _readable_name(asset_name),
+        asset=asset_name,
+        description="Every landed file could be read; one that could not is moved to landing/_rejected/"
+        " with a reason file, recorded in rejected_files and named here, and the rest is ingested",
+    )
+
+
+def _readable_check(asset_name: str, rejected: list[transform.RejectedFile]) -> AssetCheckResult:
+    return AssetCheckResult(
+        asset_key=asset_name,
+        check_name=_readable_name(asset_name),
+        passed=not rejected,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(f"{r.reason} (moved to {r.moved_to})" for r in rejected)
+        or "every landed file was read",
+        metadata={"rejected": MetadataValue.json({r.path: r.reason for r in rejected})},
+    )
+
+
+def _record_rejected(conn, rejected: list[transform.RejectedFile], step: str, run_id: str) -> None:
+    if rejected:
+        now = datetime.now(timezone.utc)
+        warehouse.append(conn, "rejected_files", transform.rejected_files_frame(rejected, step, run_id, now))
+
+
+@asset(group_name=GROUP, check_specs=[_readable_spec("raw_catalog")])
+def raw_catalog(context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings):
     """Every landed catalog row (catalog files and items described by event files)."""
     contracts.prewarm()
-    files = transform.landed_catalog_files(settings.get())
-    try:
-        raw = transform.read_raw_catalog(files)
-    except LandingFileError as exc:
-        raise Failure(description=str(exc)) from exc
+    config = settings.get()
+    sources = _sources(config)
+    files = transform.landed_catalog_files(config, sources)
+    raw, rejected = transform.read_raw_catalog(config, files, sources)
     with warehouse_db.get_connection() as conn, warehouse.transaction(conn):
         warehouse.replace_table(conn, "raw_catalog", raw)
-    return MaterializeResult(metadata={"rows": raw.height, "files": len(files)})
+        _record_rejected(conn, rejected, "raw_catalog", context.run_id)
+    yield MaterializeResult(metadata={"rows": raw.height, "files": len(files) - len(rejected)})
+    yield _readable_check("raw_catalog", rejected)
+
+
+def _sources(config: Settings):
+    """The sources of the landing folder; a broken source file fails the step, naming it."""
+    try:
+        return transform.landed_sources(config)
+    except SourceError as exc:
+        raise Failure(description=str(exc)) from exc
 
 
 @multi_asset(
@@ -167,6 +207,7 @@ _EVENT_DEPS = [AssetKey("raw_events"), AssetKey("catalog")]
         ),
     ],
     check_specs=[
+        _readable_spec("raw_events"),
         _contract_spec("events", "events"),
         AssetCheckSpec(
             "rows_balance",
@@ -192,6 +233,7 @@ def event_tables(context: AssetExecutionContext, warehouse_db: DuckDBResource, s
     now = datetime.now(timezone.utc)
     sample_per_batch = -(-config.contract_sample_rows // len(keys))
     contracts.prewarm()  # the events check, or the next steps of the ingest job, need it
+    sources = _sources(config) if land else None
     with warehouse_db.get_connection() as conn:
         known = existing = None
         if clean:
@@ -207,36 +249,41 @@ def event_tables(context: AssetExecutionContext, warehouse_db: DuckDBResource, s
                 warehouse.partition_writer(conn, "quarantine_events", "batch_date") if clean else None
             )
 
-            def day(key: date) -> tuple[dict[str, int], DayResult | None]:
+            def day(key: date) -> tuple[dict[str, int], list[transform.RejectedFile], DayResult | None]:
                 file_rows: dict[str, int] = {}
+                rejected: list[transform.RejectedFile] = []
                 if land:
-                    raw, file_rows = transform.read_raw_events(
-                        key.isoformat(), transform.landed_event_files(config, key.isoformat())
+                    raw, file_rows, rejected = transform.read_raw_events(
+                        config,
+                        key.isoformat(),
+                        transform.landed_event_files(config, key.isoformat()),
+                        sources,
                     )
                     raw_writer.write(key, raw)
                 else:
                     with conn.cursor() as cursor:  # a DuckDB connection is one thread's
                         raw = warehouse.read_partitions(cursor, "raw_events", "batch_date", [key])
                 if not clean:
-                    return file_rows, None
+                    return file_rows, rejected, None
                 split = transform.clean_events(raw, known, now, config.future_skew())
                 clean_writer.write(key, split.clean)
                 quarantine_writer.write(key, split.quarantined)
                 count = [key, raw.height, split.clean.height, split.quarantined.height, split.duplicates]
                 sample = split.clean.sample(min(sample_per_batch, split.clean.height), seed=0)
                 ids = split.clean["event_id"]
-                return file_rows, DayResult(count, ids, transform.id_hashes(ids), sample)
+                return file_rows, rejected, DayResult(count, ids, transform.id_hashes(ids), sample)
 
             # A few landing days at a time; ids repeated across days are dropped afterwards.
+            # A file that cannot be read is moved aside; the rest of its day still lands.
             rows: dict[str, int] = {}
+            rejected: list[transform.RejectedFile] = []
             days: list[DayResult] = []
-            try:
-                for file_rows, result in by_day(day, keys):
-                    rows.update(file_rows)
-                    if result is not None:
-                        days.append(result)
-            except LandingFileError as exc:
-                raise Failure(description=str(exc)) from exc
+            for file_rows, day_rejected, result in by_day(day, keys):
+                rows.update(file_rows)
+                rejected += day_rejected
+                if result is not None:
+                    days.append(result)
+            _record_rejected(conn, rejected, "raw_events", context.run_id)
             if clean:
                 drop_repeated_ids(days, keys, existing, clean_writer)
                 runs = _ingest_runs(context.run_id, [d.count for d in days], now)
@@ -246,6 +293,8 @@ def event_tables(context: AssetExecutionContext, warehouse_db: DuckDBResource, s
                 asset_key="raw_events",
                 metadata={"rows": sum(rows.values()), "files": MetadataValue.json(rows)},
             )
+            if _readable_name("raw_events") in {key.name for key in context.selected_asset_check_keys}:
+                yield _readable_check("raw_events", rejected)
         if not clean:
             return
         totals = runs.select(pl.col("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate").sum()).row(

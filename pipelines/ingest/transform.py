@@ -6,6 +6,7 @@ measured without the orchestrator.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -46,8 +47,17 @@ def landed_batches(settings: Settings) -> list[str]:
     return days
 
 
-def landed_catalog_files(settings: Settings) -> list[Path]:
-    """Catalog files, plus event files whose format also describes items (e.g. Online Retail)."""
+def landed_sources(settings: Settings) -> adapters.Sources:
+    """The shipped sources and the shop's own (landing/sources/*.yaml)."""
+    return adapters.Sources.load(settings.sources_landing)
+
+
+def landed_catalog_files(settings: Settings, sources: adapters.Sources | None = None) -> list[Path]:
+    """Catalog files, plus event files whose source also describes items (e.g. Online Retail).
+
+    An event file whose source cannot be told is left to the events step, which rejects it.
+    """
+    sources = sources or landed_sources(settings)
     files: list[Path] = []
     if settings.catalog_landing.is_dir():
         files += sorted(
@@ -56,30 +66,119 @@ def landed_catalog_files(settings: Settings) -> list[Path]:
             if p.is_file() and p.suffix.lower() in adapters.EVENT_SUFFIXES
         )
     for batch in landed_batches(settings):
-        files += [
-            p
-            for p in landed_event_files(settings, batch)
-            if adapters.sniff_format(p) in adapters.FORMATS_WITH_ITEMS
-        ]
+        for path in landed_event_files(settings, batch):
+            try:
+                if sources.detect(path).carries_items:
+                    files.append(path)
+            except adapters.LandingFileError:
+                continue
     return files
 
 
-def read_raw_events(batch: str, files: list[Path]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """One landing day's files as canonical raw rows with a batch_date column, and the rows of each."""
-    frames = [adapters.adapt_file(path).events for path in files]
-    rows = {str(path): frame.height for path, frame in zip(files, frames, strict=True)}
+@dataclass(frozen=True)
+class RejectedFile:
+    """A landed file that could not be read at all, moved aside with its reason."""
+
+    path: str  # where it had landed
+    moved_to: str
+    reason: str
+
+
+def reject_file(settings: Settings, path: Path, reason: str) -> RejectedFile:
+    """Move ``path`` (and its source note) to landing/_rejected/, with ``<name>.reason.txt`` beside it."""
+    path = Path(path)
+    try:
+        relative = path.resolve().relative_to(settings.landing_dir.resolve())
+    except ValueError:
+        relative = Path(path.name)
+    target = settings.rejected_landing / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # rejected before under the same name: keep both
+        target = target.with_name(
+            f"{target.stem}-{datetime.now().strftime('%Y%m%dT%H%M%S%f')}{target.suffix}"
+        )
+    shutil.move(path, target)
+    note = path.with_name(path.name + adapters.registry.NOTE_SUFFIX)
+    if note.exists():
+        shutil.move(note, target.with_name(target.name + adapters.registry.NOTE_SUFFIX))
+    target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return RejectedFile(str(path), str(target), reason)
+
+
+def adapt_or_reject(
+    settings: Settings, path: Path, sources: adapters.Sources
+) -> tuple[adapters.AdaptedFile | None, RejectedFile | None]:
+    """One landed file read with its source, or moved aside when it cannot be read at all."""
+    try:
+        return adapters.adapt_file(path, sources), None
+    except adapters.LandingFileError as exc:
+        return None, reject_file(settings, path, str(exc))
+
+
+def read_raw_events(
+    settings: Settings, batch: str, files: list[Path], sources: adapters.Sources | None = None
+) -> tuple[pl.DataFrame, dict[str, int], list[RejectedFile]]:
+    """One landing day's files as canonical raw rows with a batch_date column, the rows of
+    each file, and the files that could not be read (moved aside; the others still count)."""
+    sources = sources or landed_sources(settings)
+    frames, rows, rejected = [], {}, []
+    for path in files:
+        adapted, reject = adapt_or_reject(settings, path, sources)
+        if reject is not None:
+            rejected.append(reject)
+            continue
+        frames.append(adapted.events)
+        rows[str(path)] = adapted.events.height
     if not frames:
         frame = schemas.empty(schemas.RAW_EVENT_SCHEMA)
     else:
         frame = pl.concat(frames, how="vertical")
-    return frame.with_columns(pl.lit(date.fromisoformat(batch)).alias("batch_date")), rows
+    return frame.with_columns(pl.lit(date.fromisoformat(batch)).alias("batch_date")), rows, rejected
 
 
-def read_raw_catalog(files: Iterable[Path]) -> pl.DataFrame:
-    frames = [adapters.adapt_file(path).catalog for path in files]
+def read_raw_catalog(
+    settings: Settings, files: Iterable[Path], sources: adapters.Sources | None = None
+) -> tuple[pl.DataFrame, list[RejectedFile]]:
+    """Every catalog row of ``files``, and the catalog files that could not be read (moved aside).
+
+    An unreadable event file is left where it is: the events step rejects it.
+    """
+    sources = sources or landed_sources(settings)
+    frames, rejected = [], []
+    for path in files:
+        if Path(path).parent == settings.catalog_landing:
+            adapted, reject = adapt_or_reject(settings, path, sources)
+            if reject is not None:
+                rejected.append(reject)
+                continue
+        else:
+            try:
+                adapted = adapters.adapt_file(path, sources)
+            except adapters.LandingFileError:
+                continue
+        frames.append(adapted.catalog)
     if not frames:
-        return schemas.empty(schemas.RAW_CATALOG_SCHEMA)
-    return pl.concat(frames, how="vertical")
+        return schemas.empty(schemas.RAW_CATALOG_SCHEMA), rejected
+    return pl.concat(frames, how="vertical"), rejected
+
+
+def rejected_files_frame(rejected: list[RejectedFile], step: str, run_id: str, now: datetime) -> pl.DataFrame:
+    """Rows of the rejected_files table."""
+    return pl.DataFrame(
+        {
+            "file": [r.path for r in rejected],
+            "moved_to": [r.moved_to for r in rejected],
+            "reason": [r.reason for r in rejected],
+        },
+        schema={"file": pl.String, "moved_to": pl.String, "reason": pl.String},
+    ).select(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(step).alias("step"),
+        "file",
+        "moved_to",
+        "reason",
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("rejected_at"),
+    )
 
 
 @dataclass

@@ -48,11 +48,15 @@ def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, 
     ).exists()
 
 
-def test_land_refuses_a_file_in_no_known_format(settings, tmp_path, capsys):
+def test_land_refuses_a_file_in_no_known_format_in_one_line(settings, tmp_path, capsys):
     path = tmp_path / "odd.csv"
     path.write_text("a,b\n1,2\n")
+    assert main(["land", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "odd.csv: columns ['a', 'b'] match no known format" in err[0]
+    assert not settings.landing_dir.exists()
     with pytest.raises(ValueError, match="odd.csv: columns"):
-        main(["land", str(path)])
+        main(["--debug", "land", str(path)])
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ from dagster import AssetKey, DagsterInstance
 from testdata import SAMPLES
 
 from data_contracts import warehouse
+from pipelines.cli import main
 from pipelines.commands.ingest import RANGE_END_TAG, RANGE_START_TAG, ingest_landed
 from pipelines.commands.land import land_file
 from pipelines.definitions import build_definitions
@@ -37,6 +39,8 @@ def test_tiny_shop_end_to_end_checks_pass_and_a_rerun_doubles_nothing(settings, 
     [run_id] = ingest_landed(settings, instance=instance)
     checks = check_results(instance, run_id)
     assert checks == {
+        "readable_catalog_files": True,
+        "readable_event_files": True,
         "catalog_contract": True,
         "events_contract": True,
         "rows_balance": True,
@@ -92,10 +96,19 @@ def test_raw_events_and_events_materialised_apart_match_the_single_pass(settings
     run("raw_events")
     result = run("events", "quarantine_events")
     assert check_results(instance, result.run_id) == {"events_contract": True, "rows_balance": True}
+    assert check_results(instance, run("raw_events").run_id) == {"readable_event_files": True}
     assert event_tables(settings) == together
     with pytest.raises(Exception, match="events and quarantine_events are written together"):
         run("events")
     assert event_tables(settings) == together
+
+
+def check_descriptions(instance, run_id) -> dict[str, str]:
+    return {
+        r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data.description
+        for r in instance.all_logs(run_id)
+        if r.dagster_event and r.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 @pytest.mark.parametrize(
@@ -103,17 +116,75 @@ def test_raw_events_and_events_materialised_apart_match_the_single_pass(settings
     [
         ("ts,user_id,event_type\n2026-01-06,u1,view\n", r"missing required columns \['item_id'\]"),
         ("", "file is empty"),
+        ("\x00\x01PAR1 binary", "not a readable Parquet file"),
     ],
 )
-def test_a_bad_file_fails_the_run_naming_it_and_changes_nothing(settings, tiny_shop, text, problem):
+def test_an_unreadable_file_is_moved_aside_and_the_rest_ingests(settings, tiny_shop, text, problem):
     instance = DagsterInstance.ephemeral()
     ingest_landed(settings, instance=instance)
     before = tables(settings)
-    bad = settings.events_landing / "2026-01-06" / "export.csv"
+    name = "export.parquet" if "PAR1" in text else "export.csv"
+    bad = settings.events_landing / "2026-01-06" / name
     bad.write_text(text)
-    with pytest.raises(Exception, match=rf"export.csv: {problem}"):
-        ingest_landed(settings, instance=instance)
-    assert tables(settings) == before
+    [run_id] = ingest_landed(settings, instance=instance)
+    checks = check_results(instance, run_id)
+    assert checks.pop("readable_event_files") is False
+    assert all(checks.values()), checks  # everything else ingested and checked as before
+    assert re.search(rf"{name}: {problem}", check_descriptions(instance, run_id)["readable_event_files"])
+    assert not bad.exists()
+    moved = settings.rejected_landing / "events" / "2026-01-06" / name
+    assert moved.read_bytes() == text.encode()
+    assert re.search(rf"{name}: {problem}", (moved.parent / f"{name}.reason.txt").read_text())
+    after = tables(settings)
+    assert after.pop("rejected_files") == 1
+    after.pop("ingest_runs"), before.pop("ingest_runs")
+    assert after == before  # the day's other files and the other days are all there
+    # Moved aside, the file no longer stops or reddens the next run.
+    [again] = ingest_landed(settings, instance=instance)
+    assert check_results(instance, again)["readable_event_files"] is True
+
+
+def test_an_empty_file_on_one_day_does_not_block_another_days_ingest(settings, tiny_shop, capsys):
+    (settings.events_landing / "2026-01-05" / "empty.csv").write_text("")
+    code = main(["ingest", "--batch", "2026-01-06"])
+    err = capsys.readouterr().err.strip().splitlines()
+    # The requested day is ingested; the catalog step no longer trips over the other day's file.
+    assert code == 0 and err == []
+    assert (settings.events_landing / "2026-01-05" / "empty.csv").exists()
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    days = conn.execute("SELECT DISTINCT batch_date::VARCHAR FROM events").fetchall()
+    conn.close()
+    assert days == [("2026-01-06",)]
+    # Ingesting that day rejects the file, ingests the rest of it, and says so in one line.
+    code = main(["ingest", "--batch", "2026-01-05"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "1 landed file(s) could not be read" in err[0] and "empty.csv: file is empty" in err[0]
+    assert tables(settings)["events"] > 0
+
+
+def test_an_unreadable_catalog_file_is_moved_aside_and_the_catalog_still_builds(settings, tiny_shop):
+    bad = settings.catalog_landing / "catalog-broken.csv"
+    bad.write_text("")
+    instance = DagsterInstance.ephemeral()
+    [run_id] = ingest_landed(settings, instance=instance)
+    checks = check_results(instance, run_id)
+    assert checks.pop("readable_catalog_files") is False
+    assert all(checks.values()), checks
+    assert (
+        "catalog-broken.csv: file is empty" in check_descriptions(instance, run_id)["readable_catalog_files"]
+    )
+    assert (settings.rejected_landing / "catalog" / "catalog-broken.csv").exists()
+    assert tables(settings)["catalog"] == 40
+
+
+def test_a_broken_source_file_fails_the_run_naming_it(settings, tiny_shop):
+    settings.sources_landing.mkdir(parents=True)
+    (settings.sources_landing / "mine.yaml").write_text(
+        "name: mine\nread: {columns: [a]}\nevents: {fields: {ts: a}}\n"
+    )
+    with pytest.raises(Exception, match=r"mine.yaml: events: .*no column or constant for \['user_id'"):
+        ingest_landed(settings, instance=DagsterInstance.ephemeral())
 
 
 def test_online_retail_and_rees46_samples_ingest_with_their_dirt_quarantined(settings, tmp_path):

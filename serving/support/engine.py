@@ -17,6 +17,7 @@ from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
 from data_contracts.support import FeedbackError
 from serving import metrics
+from serving.catalog import Catalog
 from serving.config import ServingConfig
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
@@ -49,11 +50,14 @@ class SupportEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
+        # Product titles (brands included) are the shop's own words: not evidence of a language.
+        titles = [item.title for item in Catalog.load(settings.warehouse_path).items.values() if item.title]
         runtime = SupportRuntime.load(
             settings,
             tag=config.support_tag,
             use_generator=config.support_generate,
             int8_generator=config.support_int8 and not torch.cuda.is_available(),
+            vocabulary=titles,
         )
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)

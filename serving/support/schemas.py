@@ -49,6 +49,9 @@ class ChatResponse(BaseModel):
     candidates: list[CandidateScore] = Field(default_factory=list)
     model_version: str
     fallback: ChatFallback | None = Field(None, description="why the model's reply was not used")
+    language: str | None = Field(
+        None, description="ISO 639-1 code of the message's language; null when too short to tell"
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

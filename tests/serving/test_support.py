@@ -128,3 +128,24 @@ def test_bad_input_is_a_400(client, path, body):
     r = client.post(path, json=body, headers={"X-API-Key": KEY})
     assert r.status_code == 400, r.text
     assert r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "message, language",
+    [("我想取消订单", "zh"), ("¿Dónde está mi pedido?", "es"), ("Ich möchte die Jacke zurückgeben", "de")],
+)
+def test_a_language_the_shop_does_not_serve_gets_a_handover_in_that_language(engine, message, language):
+    from training.support.language import HANDOVER_TEXTS
+
+    out = asyncio.run(engine.chat(ChatRequest(session_id=f"lang-{language}", message=message)))
+    assert out.handover and out.language == language and out.reply == HANDOVER_TEXTS[language]
+    assert out.sources == [] and out.candidates == []
+
+
+def test_short_messages_are_answered_not_handed_over_as_foreign(engine):
+    from training.support.language import HANDOVER_TEXTS
+
+    foreign = {text for code, text in HANDOVER_TEXTS.items() if code != "en"}
+    for message in ("ok", "thx", "cheers", "order 12345678", "#00108"):
+        out = asyncio.run(engine.chat(ChatRequest(session_id="short", message=message)))
+        assert out.reply not in foreign and out.language in (None, "en"), message

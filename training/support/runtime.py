@@ -28,12 +28,10 @@ from training.support.dialogue import (
     make_store,
 )
 from training.support.encoder import Hit
+from training.support.language import LanguageConfig, LanguageDetector, handover_text
 
 MAX_MESSAGE_CHARS = 2000
-HANDOVER_REPLY = (
-    "I want to be sure you get the right answer, so I'm passing this conversation to a colleague "
-    "from our support team. They will reply here shortly."
-)
+HANDOVER_REPLY = handover_text("en")
 
 
 class UnknownReplyError(LookupError):
@@ -79,7 +77,11 @@ class SupportRuntime:
         use_generator: bool = True,
         num_threads: int | None = None,
         exact_generation: bool = False,
+        languages: LanguageConfig | None = None,
+        vocabulary: list[str] | None = None,
     ):
+        """``languages``: which languages are answered (the rest get a handover in their own);
+        ``vocabulary``: the shop's own words (product titles, brands), ignored by detection."""
         torch.set_num_threads(num_threads or model.config.num_threads)
         self.model = model
         self.store = store or InMemoryStore()
@@ -89,6 +91,7 @@ class SupportRuntime:
         # Always write max_new_tokens tokens (benchmarks measure a fixed amount of generation).
         self.exact_generation = exact_generation
         self._log_lock = threading.Lock()
+        self.detector = LanguageDetector(languages, vocabulary or ()).warm()
 
     @classmethod
     def load(
@@ -99,6 +102,8 @@ class SupportRuntime:
         use_generator: bool = True,
         shop_facts: dict[str, str] | None = None,
         int8_generator: bool = False,
+        languages: LanguageConfig | None = None,
+        vocabulary: list[str] | None = None,
     ) -> SupportRuntime:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
         ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
@@ -107,7 +112,15 @@ class SupportRuntime:
         if int8_generator and model.generator is not None:
             model.generator.quantize()
         store = store or make_store(settings.profile, Path(settings.data_dir), settings.redis_url)
-        return cls(model, store, feedback_log_path(settings), shop_facts, use_generator)
+        return cls(
+            model,
+            store,
+            feedback_log_path(settings),
+            shop_facts,
+            use_generator,
+            languages=languages,
+            vocabulary=vocabulary,
+        )
 
     def rank(self, context: str, candidates: list[Candidate]) -> np.ndarray:
         return self.model.ranker.score(context, [c.text for c in candidates])
@@ -129,6 +142,14 @@ class SupportRuntime:
             self.store.set_slots(session_id, found)
         turns = self.store.turns(session_id, config.context_turns)
         context = context_text(turns)
+
+        start = time.perf_counter()
+        language = self.detector.detect(message)
+        timings["language_ms"] = (time.perf_counter() - start) * 1000
+        if not language.served:
+            return self._handover(
+                session_id, context, handover_text(language.language), language.language, timings
+            )
 
         start = time.perf_counter()
         retriever = self.model.retriever
@@ -194,6 +215,28 @@ class SupportRuntime:
                 {"source": c.source, "score": round(float(s), 4), "text": c.text}
                 for c, s in sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
             ],
+            "language": language.language,
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+
+    def _handover(
+        self, session_id: str, context: str, text: str, language: str | None, timings: dict[str, float]
+    ) -> dict:
+        """A handover without looking anything up: a language the shop does not serve."""
+        reply_id = uuid.uuid4().hex
+        self.store.save_reply(
+            reply_id,
+            {"session_id": session_id, "context": context, "reply": text, "category": None, "handover": True},
+        )
+        self.store.append_turn(session_id, "assistant", text)
+        return {
+            "reply": text,
+            "reply_id": reply_id,
+            "handover": True,
+            "missing_slots": [],
+            "sources": [],
+            "candidates": [],
+            "language": language,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
 

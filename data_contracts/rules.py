@@ -28,6 +28,9 @@ def event_rules(now: datetime, future_skew: timedelta, known_items: pl.Series | 
         ("missing_event_id", _blank("event_id")),
         ("missing_ts", pl.col("ts").is_null() & pl.col("reject_reason").is_null()),
         ("future_ts", pl.col("ts") > pl.lit(now + future_skew).cast(pl.Datetime("us", "UTC"))),
+        # Before the shop could exist online: a wrong unit (seconds read as milliseconds) or a
+        # zero date.
+        ("ts_out_of_range", pl.col("ts") < pl.lit(schemas.EARLIEST_TS).cast(pl.Datetime("us", "UTC"))),
         ("missing_user", _blank("user_id") & pl.col("reject_reason").is_null()),
         ("missing_item", _blank("item_id") & pl.col("reject_reason").is_null()),
         (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import polars as pl
 
 EVENT_TYPES = (
@@ -33,6 +35,8 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 EVENT_COLUMNS = tuple(EVENT_SCHEMA)
 # Columns a canonical file must have; the others may be missing and are then null.
 EVENT_REQUIRED = ("ts", "user_id", "item_id", "event_type")
+# Events before this are out of range (quarantined as ts_out_of_range).
+EARLIEST_TS = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 # Where a raw row came from: kept on raw and quarantine rows so every row can be traced.
 LINEAGE_SCHEMA: dict[str, pl.DataType] = {

@@ -371,7 +371,8 @@ def load_source(path: Path, shipped: bool = False) -> Source:
         return Source.model_validate({**data, "path": path, "shipped": shipped})
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise SourceError(f"{path}: {key}: {message}{more}") from exc
+        # A check across keys names its key in the message.
+        raise SourceError(f"{path}: {key + ': ' if key else ''}{message}{more}") from exc

@@ -11,6 +11,8 @@ from pathlib import Path
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
 
+# Console logging of in-process runs: only what is worse than a failed step.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Dagster's tags for a run over a range of partitions (a single-run backfill).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -68,8 +70,9 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
 
     defs = build_definitions(settings)
     instance = instance or dagster_instance(settings)
-    # The run's step events go to the Dagster UI; the console shows warnings and errors only.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # The run's step events, failures included, go to the Dagster UI; a failure reaches the
+    # caller as the exception, which the CLI prints in one line (not as the log's tracebacks).
+    quiet = QUIET
     batches = batches or transform.landed_batches(settings)
     runs = []
     if not batches:
@@ -89,7 +92,7 @@ def run_job(settings: Settings, name: str, instance=None) -> str:
     from pipelines.definitions import build_definitions
 
     job = build_definitions(settings).resolve_job_def(name)
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = QUIET
     return job.execute_in_process(run_config=quiet, instance=instance or dagster_instance(settings)).run_id
 
 

@@ -47,15 +47,13 @@ class SampleReport:
     source: adapters.Source
     rows: int = 0
     clean: int = 0
+    quarantined: int = 0
     duplicates: int = 0
-    by_rule: Counter = field(default_factory=Counter)
+    by_rule: Counter = field(default_factory=Counter)  # a row may break several rules
     # Source values of event types that would be quarantined, with their counts.
     unknown_event_types: Counter = field(default_factory=Counter)
     items: int = 0  # catalog rows the file describes
-
-    @property
-    def quarantined(self) -> int:
-        return sum(self.by_rule.values())
+    catalog_by_rule: Counter = field(default_factory=Counter)  # of those, quarantined by rule
 
     def describe(self) -> str:
         lines = [
@@ -66,8 +64,12 @@ class SampleReport:
         if self.by_rule:
             rules = ", ".join(f"{rule} {n:,}" for rule, n in self.by_rule.most_common())
             lines.append(f"  quarantined by rule: {rules}")
+        if self.catalog_by_rule:
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in self.catalog_by_rule.most_common())
+            lines.append(f"  catalog rows quarantined by rule: {rules}")
         if self.unknown_event_types:
-            values = ", ".join(f"{v!r} {n:,}" for v, n in self.unknown_event_types.most_common(10))
+            common = sorted(self.unknown_event_types.items(), key=lambda vn: (-vn[1], str(vn[0])))[:10]
+            values = ", ".join(f"{v!r} {n:,}" for v, n in common)
             lines.append(f"  event types the source does not map: {values}")
         if self.source.kind == "events" and not self.source.carries_items:
             lines.append("  (unknown_item is checked at ingest, against the catalog in the warehouse)")
@@ -92,19 +94,19 @@ def check_sample(path: Path, source: adapters.Source, rows: int = SAMPLE_ROWS) -
     report.items = adapted.catalog.height
     if source.kind == "catalog":
         tables = transform.build_catalog(adapted.catalog)
-        report.rows, report.clean, report.duplicates = (
-            adapted.catalog.height,
-            tables.history.height,
-            tables.duplicates,
-        )
+        report.rows, report.clean = adapted.catalog.height, tables.history.height
+        report.quarantined, report.duplicates = tables.quarantined.height, tables.duplicates
         report.by_rule = _rules(tables.quarantined)
         return report
     known = None
     if source.carries_items:
-        known = transform.build_catalog(adapted.catalog).current["item_id"]
+        items = transform.build_catalog(adapted.catalog)
+        known = items.current["item_id"]
+        report.catalog_by_rule = _rules(items.quarantined)
     now = datetime.now(timezone.utc)
     split = transform.clean_events(adapted.events, known, now, Settings.from_env().future_skew())
-    report.rows, report.clean, report.duplicates = split.rows_in, split.clean.height, split.duplicates
+    report.rows, report.clean = split.rows_in, split.clean.height
+    report.quarantined, report.duplicates = split.quarantined.height, split.duplicates
     report.by_rule = _rules(split.quarantined)
     unknown = split.quarantined.filter(pl.col("rule").str.contains("unknown_event_type"))
     report.unknown_event_types = Counter(dict(unknown.group_by("event_type").len().iter_rows()))
@@ -217,6 +219,9 @@ def suggest(path: Path, name: str | None = None) -> str:
     missing = [r for r in ("ts", "user_id", "item_id", "event_type") if r not in roles]
     for role in missing:
         out.append(f"    # {role}: <column>  # not found: name the column, or give a constant below")
+    unused = [c for c in columns if c not in roles.values()]
+    if unused:
+        out.append(f"    # not mapped: {', '.join(unused)} (item columns can go under catalog:)")
     out += ["  constants:", f"    source: {name}"]
     if "event_type" not in roles:
         out.append("    # event_type: purchase  # when every row is one kind of event")
@@ -249,36 +254,44 @@ def _guess_roles(columns: list[str], values: dict[str, list[str]]) -> dict[str, 
             if column not in roles.values() and re.search(pattern, column, re.IGNORECASE):
                 roles[role] = column
                 break
-    for column in columns:  # header-less or unusual names: guess from the values
-        if column in roles.values():
-            continue
-        sample = values.get(column, [])
-        if "ts" not in roles and (
-            _epoch_unit(sample) or (sample and all(re.match(r"\d{4}-\d{2}-\d{2}", v) for v in sample))
-        ):
-            roles["ts"] = column
-        elif (
-            "event_type" not in roles
-            and sample
-            and len(set(sample)) <= 12
-            and not all(v.isdigit() for v in sample)
-        ):
-            roles["event_type"] = column
-    ids = [c for c in columns if c not in roles.values() and values.get(c)]
+    # Header-less files or unusual names: guess from the values.
+    free = [c for c in columns if c not in roles.values() and values.get(c)]
+    if "ts" not in roles:
+        for column in free:
+            sample = values[column]
+            dated = sum(bool(re.match(r"\d{4}-\d{2}-\d{2}", v)) for v in sample)
+            if _epoch_unit(sample) or dated >= 0.6 * len(sample):
+                roles["ts"] = column
+                free.remove(column)
+                break
+    if "event_type" not in roles and free:
+
+        def words(column: str) -> float:
+            sample = values[column]
+            known = sum(any(re.match(p, v.strip().lower()) for p in _EVENT_WORDS.values()) for v in sample)
+            return known / len(sample)
+
+        best = max(free, key=words)
+        if words(best) < 0.5:
+            few = [c for c in free if len(set(values[c])) <= 12 and not all(v.isdigit() for v in values[c])]
+            best = min(few, key=lambda c: len(set(values[c])), default=None)
+        if best is not None:
+            roles["event_type"] = best
+            free.remove(best)
     for role in ("user_id", "item_id"):
-        if role not in roles and ids:
-            roles[role] = ids.pop(0)
+        if role not in roles and free:
+            roles[role] = free.pop(0)
     return roles
 
 
 def _epoch_unit(sample: list[str]) -> str | None:
-    numbers = [v for v in sample if re.fullmatch(r"\d+", v)]
-    if not numbers or len(numbers) < len(sample):
+    """s or ms when most values are integers of that many digits."""
+    if not sample:
         return None
-    digits = {len(v) for v in numbers}
-    if digits <= {9, 10}:
+    digits = Counter(len(v) for v in sample if re.fullmatch(r"\d+", v))
+    if sum(digits[n] for n in (9, 10)) >= 0.6 * len(sample):
         return "s"
-    if digits <= {12, 13}:
+    if sum(digits[n] for n in (12, 13)) >= 0.6 * len(sample):
         return "ms"
     return None
 

@@ -18,7 +18,13 @@ from pathlib import Path
 from data_contracts.settings import Settings
 
 # kind → folder under the landing folder. Events land where event files always land.
-KINDS = {"events": "events", "served": "served", "replies": "replies", "feedback": "feedback"}
+KINDS = {
+    "events": "events",
+    "served": "served",
+    "searches": "searches",
+    "replies": "replies",
+    "feedback": "feedback",
+}
 
 
 def _json_default(value):

@@ -78,6 +78,18 @@ SERVED_RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     "scores": pl.List(pl.Float64()),
     "fallback": pl.String(),  # why the model was not used (e.g. "feature_store_down"), else null
 }
+# A search's result list; a click on one of its items is a rec_click whose rec_id is the search_id.
+SERVED_SEARCH_SCHEMA: dict[str, pl.DataType] = {
+    "search_id": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "user_id": pl.String(),
+    "session_id": pl.String(),
+    "query": pl.String(),
+    "index_version": pl.Int64(),
+    "personalised": pl.Boolean(),
+    "items": pl.List(pl.String()),  # in the order shown
+    "scores": pl.List(pl.Float64()),
+}
 SUPPORT_REPLY_SCHEMA: dict[str, pl.DataType] = {
     "reply_id": pl.String(),
     "ts": pl.Datetime("us", "UTC"),

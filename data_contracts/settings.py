@@ -92,6 +92,11 @@ class Settings:
         return self.landing_dir / "feedback"
 
     @property
+    def search_index_dir(self) -> Path:
+        """The product search index's versions (``CURRENT`` names the one served)."""
+        return self.data_dir / "search"
+
+    @property
     def sources_landing(self) -> Path:
         """The shop's own source files (``*.yaml``), beside the shipped ones."""
         return self.landing_dir / "sources"

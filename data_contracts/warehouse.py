@@ -44,6 +44,8 @@ TABLE_COMMENTS = {
     "support_replies": "Every support reply the service gave: message, reply, sources, top score, handover",
     "feedback": "Thumbs up (+1) or down (-1) on a reply or a recommendation, with the reason",
     "quarantine_served_recommendations": "Served-recommendation log lines that broke a rule, with the rule",
+    "served_searches": "Every product search the service answered: the query, items in order, scores, index version, whether it was personalised",
+    "quarantine_served_searches": "Served-search log lines that broke a rule, with the rule",
     "quarantine_support_replies": "Support-reply log lines that broke a rule, with the rule",
     "quarantine_feedback": "Feedback log lines that broke a rule, with the rule",
 }

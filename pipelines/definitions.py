@@ -3,7 +3,7 @@
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from data_contracts.settings import Settings
-from pipelines import features, feedback_loop, recommender, support
+from pipelines import features, feedback_loop, recommender, search, support
 from pipelines.ingest import assets as ingest
 from pipelines.ingest import automation
 from pipelines.resources import build_resources
@@ -11,13 +11,14 @@ from pipelines.resources import build_resources
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
-        assets=load_assets_from_modules([ingest, features, feedback_loop, recommender, support]),
+        assets=load_assets_from_modules([ingest, features, feedback_loop, recommender, search, support]),
         jobs=[
             automation.ingest_job,
             automation.catalog_job,
             features.features_job,
             feedback_loop.feedback_loop_job,
             recommender.recommender_job,
+            search.search_job,
             support.support_job,
         ],
         schedules=[automation.daily_ingest_schedule, features.features_schedule],

@@ -52,6 +52,8 @@ def _log_asset(kind: str):
             warehouse.replace_table(conn, f"quarantine_{spec.table}", result.quarantined)
             if kind == "served":
                 logs.create_ctr_view(conn)
+            if kind == "searches":
+                logs.create_search_ctr_view(conn)
         counts = {
             "rows_in": result.rows_in,
             "rows_clean": result.clean.height,
@@ -78,6 +80,7 @@ def _preview(frame: pl.DataFrame) -> str:
 
 
 served_recommendations = _log_asset("served")
+served_searches = _log_asset("searches")
 support_replies = _log_asset("replies")
 feedback = _log_asset("feedback")
 
@@ -92,7 +95,7 @@ def served_logs_sensor(context: SensorEvaluationContext):
     root = ShopSettings().get().landing_dir
     stamps = {
         str(p): f"{p.stat().st_size}:{p.stat().st_mtime_ns}"
-        for kind in ("served", "replies", "feedback")
+        for kind in ("served", "searches", "replies", "feedback")
         for p in sorted((root / KINDS[kind]).glob("*/*.jsonl"))
     }
     seen = json.loads(context.cursor or "{}")

@@ -25,6 +25,7 @@ class LogTable:
 
 LOG_TABLES = {
     "served": LogTable("served_recommendations", schemas.SERVED_RECOMMENDATION_SCHEMA, "rec_id"),
+    "searches": LogTable("served_searches", schemas.SERVED_SEARCH_SCHEMA, "search_id"),
     "replies": LogTable("support_replies", schemas.SUPPORT_REPLY_SCHEMA, "reply_id"),
     "feedback": LogTable("feedback", schemas.FEEDBACK_SCHEMA, "feedback_id"),
 }
@@ -122,4 +123,28 @@ def create_ctr_view(conn: duckdb.DuckDBPyConnection) -> None:
     )
     conn.execute(
         "COMMENT ON VIEW ctr_by_model_version IS 'Share of served recommendation lists with a rec_click, per model version'"
+    )
+
+
+def create_search_ctr_view(conn: duckdb.DuckDBPyConnection) -> None:
+    """Click-through rate of search results per day and index version: searches with a rec_click."""
+    if not warehouse.table_exists(conn, "events"):
+        return
+    conn.execute(
+        """
+        CREATE OR REPLACE VIEW search_ctr AS
+        SELECT s.ts::DATE AS day,
+               s.index_version,
+               s.personalised,
+               count(DISTINCT s.search_id) AS searches,
+               count(DISTINCT e.rec_id) AS clicked,
+               round(count(DISTINCT e.rec_id) / count(DISTINCT s.search_id), 4) AS ctr
+        FROM served_searches s
+        LEFT JOIN events e ON e.rec_id = s.search_id AND e.event_type = 'rec_click'
+        GROUP BY ALL
+        ORDER BY day, index_version, personalised
+        """
+    )
+    conn.execute(
+        "COMMENT ON VIEW search_ctr IS 'Share of served search result lists with a rec_click (rec_id = search_id), per day, index version and personalisation'"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_contracts.schemas import ITEM_EVENT_TYPES
 from serving.schemas import Category, HexId, Identifier
@@ -95,3 +95,75 @@ class SimilarResponse(BaseModel):
     model_version: str
     fallback: FallbackReason | None = None
     items: list[ScoredItem]
+
+
+# --- product search ------------------------------------------------------------------------
+
+MAX_QUERY_CHARS = 256
+
+
+class SearchRequest(_Strict):
+    query: str = Field(description=f"what the shopper typed (1 to {MAX_QUERY_CHARS} characters)")
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    user_id: Identifier | None = Field(None, description="personalise by this shopper's sequence")
+    session_id: Identifier | None = None
+    session_item_ids: Annotated[list[Identifier], Field(max_length=MAX_SESSION_ITEMS)] = Field(
+        default_factory=list, description="items of the current session not yet in the store, oldest first"
+    )
+    category: Category | None = Field(None, description='only this category or below it, e.g. "Home"')
+    min_price: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    max_price: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    in_stock: bool | None = Field(None, description="true: only items in stock; false: only out of stock")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"query": "wireless headphones", "k": 5, "user_id": "u42"}},
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_text(cls, value: str) -> str:
+        text = " ".join(value.split())
+        if not text:
+            raise ValueError("the query is empty")
+        if len(text) > MAX_QUERY_CHARS:
+            raise ValueError(f"the query is {len(text)} characters long; at most {MAX_QUERY_CHARS}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError("the query contains control characters")
+        return text
+
+    @model_validator(mode="after")
+    def _price_range(self) -> SearchRequest:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError("min_price is above max_price")
+        return self
+
+
+class SearchWhy(BaseModel):
+    lexical_rank: int | None = Field(None, description="rank in the BM25 list, if it was in it")
+    dense_rank: int | None = Field(None, description="rank in the MiniLM vector list, if it was in it")
+    personal: float | None = Field(None, description="percentile under the recommender among the candidates")
+
+
+class SearchItem(BaseModel):
+    item_id: str
+    title: str | None = None
+    price: float | None = None
+    category: str | None = None
+    brand: str | None = None
+    in_stock: bool
+    score: float
+    why: SearchWhy
+
+
+class SearchResponse(BaseModel):
+    search_id: str = Field(description="send it back as rec_id with a rec_click on a result")
+    query: str
+    corrected_query: str | None = Field(
+        None, description="the query as searched, when spelling was corrected"
+    )
+    index_ready: bool = Field(description="false until the search index has been built: items is then empty")
+    index_version: int | None = None
+    personalised: bool = False
+    fallback: Literal["no_index", "search_timeout", "feature_store_down"] | None = None
+    items: list[SearchItem]

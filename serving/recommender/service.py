@@ -23,9 +23,12 @@ from serving.recommender.schemas import (  # noqa: E402
     RecommendRequest,
     RecommendResponse,
     SimilarRequest,
+    SearchRequest,
+    SearchResponse,
     SimilarResponse,
 )
 
+from serving.recommender.search import ProductSearch, load_search_engine  # noqa: E402
 
 @bentoml.service(name="recommender", traffic={"timeout": 10, "max_concurrency": 512})
 class RecommenderService:
@@ -34,6 +37,7 @@ class RecommenderService:
         self.engine = RecommenderEngine.from_settings(settings, ServingConfig.from_env(settings))
         # Models, stores and libraries are loaded for good: keep them out of the garbage
         # collector's full passes, which otherwise stall every request in flight (the p99).
+        self.search_engine = ProductSearch(load_search_engine(settings), self.engine, self.engine.landing)
         gc.freeze()
 
     def __is_ready__(self) -> bool:
@@ -62,11 +66,17 @@ class RecommenderService:
 
     @bentoml.on_shutdown
     def close(self) -> None:
+    @bentoml.api(route="/search")
+    async def search(self, request: SearchRequest, /) -> SearchResponse:
+        """Products for what a shopper typed: BM25 and MiniLM fused, optionally personalised."""
+        return await self.search_engine.search(request)
+
         self.engine.close()
 
+        self.search_engine.close()
 
 RecommenderService.add_asgi_middleware(
     GuardMiddleware,
-    api_paths=frozenset({"/recommend", "/events", "/similar"}),
+    api_paths=frozenset({"/recommend", "/events", "/similar", "/search"}),
     write_paths=frozenset({"/events"}),
 )

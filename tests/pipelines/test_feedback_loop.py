@@ -126,3 +126,33 @@ def test_reply_feedback_reaches_the_support_training_data(settings):
     frame, rejected = read_feedback_files([path])
     assert rejected == []
     assert frame.select("reply_id", "rating", "context").rows() == [("p1", -1, "Where is my refund?")]
+
+
+def test_search_click_through_rate_joins_served_searches_to_clicks(settings, tiny_shop):
+    log = LandingLog(settings)
+    for search_id, personalised in (("s1", True), ("s2", True), ("s3", False)):
+        log.write(
+            "searches",
+            {
+                "search_id": search_id,
+                "ts": NOW,
+                "user_id": "u000001",
+                "query": "lamp",
+                "index_version": 1,
+                "personalised": personalised,
+                "items": ["i000001", "i000002"],
+                "scores": [0.03, 0.02],
+            },
+            now=NOW,
+        )
+    click = {"ts": NOW, "user_id": "u000001", "item_id": "i000002", "event_type": "rec_click", "rec_id": "s1"}
+    log.write("events", {"event_id": "click-s1", "source": "serving", **click}, now=NOW)
+    instance = DagsterInstance.ephemeral()
+    ingest_landed(settings, instance=instance)
+    run_job(settings, "feedback_loop_job", instance=instance)
+    conn = warehouse.connect(settings.warehouse_path, read_only=True)
+    rows = conn.execute("SELECT personalised, searches, clicked, ctr FROM search_ctr").fetchall()
+    served = conn.execute("SELECT search_id, items FROM served_searches ORDER BY 1").fetchall()
+    conn.close()
+    assert sorted(rows) == [(False, 1, 0, 0.0), (True, 2, 1, 0.5)]
+    assert served[0] == ("s1", ["i000001", "i000002"]) and len(served) == 3

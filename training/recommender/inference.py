@@ -107,6 +107,21 @@ class Recommender:
             for vals, idx in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
+    @torch.inference_mode()
+    def scores_for(self, history: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+        """The model's next-item scores of ``item_ids`` after ``history``; NaN for items it does
+        not know, and all NaN when it knows none of the history (nothing to personalise on)."""
+        out = np.full(len(item_ids), np.nan)
+        encoded = self.encode(history)[-self.model.config.max_len :]
+        if not len(encoded):
+            return out
+        scores = self.model.full_sort_scores(torch.from_numpy(encoded).unsqueeze(0))[0].float()
+        rows = [(n, self.index[i]) for n, i in enumerate(item_ids) if i in self.index]
+        if rows:
+            at, columns = zip(*rows, strict=True)
+            out[list(at)] = scores[list(columns)].numpy()
+        return out
+
     @torch.no_grad()
     def similar(self, item: str, k: int = 10) -> list[tuple[str, float]]:
         """Items whose vectors are closest (cosine) to ``item``'s; unknown item -> KeyError."""

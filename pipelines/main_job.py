@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         )
     _timed(steps, "ingest", lambda: ingest_landed(settings))
     _timed(steps, "features", lambda: run_job(settings, "features_job"))
+    _timed(steps, "search", lambda: run_job(settings, "search_job"))
     _timed(steps, "feedback_loop", lambda: run_job(settings, "feedback_loop_job"))
     _timed(steps, "recommender", lambda: run_job(settings, "recommender_job"))
     _timed(steps, "support", lambda: run_job(settings, "support_job"))

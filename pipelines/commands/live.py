@@ -47,7 +47,7 @@ def post(service: Running, path: str, body: dict) -> dict:
 
 
 def try_recommender(service: Running, user_id: str) -> None:
-    """A recommendation, a click on its first item, a fresh recommendation, similar items."""
+    """A recommendation, a click on its first item, a fresh recommendation, similar items, a search."""
     first = post(service, "/recommend", {"user_id": user_id, "k": 5})
     if first["items"]:
         item = first["items"][0]["item_id"]
@@ -58,6 +58,8 @@ def try_recommender(service: Running, user_id: str) -> None:
         )
         post(service, "/recommend", {"user_id": user_id, "k": 5})
         post(service, "/similar", {"item_id": item, "k": 3})
+    # A slip and a plural, personalised by the same shopper's sequence.
+    post(service, "/search", {"query": "smart hedphones", "k": 3, "user_id": user_id})
 
 
 def try_support(service: Running) -> None:

@@ -65,6 +65,8 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
         "feature_registry",
         "online_features",
         "served_recommendations",
+        "served_searches",
+        "item_search_index",
         "support_replies",
         "feedback",
         "recommender_dataset",

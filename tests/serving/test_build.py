@@ -30,13 +30,16 @@ def test_bentoml_build(service, tmp_path):
     (bento,) = [p for p in (tmp_path / "bentoml" / "bentos" / service).iterdir() if p.name != "latest"]
     info = yaml.safe_load((bento / "bento.yaml").read_text())
     routes = {route["route"] for route in info["schema"]["routes"]}
-    expected = {"recommender": {"/recommend", "/events", "/similar"}, "support": {"/chat", "/feedback"}}[
-        service
-    ]
+    expected = {
+        "recommender": {"/recommend", "/events", "/similar", "/search"},
+        "support": {"/chat", "/feedback"},
+    }[service]
     assert routes == expected
     src = bento / "src"
     assert (src / "serving" / service / "service.py").exists()
     runtime = {"recommender": "pipeline.py", "support": "runtime.py"}[service]
     assert (src / "training" / service / runtime).exists()
+    if service == "recommender":
+        assert (src / "search" / "engine.py").exists()
     assert (src / "features" / "environments" / "local" / "feature_store.yaml").exists()
     assert not (src / "data").exists() and not (src / "tests").exists()

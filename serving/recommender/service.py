@@ -16,28 +16,30 @@ from starlette.responses import JSONResponse  # noqa: E402
 
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
+from serving.logs import quiet_client_errors  # noqa: E402
 from serving.recommender.engine import EventLogError, RecommenderEngine, UnknownItemError  # noqa: E402
 from serving.recommender.schemas import (  # noqa: E402
     EventRequest,
     EventResponse,
     RecommendRequest,
     RecommendResponse,
-    SimilarRequest,
     SearchRequest,
     SearchResponse,
+    SimilarRequest,
     SimilarResponse,
 )
-
 from serving.recommender.search import ProductSearch, load_search_engine  # noqa: E402
+
 
 @bentoml.service(name="recommender", traffic={"timeout": 10, "max_concurrency": 512})
 class RecommenderService:
     def __init__(self) -> None:
+        quiet_client_errors()  # a client's 4xx: one INFO line, no traceback
         settings = Settings.from_env()
         self.engine = RecommenderEngine.from_settings(settings, ServingConfig.from_env(settings))
+        self.search_engine = ProductSearch(load_search_engine(settings), self.engine, self.engine.landing)
         # Models, stores and libraries are loaded for good: keep them out of the garbage
         # collector's full passes, which otherwise stall every request in flight (the p99).
-        self.search_engine = ProductSearch(load_search_engine(settings), self.engine, self.engine.landing)
         gc.freeze()
 
     def __is_ready__(self) -> bool:
@@ -64,16 +66,16 @@ class RecommenderService:
         except UnknownItemError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
 
-    @bentoml.on_shutdown
-    def close(self) -> None:
     @bentoml.api(route="/search")
     async def search(self, request: SearchRequest, /) -> SearchResponse:
         """Products for what a shopper typed: BM25 and MiniLM fused, optionally personalised."""
         return await self.search_engine.search(request)
 
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.search_engine.close()
         self.engine.close()
 
-        self.search_engine.close()
 
 RecommenderService.add_asgi_middleware(
     GuardMiddleware,

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse  # noqa: E402
 
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
+from serving.logs import quiet_client_errors  # noqa: E402
 from serving.support.engine import (  # noqa: E402
     FeedbackError,
     FeedbackUnavailable,
@@ -28,6 +29,7 @@ from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, 
 @bentoml.service(name="support", traffic={"timeout": 30, "max_concurrency": 64})
 class SupportService:
     def __init__(self) -> None:
+        quiet_client_errors()  # a client's 4xx: one INFO line, no traceback
         settings = Settings.from_env()
         self.engine = SupportEngine.from_settings(settings, ServingConfig.from_env(settings))
         # Models, stores and libraries are loaded for good: keep them out of the garbage

@@ -15,6 +15,7 @@ import torch
 
 from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
+from data_contracts.shop import ShopProfile
 from data_contracts.support import FeedbackError
 from serving import metrics
 from serving.catalog import Catalog
@@ -58,6 +59,7 @@ class SupportEngine:
             use_generator=config.support_generate,
             int8_generator=config.support_int8 and not torch.cuda.is_available(),
             vocabulary=titles,
+            profile=ShopProfile.from_env(),
         )
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -149,3 +150,13 @@ def test_short_messages_are_answered_not_handed_over_as_foreign(engine):
     for message in ("ok", "thx", "cheers", "order 12345678", "#00108"):
         out = asyncio.run(engine.chat(ChatRequest(session_id="short", message=message)))
         assert out.reply not in foreign and out.language in (None, "en"), message
+
+
+def test_replies_and_candidates_carry_no_stand_in_and_no_example_order_number(engine):
+    from training.support.placeholders import leaks
+
+    for session, message in (("p1", "I want to cancel order 12345678"), ("p2", "how do I get an invoice")):
+        out = asyncio.run(engine.chat(ChatRequest(session_id=session, message=message)))
+        for text in [out.reply] + [c.text for c in out.candidates]:
+            assert leaks(text) == [], text
+            assert set(re.findall(r"\d{5,}", text)) <= {"12345678"}, text

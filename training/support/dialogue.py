@@ -1,8 +1,8 @@
-"""Dialogue state per session (turns, slots, replies) and placeholder filling.
+"""Dialogue state per session (turns, slots, replies) and the slots a shopper states.
 
 Three stores share one small interface: in-memory (tests), SQLite (the local default) and
-Redis (the production profile). Placeholders such as ``{{Order Number}}`` are filled from
-what the shopper said, from shop facts the operator configured, or become a question.
+Redis (the production profile). The slots (order number, e-mail...) fill the placeholders
+of replies (``training.support.placeholders``).
 """
 
 from __future__ import annotations
@@ -165,19 +165,6 @@ def make_store(profile: str, data_dir: Path, redis_url: str) -> DialogueStore:
 
 # --- slots and placeholders
 
-# Slots the shopper provides; placeholders naming them are never filled from anything else.
-SHOPPER_SLOTS = {
-    "order_number": ("order number", "order id", "purchase id", "purchase number", "order"),
-    "invoice_number": ("invoice number", "invoice id", "bill number", "invoice"),
-    "email": ("email address", "email"),
-    "name": ("client first name", "client last name", "person name", "name", "full name"),
-}
-SLOT_QUESTIONS = {
-    "order_number": "your order number",
-    "invoice_number": "your invoice number",
-    "email": "the email address on your account",
-    "name": "your full name",
-}
 _EXTRACTORS = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
     "invoice_number": re.compile(
@@ -190,7 +177,6 @@ _EXTRACTORS = {
 }
 # A bare long number is an order number when the message speaks of one.
 _BARE_NUMBER = re.compile(r"\b#?(\d{5,})\b")
-PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
 def extract_slots(text: str) -> dict[str, str]:
@@ -209,45 +195,3 @@ def extract_slots(text: str) -> dict[str, str]:
         if match:
             found["order_number"] = match.group(1)
     return found
-
-
-def placeholder_slot(name: str) -> str | None:
-    """The shopper slot a placeholder names, or None for a shop fact or a UI label."""
-    label = re.sub(r"\s+anonymized$", "", name.strip().lower())
-    if any(word in label for word in ("support", "service", "company", "website", "customer care")):
-        return None
-    for slot, names in SHOPPER_SLOTS.items():
-        if label in names:
-            return slot
-    return None
-
-
-def fill_placeholders(text: str, slots: dict[str, str], shop_facts: dict[str, str]) -> tuple[str, list[str]]:
-    """Fill ``{{...}}`` from the dialogue's slots and the shop's facts; never invent a value.
-
-    An unknown shopper value becomes a reference to it ("your order number") and a question to
-    the shopper; an unconfigured shop fact or UI label is written as its plain name.
-    Returns the text and the slots still missing.
-    """
-    missing: list[str] = []
-
-    def replace(match: re.Match) -> str:
-        name = match.group(1)
-        slot = placeholder_slot(name)
-        if slot is not None:
-            if slots.get(slot):
-                return slots[slot]
-            if slot not in missing:
-                missing.append(slot)
-            return SLOT_QUESTIONS[slot]
-        return shop_facts.get(name, re.sub(r"\s+Anonymized$", "", name, flags=re.I))
-
-    return PLACEHOLDER.sub(replace, text), missing
-
-
-def ask_for(missing: list[str]) -> str:
-    if not missing:
-        return ""
-    things = [SLOT_QUESTIONS[m] for m in missing]
-    listed = things[0] if len(things) == 1 else ", ".join(things[:-1]) + " and " + things[-1]
-    return f"Could you tell me {listed}?"

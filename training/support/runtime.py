@@ -16,19 +16,13 @@ import numpy as np
 import torch
 
 from data_contracts.settings import Settings
+from data_contracts.shop import ShopProfile
 from data_contracts.support import validate_feedback_row
 from training.support.artifact import SupportModel, load_support_model
-from training.support.dialogue import (
-    DialogueStore,
-    InMemoryStore,
-    Turn,
-    ask_for,
-    extract_slots,
-    fill_placeholders,
-    make_store,
-)
+from training.support.dialogue import DialogueStore, InMemoryStore, Turn, extract_slots, make_store
 from training.support.encoder import Hit
 from training.support.language import LanguageConfig, LanguageDetector, handover_text
+from training.support.placeholders import ask_for, fill_reply
 
 MAX_MESSAGE_CHARS = 2000
 HANDOVER_REPLY = handover_text("en")
@@ -73,24 +67,26 @@ class SupportRuntime:
         model: SupportModel,
         store: DialogueStore | None = None,
         feedback_log: Path | None = None,
-        shop_facts: dict[str, str] | None = None,
+        profile: ShopProfile | None = None,
         use_generator: bool = True,
         num_threads: int | None = None,
         exact_generation: bool = False,
         languages: LanguageConfig | None = None,
         vocabulary: list[str] | None = None,
     ):
-        """``languages``: which languages are answered (the rest get a handover in their own);
-        ``vocabulary``: the shop's own words (product titles, brands), ignored by detection."""
+        """``profile``: the shop's facts, which fill the replies' placeholders, and the languages
+        it answers in (``languages`` overrides the detector's settings); ``vocabulary``: the
+        shop's own words (product titles, brands), ignored by language detection."""
         torch.set_num_threads(num_threads or model.config.num_threads)
         self.model = model
         self.store = store or InMemoryStore()
         self.feedback_log = feedback_log
-        self.shop_facts = shop_facts or {}
+        self.profile = profile or ShopProfile()
         self.use_generator = use_generator and model.generator is not None
         # Always write max_new_tokens tokens (benchmarks measure a fixed amount of generation).
         self.exact_generation = exact_generation
         self._log_lock = threading.Lock()
+        languages = languages or LanguageConfig(served=self.profile.languages)
         self.detector = LanguageDetector(languages, vocabulary or ()).warm()
 
     @classmethod
@@ -100,7 +96,7 @@ class SupportRuntime:
         tag: str | None = None,
         store: DialogueStore | None = None,
         use_generator: bool = True,
-        shop_facts: dict[str, str] | None = None,
+        profile: ShopProfile | None = None,
         int8_generator: bool = False,
         languages: LanguageConfig | None = None,
         vocabulary: list[str] | None = None,
@@ -116,7 +112,7 @@ class SupportRuntime:
             model,
             store,
             feedback_log_path(settings),
-            shop_facts,
+            profile,
             use_generator,
             languages=languages,
             vocabulary=vocabulary,
@@ -177,13 +173,16 @@ class SupportRuntime:
         best = int(np.argmax(scores)) if len(scores) else -1
         handover = best < 0 or float(scores[best]) < config.handover_threshold
         missing: list[str] = []
-        if handover:
-            text = HANDOVER_REPLY
-        else:
-            filled, missing = fill_placeholders(
-                candidates[best].text, self.store.slots(session_id), self.shop_facts
+        text = HANDOVER_REPLY
+        if not handover:
+            said = " ".join(t for role, t in turns if role == "user")
+            filled, missing = fill_reply(
+                candidates[best].text, self.store.slots(session_id), self.profile, said
             )
-            text = f"{filled}\n\n{ask_for(missing)}" if missing else filled
+            # A reply made only of stand-ins the shop has no value for says nothing: hand over.
+            handover = not filled
+            if filled:
+                text = f"{filled}\n\n{ask_for(missing)}" if missing else filled
         reply_id = uuid.uuid4().hex
         self.store.save_reply(
             reply_id,
@@ -211,13 +210,22 @@ class SupportRuntime:
                 }
                 for h in hits[: config.retrieve_k]
             ],
+            # Shown filled like the reply: no candidate text carries a stand-in either.
             "candidates": [
-                {"source": c.source, "score": round(float(s), 4), "text": c.text}
+                {
+                    "source": c.source,
+                    "score": round(float(s), 4),
+                    "text": self._shown(c.text, session_id, turns),
+                }
                 for c, s in sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
             ],
             "language": language.language,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
+
+    def _shown(self, text: str, session_id: str, turns: list[Turn]) -> str:
+        said = " ".join(t for role, t in turns if role == "user")
+        return fill_reply(text, self.store.slots(session_id), self.profile, said)[0]
 
     def _handover(
         self, session_id: str, context: str, text: str, language: str | None, timings: dict[str, float]

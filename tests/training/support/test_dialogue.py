@@ -8,11 +8,8 @@ from training.support.dialogue import (
     InMemoryStore,
     RedisStore,
     SQLiteStore,
-    ask_for,
     extract_slots,
-    fill_placeholders,
     make_store,
-    placeholder_slot,
 )
 
 
@@ -26,33 +23,6 @@ def test_extract_slots():
     # a number alone is not an order number unless the message speaks of an order
     assert extract_slots("I was charged 123456 times") == {}
     assert extract_slots("how do I order shoes?") == {}
-
-
-def test_placeholder_slots():
-    assert placeholder_slot("Order Number") == "order_number"
-    assert placeholder_slot("Purchase ID Anonymized") == "order_number"
-    assert placeholder_slot("Invoice Number") == "invoice_number"
-    assert placeholder_slot("Customer Support Phone Number") is None
-    assert placeholder_slot("Website Name") is None
-
-
-def test_fill_placeholders_never_invents_values():
-    text = "Order {{Order Number}} can be cancelled on {{Website Name}} under {{Order History}}; call {{Customer Support Phone Number}}."
-    filled, missing = fill_placeholders(text, {"order_number": "12345"}, {"Website Name": "shop.example"})
-    assert (
-        filled
-        == "Order 12345 can be cancelled on shop.example under Order History; call Customer Support Phone Number."
-    )
-    assert missing == []
-    filled, missing = fill_placeholders(text, {}, {})
-    assert "your order number" in filled and "{{" not in filled
-    assert missing == ["order_number"]
-    assert ask_for(missing) == "Could you tell me your order number?"
-    assert (
-        ask_for(["order_number", "email"])
-        == "Could you tell me your order number and the email address on your account?"
-    )
-    assert ask_for([]) == ""
 
 
 def check_store(store):

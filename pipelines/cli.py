@@ -3,31 +3,79 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
-# Commands whose parsing lives with the part they drive: "command": "module" with
-# ``add_arguments(parser)`` and ``run(args) -> int``. Imported only when used, so
+# Each command is a module with ``add_arguments(parser)`` and ``run(args) -> int``, its
+# parsing beside the part it drives. A command's module is imported when it is used, so
 # ``shopml --help`` stays fast and every part runs without the others.
-COMMANDS = {
-    "run": ("pipelines.main_job", "Run the main job: synthetic shop → warehouse (→ models) → summary"),
-    "generate": ("pipelines.commands.generate", "Write a synthetic shop to the landing folder"),
-    "land": (
-        "pipelines.commands.land",
-        "Check a data file as ingest will read it, then copy it into the landing folder",
-    ),
-    "sources": (
-        "pipelines.commands.sources",
-        "List, suggest or check the source files that map exports to the contracts",
-    ),
-    "ingest": ("pipelines.commands.ingest", "Materialise the ingest assets for everything landed"),
-    "summary": ("pipelines.commands.summary", "Print the warehouse tables with row counts"),
-    "report": (
-        "pipelines.commands.report",
-        "Print the latest evaluation of each model against its baselines",
-    ),
-    "train": ("pipelines.commands.train", "Train a model: recommender or support"),
-    "evaluate": ("pipelines.commands.evaluate", "Evaluate a model: recommender or support"),
+
+
+def _run() -> ModuleType:
+    from pipelines import main_job
+
+    return main_job
+
+
+def _generate() -> ModuleType:
+    from pipelines.commands import generate
+
+    return generate
+
+
+def _land() -> ModuleType:
+    from pipelines.commands import land
+
+    return land
+
+
+def _sources() -> ModuleType:
+    from pipelines.commands import sources
+
+    return sources
+
+
+def _ingest() -> ModuleType:
+    from pipelines.commands import ingest
+
+    return ingest
+
+
+def _summary() -> ModuleType:
+    from pipelines.commands import summary
+
+    return summary
+
+
+def _report() -> ModuleType:
+    from pipelines.commands import report
+
+    return report
+
+
+def _train() -> ModuleType:
+    from pipelines.commands import train
+
+    return train
+
+
+def _evaluate() -> ModuleType:
+    from pipelines.commands import evaluate
+
+    return evaluate
+
+
+COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
+    "run": (_run, "Run the main job: synthetic shop → warehouse (→ models) → summary"),
+    "generate": (_generate, "Write a synthetic shop to the landing folder"),
+    "land": (_land, "Check a data file as ingest will read it, then copy it into the landing folder"),
+    "sources": (_sources, "List, suggest or check the source files that map exports to the contracts"),
+    "ingest": (_ingest, "Materialise the ingest assets for everything landed"),
+    "summary": (_summary, "Print the warehouse tables with row counts"),
+    "report": (_report, "Print the latest evaluation of each model against its baselines"),
+    "train": (_train, "Train a model: recommender or support"),
+    "evaluate": (_evaluate, "Evaluate a model: recommender or support"),
 }
 # Exit status of a command stopped by bad input (a file, a source, a setting).
 USER_ERROR = 2
@@ -62,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
-        command.set_defaults(module=module_name)
+        command.set_defaults(module=module)
         if name == chosen:
-            importlib.import_module(module_name).add_arguments(command)
+            module().add_arguments(command)
     args = parser.parse_args(argv)
     try:
-        return importlib.import_module(args.module).run(args) or 0
+        return args.module().run(args) or 0
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

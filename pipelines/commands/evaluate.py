@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from pipelines.commands.train import TRAINERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
-    for name, module_name in TRAINERS.items():
+    for name, trainer in TRAINERS.items():
         model = sub.add_parser(name, help=f"evaluate the {name} model")
-        model.set_defaults(trainer=module_name)
-        importlib.import_module(module_name).add_evaluate_arguments(model)
+        model.set_defaults(trainer=trainer)
+        trainer().add_evaluate_arguments(model)
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args.trainer).evaluate(args) or 0
+    return args.trainer().evaluate(args) or 0

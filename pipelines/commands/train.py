@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+from collections.abc import Callable
+from types import ModuleType
 
-TRAINERS = {
-    "recommender": "training.recommender.cli",
-    "support": "training.support.cli",
-}
+
+def _recommender() -> ModuleType:
+    from training.recommender import cli
+
+    return cli
+
+
+def _support() -> ModuleType:
+    from training.support import cli
+
+    return cli
+
+
+# Each model's command line: ``add_train_arguments``, ``train``, ``add_evaluate_arguments``
+# and ``evaluate``; both are imported to list their flags.
+TRAINERS: dict[str, Callable[[], ModuleType]] = {"recommender": _recommender, "support": _support}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
-    for name, module_name in TRAINERS.items():
+    for name, trainer in TRAINERS.items():
         model = sub.add_parser(name, help=f"train the {name} model")
-        model.set_defaults(trainer=module_name)
-        importlib.import_module(module_name).add_train_arguments(model)
+        model.set_defaults(trainer=trainer)
+        trainer().add_train_arguments(model)
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args.trainer).train(args) or 0
+    return args.trainer().train(args) or 0

@@ -14,8 +14,10 @@ push overwrites the whole row:
 - ``FeatureStore.push`` replaces the row, so two clicks of one user arriving together would
   each read the old sequence and the second write would drop the first click. An append
   here is a read-modify-write made atomic by the store itself: ``BEGIN IMMEDIATE`` on SQLite
-  (one writer at a time across threads and processes) and ``WATCH``/``MULTI`` on Redis
-  (the transaction fails and is retried if the user's key changed since it was read).
+  (one writer at a time across threads and processes) and, on Redis, a per-user lock with
+  ``WATCH``/``MULTI`` inside it (retried if another writer changed the key since it was read).
+  The event time is taken under that lock, so the sequence is in event-time order, the
+  order in which the warehouse builds ``user_sequences`` from the same events.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from features.online.codec import UserSequence, _UserKey
@@ -30,12 +30,21 @@ class OnlineSequences(ABC):
 
     @abstractmethod
     def append(
-        self, user_id: str, item_id: str, event_type: str = "rec_click", ts: datetime | None = None
+        self,
+        user_id: str,
+        item_id: str,
+        event_type: str = "rec_click",
+        ts: datetime | None = None,
+        before_commit: Callable[[datetime], None] | None = None,
     ) -> UserSequence:
         """Append one event to the user's online sequence (trimmed to N); returns the new one.
 
         Safe under concurrent appends for the same user, from threads or processes: every
-        append lands, in the order the store serialised them.
+        append lands, in the order the store serialised them. Without ``ts`` the event time
+        is taken while the user's row is locked, so that order is also the order of event
+        times, which is how the warehouse orders ``user_sequences``. ``before_commit(ts)``
+        runs under the same lock, once, before the write is committed (serving writes the
+        event log there, with that time); if it raises, nothing is written.
         """
 
     @abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,9 @@ from features.online.codec import (
     _decode,
     _encode,
 )
+
+# How often a waiting append asks for the user's lock again (redis-py's default is 0.1 s).
+LOCK_POLL_S = 0.002
 
 
 class RedisSequences(OnlineSequences):
@@ -64,39 +68,62 @@ class RedisSequences(OnlineSequences):
             for u, reply in zip(user_ids, replies, strict=True)
         ]
 
-    def append(self, user_id, item_id, event_type="rec_click", ts=None) -> UserSequence:
+    def append(self, user_id, item_id, event_type="rec_click", ts=None, before_commit=None) -> UserSequence:
         _check_event(user_id, item_id, event_type)
-        ts = ts or datetime.now(UTC)
         key = self._key(user_id)
-        deadline = time.monotonic() + self.lock_timeout_s
+        # Appends of one user take turns under a lock (it expires if its holder dies), so the
+        # event time taken under it orders them; WATCH still guards against other writers
+        # (a materialisation), whose conflict is retried with the same time.
+        lock = self.client.lock(
+            b"shopml:append-lock:" + key,
+            timeout=self.lock_timeout_s,
+            sleep=LOCK_POLL_S,
+            blocking_timeout=self.lock_timeout_s,
+        )
         try:
-            with self.client.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        # WATCH: EXEC fails if anyone wrote the key after this point.
-                        pipe.watch(key)
-                        reply = pipe.hmget(key, self._fields)
-                        current = _decode(user_id, dict(zip(self._names, reply, strict=True)), self.where)
-                        new = _appended(current, item_id, event_type, ts, self.sequence_length)
-                        row_ts = Timestamp()
-                        row_ts.FromDatetime(new.last_event_ts)
-                        mapping = {self._ts_field: row_ts.SerializeToString()}
-                        for f, value in zip(self._fields, _encode(new).values(), strict=True):
-                            mapping[f] = value.SerializeToString()
-                        pipe.multi()
-                        pipe.hset(key, mapping=mapping)
-                        if self.key_ttl_seconds:
-                            pipe.expire(key, self.key_ttl_seconds)
-                        pipe.execute()
-                        return new
-                    except redis.WatchError:
-                        if time.monotonic() > deadline:
-                            raise OnlineStoreError(
-                                f"{self.where}: gave up appending for user {user_id!r} after "
-                                f"{self.lock_timeout_s}s of concurrent writes"
-                            ) from None
+            if not lock.acquire():
+                raise OnlineStoreError(
+                    f"{self.where}: the append lock of user {user_id!r} stayed taken for {self.lock_timeout_s}s"
+                )
+            try:
+                return self._append_locked(user_id, key, item_id, event_type, ts, before_commit)
+            finally:
+                with contextlib.suppress(redis.exceptions.LockError):
+                    lock.release()
         except redis.RedisError as e:
             raise OnlineStoreError(f"{self.where} is unreachable or failing ({e})") from e
+
+    def _append_locked(self, user_id, key, item_id, event_type, ts, before_commit) -> UserSequence:
+        ts = ts or datetime.now(UTC)
+        deadline = time.monotonic() + self.lock_timeout_s
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH: EXEC fails if anyone wrote the key after this point.
+                    pipe.watch(key)
+                    reply = pipe.hmget(key, self._fields)
+                    current = _decode(user_id, dict(zip(self._names, reply, strict=True)), self.where)
+                    new = _appended(current, item_id, event_type, ts, self.sequence_length)
+                    row_ts = Timestamp()
+                    row_ts.FromDatetime(new.last_event_ts)
+                    mapping = {self._ts_field: row_ts.SerializeToString()}
+                    for f, value in zip(self._fields, _encode(new).values(), strict=True):
+                        mapping[f] = value.SerializeToString()
+                    if before_commit is not None:
+                        before_commit(ts)
+                        before_commit = None  # once, even if EXEC must be retried
+                    pipe.multi()
+                    pipe.hset(key, mapping=mapping)
+                    if self.key_ttl_seconds:
+                        pipe.expire(key, self.key_ttl_seconds)
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    if time.monotonic() > deadline:
+                        raise OnlineStoreError(
+                            f"{self.where}: gave up appending for user {user_id!r} after "
+                            f"{self.lock_timeout_s}s of concurrent writes"
+                        ) from None
 
     def close(self) -> None:
         self.client.close()

@@ -108,9 +108,8 @@ class SqliteSequences(OnlineSequences):
             raise self._error(e) from e
         return [_decode(u, found.get(k, {}), self.where) for u, k in zip(user_ids, keys, strict=True)]
 
-    def append(self, user_id, item_id, event_type="rec_click", ts=None) -> UserSequence:
+    def append(self, user_id, item_id, event_type="rec_click", ts=None, before_commit=None) -> UserSequence:
         _check_event(user_id, item_id, event_type)
-        ts = ts or datetime.now(UTC)
         conn = self._conn()
         key = self._user_key(user_id)
         try:
@@ -118,6 +117,8 @@ class SqliteSequences(OnlineSequences):
             # in this process or another, can slip in between our read and our write.
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # The event time under the write lock: appends land in event-time order.
+                ts = ts or datetime.now(UTC)
                 current = _decode(
                     user_id, dict(conn.execute(self._select_one, (key,)).fetchall()), self.where
                 )
@@ -139,6 +140,8 @@ class SqliteSequences(OnlineSequences):
                         for name, value in _encode(new).items()
                     ],
                 )
+                if before_commit is not None:
+                    before_commit(ts)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

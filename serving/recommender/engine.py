@@ -8,10 +8,12 @@ is the last resort. ``fallback`` in each answer says which path was taken.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,6 +51,42 @@ class UnknownItemError(LookupError):
 
 class EventLogError(RuntimeError):
     """The event could not be written to the landing log (disk full, permissions)."""
+
+
+class AppendAbandoned(RuntimeError):
+    """A late append whose request already logged the event without the store: rolled back."""
+
+
+class EventLogOnce:
+    """Writes one event to the landing log exactly once: under the store's lock with the time
+    the append used, or, when the append failed or timed out before that, without the store,
+    with the time now (a late append then rolls back instead of logging it twice)."""
+
+    def __init__(self, landing: LandingLog, record: dict):
+        self.landing = landing
+        self.record = record
+        self._lock = threading.Lock()
+        self._state: Literal["pending", "logged", "abandoned"] = "pending"
+
+    def _write(self, ts: datetime) -> None:
+        try:
+            self.landing.write("events", {**self.record, "ts": ts})
+        except OSError as e:
+            raise EventLogError(f"the event could not be logged ({e}); nothing was stored") from e
+
+    def under_store_lock(self, ts: datetime) -> None:
+        with self._lock:
+            if self._state == "abandoned":
+                raise AppendAbandoned("the event was already logged without the online store")
+            self._write(ts)
+            self._state = "logged"
+
+    def without_store(self) -> None:
+        with self._lock:
+            if self._state == "logged":
+                return
+            self._state = "abandoned"
+            self._write(datetime.now(UTC))
 
 
 @dataclass
@@ -316,10 +354,9 @@ class RecommenderEngine:
 
     async def record_event(self, req: EventRequest) -> EventResponse:
         event_id = uuid.uuid4().hex
-        ts = datetime.now(UTC)
         record = {
             "event_id": event_id,
-            "ts": ts,
+            "ts": None,  # set by EventLogOnce: the time the store appended it under its lock
             "user_id": req.user_id,
             "item_id": req.item_id,
             "event_type": req.event_type,
@@ -329,19 +366,26 @@ class RecommenderEngine:
             "source": "serving",
             "rec_id": req.rec_id,
         }
-        # The log first: it is what the next ingest reads and what repairs the online store.
-        if self.landing is not None:
-            try:
-                self.landing.write("events", record)
-            except OSError as e:
-                raise EventLogError(f"the event could not be logged ({e}); nothing was stored") from e
+        # The log is what the next ingest reads and what repairs the online store: it is
+        # written under the store's lock, before the append commits, with the append's time,
+        # so the online sequence and the warehouse's user_sequences have the same order.
+        event_log = EventLogOnce(self.landing, record) if self.landing is not None else None
         self._generation[req.user_id] = self._generation.get(req.user_id, 0) + 1
         try:
             sequence = await self._through_breaker(
-                lambda: self._store().append(req.user_id, req.item_id, req.event_type, ts),
+                lambda: self._store().append(
+                    req.user_id,
+                    req.item_id,
+                    req.event_type,
+                    before_commit=event_log.under_store_lock if event_log else None,
+                ),
                 timeout_s=self.config.append_timeout_s,
             )
-        except Exception as e:  # any store failure: the event log has the event
+        except EventLogError:
+            raise
+        except Exception as e:  # any store failure: the event log gets the event now
+            if event_log is not None:
+                event_log.without_store()
             log.warning("online append failed for %r (%s); the event log has it", req.user_id, e)
             metrics.fallback(SERVICE, "feature_store_down")
             return EventResponse(

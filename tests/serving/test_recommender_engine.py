@@ -23,7 +23,7 @@ class DownStore:
     def __init__(self):
         self.calls = 0
 
-    def read(self, *args):
+    def read(self, *args, **kwargs):
         self.calls += 1
         raise OnlineStoreError("Redis online store redis://127.0.0.1:1/0 is unreachable")
 
@@ -43,8 +43,8 @@ class CountingStore:
         self.reads += 1
         return self.inner.read(user_id)
 
-    def append(self, *args):
-        return self.inner.append(*args)
+    def append(self, *args, **kwargs):
+        return self.inner.append(*args, **kwargs)
 
     def close(self):
         self.inner.close()

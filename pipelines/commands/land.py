@@ -56,8 +56,11 @@ def land_file(
         day = day or datetime.now(timezone.utc).date().isoformat()
         target = settings.events_landing / day / path.name
     reading.copy_file(path, target)
+    note = target.with_name(target.name + adapters.registry.NOTE_SUFFIX)
     if source:
         adapters.write_note(target, chosen)
+    elif note.exists():  # a note from an earlier landing of this name would pick another source
+        note.unlink()
     return target
 
 

@@ -51,6 +51,18 @@ def test_a_header_less_clickstream_lands_with_its_source_and_ingests(settings, t
     assert main(["land", str(export), "--source", "clicks", "--date", "2026-01-05"]) == 0
     landed = settings.events_landing / "2026-01-05" / export.name
     assert (landed.parent / f"{export.name}.source").read_text().strip() == "clicks"
+    # Landed again under that name as a file its header identifies, the old note goes.
+    (settings.sources_landing / "clicks_header.yaml").write_text(
+        CLICKS_SOURCE.replace("name: clicks", "name: clicks_header").replace(
+            "  format: csv\n  header: false\n", ""
+        )
+    )
+    header = tmp_path / "header" / export.name
+    header.parent.mkdir()
+    header.write_text("user,item,category,behaviour,unix_time\n" + CLICKS)
+    land_file(settings, header, "2026-01-05")
+    assert not (landed.parent / f"{export.name}.source").exists()
+    land_file(settings, export, "2026-01-05", source="clicks")  # back to the header-less export
     instance = DagsterInstance.ephemeral()
     [run_id] = ingest_landed(settings, instance=instance)
     conn = warehouse.connect(settings.warehouse_path, read_only=True)

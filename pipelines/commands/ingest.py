@@ -63,8 +63,9 @@ def dagster_instance(settings: Settings | None = None):
 def ingest_landed(settings: Settings, batches: list[str] | None = None, instance=None) -> list[str]:
     """Run the ingest job once per contiguous range of landing days; return the run ids.
 
-    Raises ``dagster.DagsterExecutionStepExecutionError`` (with the file and the problem) on
-    bad input; the warehouse then holds what it held before the failed run.
+    A landed file that cannot be read is moved aside and the rest ingested (``rejected_files``
+    lists it). A failed run (a broken source file, a red blocking check) raises a Dagster
+    error naming the file and the problem; the warehouse then holds what it held before.
     """
     from pipelines.definitions import build_definitions
 

@@ -19,7 +19,9 @@ FallbackReason = Literal[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields refused, and no coercion: "5" or true is not a k (subclasses' model_config
+    # is merged with this one, so every request model here is strict).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RecommendRequest(_Strict):

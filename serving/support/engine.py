@@ -21,6 +21,7 @@ from serving import metrics
 from serving.catalog import Catalog
 from serving.config import ServingConfig
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
+from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
 from training.support.runtime import HANDOVER_REPLY, SupportRuntime, UnknownReplyError
 
@@ -29,6 +30,10 @@ SERVICE = "support"
 READY_PROBE = "readyz-probe"  # a reply id no one has: /readyz reads it to see the store answer
 
 __all__ = ["FeedbackError", "FeedbackUnavailable", "SupportEngine", "UnknownReplyError"]
+
+
+class UnknownRecommendationError(UnknownReplyError):
+    """Feedback names a rec_id the recommender never served (in the window it keeps): 404."""
 
 
 class FeedbackUnavailable(RuntimeError):
@@ -46,6 +51,8 @@ class SupportEngine:
         self.breaker = CircuitBreaker(
             "support pipeline", self.config.breaker_failures, self.config.breaker_reset_s
         )
+        # The recommendations served lately, from the recommender's landing log.
+        self.served = ServedLog(landing.root) if landing is not None else None
         # reply_id → (session_id, user_id) of replies this worker gave, for the feedback record.
         self._sessions = TTLCache(self.config.cache_entries, 24 * 3600.0)
 
@@ -135,6 +142,15 @@ class SupportEngine:
             known = self._sessions.get(req.target_id)
             session_id = session_id or row.get("session_id") or (known[0] if known else None)
             user_id = user_id or (known[1] if known else None)
+        elif self.served is not None:
+            served = await in_thread(
+                self.served.__contains__, req.target_id, timeout_s=self.config.chat_timeout_s
+            )
+            if not served:
+                raise UnknownRecommendationError(
+                    f"unknown rec_id {req.target_id!r}: no recommendation with this id was served "
+                    f"in the last {self.served.days} days"
+                )
         record = {
             "feedback_id": uuid.uuid4().hex,
             "target_id": req.target_id,

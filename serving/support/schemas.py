@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from serving.schemas import HexId, Identifier
 from training.support.runtime import MAX_MESSAGE_CHARS
 
 MAX_REASON_CHARS = 500
 
-Message = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")]
+# Something to read, and no control characters but tab and line breaks (a NUL would be
+# stored with the dialogue and passed to the models).
+Message = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_MESSAGE_CHARS,
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
+    ),
+]
 Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_CHARS)]
 ChatFallback = Literal["timeout", "model_error", "unavailable"]
 
@@ -65,10 +74,19 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "example": {"target_id": "0" * 32, "rating": -1, "reason": "did not answer my question"}
         },
     )
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value):
+        # true == 1.0 == 1 in Python: a Literal[1, -1] takes them even in strict mode.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"rating must be the integer 1 or -1, not {value!r}")
+        return value
 
 
 class FeedbackResponse(BaseModel):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from data_contracts.landing_log import LandingLog
 from serving.config import ServingConfig
 from serving.support.engine import SupportEngine, UnknownReplyError
 from serving.support.schemas import ChatRequest, FeedbackRequest
@@ -50,6 +51,7 @@ def test_feedback_on_a_reply_and_on_a_recommendation_is_logged(engine, settings)
         engine.feedback(FeedbackRequest(target_id=reply.reply_id, rating=-1, reason="wrong"))
     )
     assert thumbs.logged and thumbs.target_kind == "reply"
+    LandingLog(settings).write("served", {"rec_id": "cd" * 16, "user_id": "u9", "items": ["i1"]})
     rec = asyncio.run(
         engine.feedback(FeedbackRequest(target_id="cd" * 16, target_kind="recommendation", rating=1))
     )
@@ -59,6 +61,11 @@ def test_feedback_on_a_reply_and_on_a_recommendation_is_logged(engine, settings)
     assert second["feedback_id"] == rec.feedback_id and second["target_kind"] == "recommendation"
     with pytest.raises(UnknownReplyError):
         asyncio.run(engine.feedback(FeedbackRequest(target_id="ef" * 16, rating=1)))
+    # A recommendation that was never served is refused like an unknown reply (404).
+    with pytest.raises(UnknownReplyError, match="no recommendation with this id was served"):
+        asyncio.run(
+            engine.feedback(FeedbackRequest(target_id="ab" * 16, target_kind="recommendation", rating=1))
+        )
 
 
 def test_slow_or_failing_pipeline_hands_over_and_the_breaker_opens(settings, support_tag):

@@ -60,17 +60,16 @@ def header_columns(path: Path, read: Read = DEFAULT_READ) -> list[str]:
         except Exception as exc:  # polars raises several types for a broken file
             raise LandingFileError(f"{path}: not a readable Parquet file ({_first_line_of(exc)})") from exc
     if fmt == "jsonl":
+        # The keys of the first line that is a JSON object; broken lines are the rows' business.
         with open(path, "rb") as handle:
-            for raw in handle:
-                if raw.strip():
-                    try:
-                        value = json.loads(raw.decode("utf-8", "replace"))
-                    except ValueError as exc:
-                        raise LandingFileError(f"{path}: the first line is not JSON ({exc})") from exc
-                    if not isinstance(value, dict):
-                        raise LandingFileError(f"{path}: the first line is not a JSON object")
+            for _, raw in zip(range(100), handle, strict=False):
+                try:
+                    value = json.loads(raw.decode("utf-8", "replace"))
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
                     return list(value)
-        raise LandingFileError(f"{path}: file has no rows")
+        raise LandingFileError(f"{path}: none of the first 100 lines is a JSON object")
     line = first_line(path, read.encoding)
     if fmt == "whitespace":
         return line.split()

@@ -117,7 +117,7 @@ class Read(_Model):
         return (*self.columns, *self.optional_columns)
 
 
-class Field_(_Model):
+class Column(_Model):
     """A canonical field read from a source column."""
 
     column: str
@@ -207,7 +207,7 @@ class ItemCodes(_Model):
 class Events(_Model):
     """Which column becomes which canonical event field, and the rules to derive the rest."""
 
-    fields: dict[str, Field_] = Field(default_factory=dict)
+    fields: dict[str, Column] = Field(default_factory=dict)
     # A value for every row, or for the rows where the mapped column is blank.
     constants: dict[str, str | int | float] = Field(default_factory=dict)
     # source value → canonical event type, or null to quarantine it (unknown_event_type).
@@ -225,7 +225,7 @@ class Events(_Model):
 
     @field_validator("fields")
     @classmethod
-    def _canonical_fields(cls, value: dict[str, Field_]) -> dict[str, Field_]:
+    def _canonical_fields(cls, value: dict[str, Column]) -> dict[str, Column]:
         unknown = sorted(set(value) - set(schemas.EVENT_COLUMNS))
         if unknown:
             raise ValueError(f"{unknown} are not canonical event fields ({', '.join(schemas.EVENT_COLUMNS)})")
@@ -283,7 +283,7 @@ class Catalog(_Model):
 
     # catalog field → source column; an events file's item_id, price and updated_at default to
     # the event's item, price and time.
-    fields: dict[str, Field_] = Field(default_factory=dict)
+    fields: dict[str, Column] = Field(default_factory=dict)
     title: Title | None = None
     # Levels of `fields.category` are separated by this in the source (joined by " > " here).
     category_separator: str | None = None

@@ -265,3 +265,13 @@ events:
     assert events["ts"][0] == datetime(2026, 7, 15, 8, 30, tzinfo=timezone.utc)  # CEST is UTC+2
     assert events["reject_reason"].to_list() == [None, "unparseable: when", "unparseable: qty"]
     assert by_row(contract(events)) == {1: "future_ts", 2: "rejected_by_reader", 3: "rejected_by_reader"}
+
+
+def test_a_jsonl_file_whose_first_line_is_broken_is_still_recognised(tmp_path):
+    good = '{"ts":"2026-01-01T10:00:00Z","user_id":"u1","item_id":"i1","event_type":"view"}'
+    path = write(tmp_path, "events.jsonl", '{"ts":"2026-01-01T10:0\n' + good + "\n")
+    adapted = adapters.adapt_file(path)
+    assert adapted.format == "canonical"
+    assert adapted.events.sort("source_row")["reject_reason"][0].startswith("malformed_line")
+    with pytest.raises(adapters.LandingFileError, match=r"none of the first 100 lines is a JSON object"):
+        adapters.adapt_file(write(tmp_path, "junk.jsonl", "not json\n[1, 2]\n"))

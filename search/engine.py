@@ -89,7 +89,8 @@ class SearchEngine:
         depth = max(self.config.candidates, k)
         ranks: list[tuple[float, dict[int, int]]] = []
         lexical_ranks = self._lexical(corrected, depth, allowed) if lexical else {}
-        dense_ranks = self._dense(text, depth, allowed) if dense else {}
+        # The vector side reads the corrected query too: MiniLM does not know "hedphones" either.
+        dense_ranks = self._dense(corrected, depth, allowed) if dense else {}
         if lexical:
             ranks.append((self.config.lexical_weight, lexical_ranks))
         if dense:

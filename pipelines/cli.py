@@ -42,6 +42,12 @@ def _ingest() -> ModuleType:
     return ingest
 
 
+def _features() -> ModuleType:
+    from pipelines.commands import features
+
+    return features
+
+
 def _summary() -> ModuleType:
     from pipelines.commands import summary
 
@@ -72,6 +78,7 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "land": (_land, "Check a data file as ingest will read it, then copy it into the landing folder"),
     "sources": (_sources, "List, suggest or check the source files that map exports to the contracts"),
     "ingest": (_ingest, "Materialise the ingest assets for everything landed"),
+    "features": (_features, "Restore the online store from the offline store (after it was lost)"),
     "summary": (_summary, "Print the warehouse tables with row counts"),
     "report": (_report, "Print the latest evaluation of each model against its baselines"),
     "train": (_train, "Train a model: recommender or support"),

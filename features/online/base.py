@@ -48,6 +48,10 @@ class OnlineSequences(ABC):
         """
 
     @abstractmethod
+    def is_empty(self) -> bool:
+        """True when the store holds no user's row at all (lost, flushed or never loaded)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self) -> OnlineSequences:

@@ -75,7 +75,7 @@ class RedisSequences(OnlineSequences):
         # event time taken under it orders them; WATCH still guards against other writers
         # (a materialisation), whose conflict is retried with the same time.
         lock = self.client.lock(
-            b"shopml:append-lock:" + key,
+            b"shopml:append-lock:" + key + b":lock",  # ends unlike a row key: is_empty skips it
             timeout=self.lock_timeout_s,
             sleep=LOCK_POLL_S,
             blocking_timeout=self.lock_timeout_s,
@@ -124,6 +124,15 @@ class RedisSequences(OnlineSequences):
                             f"{self.where}: gave up appending for user {user_id!r} after "
                             f"{self.lock_timeout_s}s of concurrent writes"
                         ) from None
+
+    def is_empty(self) -> bool:
+        # Feast's keys end with the project name; other data may share the database.
+        try:
+            for _ in self.client.scan_iter(match=b"*" + self._suffix, count=1000):
+                return False
+        except redis.RedisError as e:
+            raise OnlineStoreError(f"{self.where} is unreachable or failing ({e})") from e
+        return True
 
     def close(self) -> None:
         self.client.close()

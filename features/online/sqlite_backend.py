@@ -150,6 +150,12 @@ class SqliteSequences(OnlineSequences):
             raise self._error(e) from e
         return new
 
+    def is_empty(self) -> bool:
+        try:
+            return self._conn().execute(f'SELECT 1 FROM "{self.table}" LIMIT 1').fetchone() is None
+        except sqlite3.DatabaseError as e:
+            raise self._error(e) from e
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:

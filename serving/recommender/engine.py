@@ -167,7 +167,18 @@ class RecommenderEngine:
             config,
         )
         try:
-            engine._store()
+            store = engine._store()
+            if store.is_empty():  # lost (Redis restarted empty) or never loaded: fill it now
+                from features.restore import restore
+
+                restored = restore(settings, store)
+                log.warning(
+                    "the online store was empty: restored %d users from the offline store and "
+                    "replayed %d logged events in %.1f s",
+                    restored.users,
+                    restored.replayed,
+                    restored.seconds,
+                )
         except Exception as e:  # served with fallbacks until the store can be opened
             log.warning("feature store not available at start-up: %s", e)
         return engine

@@ -60,6 +60,8 @@ class SearchEngine:
         self.tokenizer = Tokenizer()
         self._query_vectors: LRUCache = LRUCache(max(1, self.config.query_cache))
         self._category_masks: LRUCache = LRUCache(256)
+        # Delisted items are never returned; None when there are none (no mask to apply).
+        self._listed = None if index.listed.all() else index.listed
 
     def clean_query(self, query: str) -> str:
         text = " ".join(query.split())
@@ -146,10 +148,10 @@ class SearchEngine:
     # --- filters and the personal re-rank ----------------------------------------------------
 
     def _allowed(self, filters: Filters) -> np.ndarray | None:
-        if not filters.active:
-            return None
         index = self.index
-        allowed = np.ones(len(index), dtype=bool)
+        if not filters.active:
+            return self._listed
+        allowed = index.listed.copy()
         if filters.category is not None:
             allowed &= self._category_mask(filters.category)
         if filters.in_stock is not None:

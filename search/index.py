@@ -13,8 +13,9 @@ Layout under the index root (``data/search`` by default)::
 A build reads the previous version: an item whose indexed text (and the encoder) did not
 change keeps its vector, so only changed and new items are embedded. The BM25 index and the
 graph are rebuilt from scratch each time (seconds for 100,000 items; embedding is the cost).
-Out-of-stock items are indexed and flagged (``in_stock``); items that left the catalog since
-the previous version are dropped from the index and counted as ``delisted``.
+Out-of-stock items are indexed and flagged (``in_stock``). Items that left the catalog since
+the previous version stay in the index flagged ``listed = false`` (never returned, but their
+vector is kept for the day they come back) and are counted as ``delisted``.
 """
 
 from __future__ import annotations
@@ -144,14 +145,15 @@ def build_index(
     """Index the current catalog as a new version under ``root`` and make it current."""
     started = time.perf_counter()
     root = Path(root)
-    items = catalog_items(catalog)
+    items = catalog_items(catalog).with_columns(pl.lit(True).alias("listed"))
     previous = current_version(root)
+    if previous is not None:
+        items = pl.concat([items, _delisted_items(previous, items)], how="vertical_relaxed")
     vectors = np.zeros((items.height, encoder.dim), dtype=np.float32)
     todo = np.ones(items.height, dtype=bool)
-    delisted = 0
     if previous is not None:
         try:
-            _, delisted = _reuse_vectors(previous, items, encoder, vectors, todo)
+            _reuse_vectors(previous, items, encoder, vectors, todo)
         except (OSError, ValueError, SearchIndexError) as e:
             log.warning("previous search index %s not reused (%s): embedding every item", previous, e)
     embed_started = time.perf_counter()
@@ -178,8 +180,8 @@ def build_index(
         items=items.height,
         embedded=int(len(rows)),
         reused=int(items.height - len(rows)),
-        delisted=delisted,
-        out_of_stock=int((~items["in_stock"]).sum()),
+        delisted=int((~items["listed"]).sum()),
+        out_of_stock=int((~items["in_stock"] & items["listed"]).sum()),
         seconds=round(time.perf_counter() - started, 2),
         embed_seconds=round(embed_seconds, 2),
     )
@@ -216,8 +218,23 @@ def _reuse_vectors(
     new_rows, old_rows = matched["new"].to_numpy(), matched["old"].to_numpy()
     vectors[new_rows] = old_vectors[old_rows]
     todo[new_rows] = False
-    delisted = old.height - int(old["item_id"].is_in(items["item_id"].implode()).sum())
-    return len(new_rows), delisted
+    return len(new_rows), old.height - len(new_rows)
+
+
+def _delisted_items(previous: Path, items: pl.DataFrame) -> pl.DataFrame:
+    """Rows of the previous version whose item the catalog no longer lists, flagged unlisted."""
+    try:
+        old = pl.read_parquet(previous / "items.parquet")
+    except Exception as e:  # a damaged previous version: nothing to carry over
+        log.warning("previous search index %s not read (%s): no delisted items carried", previous, e)
+        return items.clear()
+    if "listed" not in old.columns:
+        old = old.with_columns(pl.lit(True).alias("listed"))
+    gone = old.filter(~pl.col("item_id").is_in(items["item_id"].implode()))
+    texts = [item_text(*row) for row in gone.select("title", "description", "category", "brand").iter_rows()]
+    return gone.with_columns(
+        pl.Series("text", texts, pl.String()), pl.lit(False).alias("listed"), pl.lit(False).alias("in_stock")
+    ).select(items.columns)
 
 
 def _graph(vectors: np.ndarray, threads: int) -> Index:
@@ -269,6 +286,7 @@ class LoadedIndex:
     brands: list[str | None]
     prices: np.ndarray  # float64, NaN where unknown
     in_stock: np.ndarray  # bool
+    listed: np.ndarray  # bool; False: the catalog no longer lists the item (never returned)
     vectors: np.ndarray  # (N, D) float32
     graph: Index
     bm25: bm25s.BM25
@@ -306,6 +324,7 @@ def load_index(root: Path, spell_min_length: int = 4, spell_max_edits: int = 2) 
         brands=items["brand"].to_list(),
         prices=items["price"].fill_null(float("nan")).to_numpy().astype(np.float64),
         in_stock=items["in_stock"].to_numpy().astype(bool),
+        listed=items["listed"].to_numpy().astype(bool),
         vectors=vectors,
         graph=graph,
         bm25=bm25,

@@ -38,9 +38,18 @@ def test_only_changed_and_new_items_are_embedded_again(index_root, catalog, enco
     new = pl.DataFrame({"item_id": ["lamp-9"], "title": ["Glow Lamp"], "price": [9.0]})
     report = build_index(pl.concat([changed, new], how="diagonal_relaxed"), index_root, encoder)
     assert (report.version, report.embedded, report.delisted) == (2, 2, 1)
-    assert report.reused == catalog.height - 2
+    assert report.reused == catalog.height - 2 + 1  # the delisted item keeps its vector
     after = load_index(index_root)
     assert after.version == 2 and after.in_stock[after.row_of["tent-2"]]
+    # The delisted item is kept, flagged, with its vector, and never found.
+    gone = after.row_of["i000000"]
+    assert not after.listed[gone] and not after.in_stock[gone] and after.listed.sum() == len(after) - 1
+    assert np.array_equal(after.vectors[gone], before.vectors[before.row_of["i000000"]])
+    from search.engine import SearchEngine
+
+    title = before.titles[before.row_of["i000000"]]
+    found = SearchEngine(after, encoder).search(title, 50).hits
+    assert found and "i000000" not in {h.item_id for h in found}
     kept = after.row_of["i000001"]
     assert np.array_equal(after.vectors[kept], before.vectors[before.row_of["i000001"]])
 

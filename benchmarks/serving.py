@@ -290,7 +290,7 @@ def main(argv=None) -> None:
                 "where is my parcel",
                 "change my address",
             ]
-            chat_bodies = [{"session_id": f"s{k}", "message": questions[k % 4]} for k in range(2_000)]
+            chat_bodies = [{"message": questions[k % 4]} for k in range(2_000)]  # each a new session
             with launch.serving("support", env=chat_env) as running:
                 chat = asyncio.run(
                     drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)

@@ -64,6 +64,8 @@ class ServingConfig:
     support_torch_threads: int = 2
     # A support reply slower than this becomes a handover.
     chat_timeout_s: float = 10.0
+    # Dialogue state (turns, slots, session bindings) is deleted this long after its last write.
+    support_session_ttl_s: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ServingConfig:
@@ -85,6 +87,7 @@ class ServingConfig:
             support_int8=_env("SUPPORT_INT8", "1").lower() in ("1", "true", "yes"),
             support_torch_threads=_number("SUPPORT_TORCH_THREADS", "2", int),
             chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),
+            support_session_ttl_s=_number("SUPPORT_SESSION_TTL_S", "86400", float),
         )
         if settings.profile == "production" and not config.api_key:
             raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")

@@ -63,7 +63,7 @@ def try_recommender(service: Running, user_id: str) -> None:
 
 
 def try_support(service: Running) -> None:
-    answer = post(service, "/chat", {"session_id": "main-job", "message": "How do I cancel my order?"})
+    answer = post(service, "/chat", {"message": "How do I cancel my order?"})
     if answer.get("reply_id"):
         post(service, "/feedback", {"target_id": answer["reply_id"], "rating": 1, "reason": "sample request"})
 

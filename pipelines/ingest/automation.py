@@ -31,9 +31,9 @@ ingest_job = define_asset_job(
 catalog_job = define_asset_job(
     "catalog_job",
     selection=AssetSelection.assets(
-        "raw_catalog", "catalog", "catalog_history", "quarantine_catalog", "item_stats"
+        "raw_catalog", "catalog", "catalog_history", "quarantine_catalog", "item_stats", "item_search_index"
     ),
-    description="Refresh the catalog and item stats after a catalog file landed",
+    description="Refresh the catalog, item stats and the search index after a catalog file landed",
 )
 
 daily_ingest_schedule = build_schedule_from_partitioned_job(

@@ -23,13 +23,14 @@ from serving.config import ServingConfig
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
-from training.support.runtime import HANDOVER_REPLY, SupportRuntime, UnknownReplyError
+from training.support.dialogue import redact
+from training.support.runtime import HANDOVER_REPLY, SessionForbidden, SupportRuntime, UnknownReplyError
 
 log = logging.getLogger(__name__)
 SERVICE = "support"
 READY_PROBE = "readyz-probe"  # a reply id no one has: /readyz reads it to see the store answer
 
-__all__ = ["FeedbackError", "FeedbackUnavailable", "SupportEngine", "UnknownReplyError"]
+__all__ = ["FeedbackError", "FeedbackUnavailable", "SessionForbidden", "SupportEngine", "UnknownReplyError"]
 
 
 class UnknownRecommendationError(UnknownReplyError):
@@ -67,6 +68,7 @@ class SupportEngine:
             int8_generator=config.support_int8 and not torch.cuda.is_available(),
             vocabulary=titles,
             profile=ShopProfile.from_env(),
+            session_ttl_s=config.support_session_ttl_s,
         )
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)
@@ -84,37 +86,66 @@ class SupportEngine:
         return True
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
+        """Raises SessionForbidden (403) when the session is another caller's."""
+        session_id, token = req.session_id or uuid.uuid4().hex, None
         try:
+            # A wrong token is the caller's error, not a failing store: returned, not raised,
+            # so that it never opens the breaker.
+            opened = await self.breaker.call_async(
+                self._open_session, session_id, req.session_token, timeout_s=self.config.chat_timeout_s
+            )
+            if isinstance(opened, SessionForbidden):
+                raise opened
+            session_id, token = opened
             out = await self.breaker.call_async(
-                self.runtime.reply, req.session_id, req.message, timeout_s=self.config.chat_timeout_s
+                self.runtime.reply, session_id, req.message, timeout_s=self.config.chat_timeout_s
             )
             fallback = None
+        except SessionForbidden:
+            raise
         except BreakerOpen:
             out, fallback = None, "unavailable"
         except TimeoutError:
             out, fallback = None, "timeout"
         except Exception:
-            log.exception("support reply failed for session %r", req.session_id)
+            log.exception("support reply failed for session %r", session_id)
             out, fallback = None, "model_error"
         finally:
             metrics.breaker_open("support_pipeline", self.breaker.state == "open")
         if out is None:
             metrics.fallback(SERVICE, fallback)
             out = {"reply": HANDOVER_REPLY, "reply_id": uuid.uuid4().hex, "handover": True}
-        response = ChatResponse(**out, model_version=self.model_version, fallback=fallback)
-        self._sessions.put(response.reply_id, (req.session_id, req.user_id))
+        response = ChatResponse(
+            **out,
+            session_id=session_id,
+            session_token=token,
+            model_version=self.model_version,
+            fallback=fallback,
+        )
+        self._sessions.put(response.reply_id, (session_id, req.user_id))
         self._log_reply(req, response)
         return response
+
+    def _open_session(self, session_id: str, token: str | None) -> tuple[str, str | None] | SessionForbidden:
+        try:
+            return self.runtime.open_session(session_id, token)
+        except SessionForbidden as e:
+            return e
 
     def _log_reply(self, req: ChatRequest, response: ChatResponse) -> None:
         if self.landing is None:
             return
+        try:
+            slot_values = tuple(self.runtime.store.slots(response.session_id).values())
+        except Exception:  # the store is down: the patterns still mask what they know
+            slot_values = ()
         record = {
             "reply_id": response.reply_id,
             "ts": datetime.now(UTC),
-            "session_id": req.session_id,
-            "message": req.message,
-            "reply": response.reply,
+            "session_id": response.session_id,
+            # The log outlives the dialogue store's TTL: no personal data in clear.
+            "message": redact(req.message, slot_values),
+            "reply": redact(response.reply, slot_values),
             "sources": [s.doc_id for s in response.sources],
             "top_score": response.candidates[0].score if response.candidates else None,
             "handover": response.handover,

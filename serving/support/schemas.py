@@ -25,14 +25,22 @@ Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_CHARS)]
 ChatFallback = Literal["timeout", "model_error", "unavailable"]
 
 
+SessionToken = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class ChatRequest(BaseModel):
-    session_id: Identifier
+    session_id: Identifier | None = Field(
+        None, description="omit to start a session; the answer names it and gives its session_token"
+    )
+    session_token: SessionToken | None = Field(
+        None, description="the token /chat returned when the session started; required to continue it"
+    )
     message: Message
     user_id: Identifier | None = None
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"session_id": "s-123", "message": "How do I cancel order 12345678?"}},
+        json_schema_extra={"example": {"message": "How do I cancel order 12345678?"}},
     )
 
 
@@ -50,6 +58,10 @@ class CandidateScore(BaseModel):
 
 
 class ChatResponse(BaseModel):
+    session_id: str = Field(description="send it with session_token to continue this conversation")
+    session_token: str | None = Field(
+        None, description="given once, when the session starts: keep it, it proves the session is yours"
+    )
     reply: str
     reply_id: str = Field(description="send it back with /feedback")
     handover: bool = Field(description="the conversation goes to a human agent")

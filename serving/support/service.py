@@ -20,6 +20,7 @@ from serving.logs import quiet_client_errors  # noqa: E402
 from serving.support.engine import (  # noqa: E402
     FeedbackError,
     FeedbackUnavailable,
+    SessionForbidden,
     SupportEngine,
     UnknownReplyError,
 )
@@ -41,8 +42,14 @@ class SupportService:
 
     @bentoml.api(route="/chat")
     async def chat(self, request: ChatRequest, /) -> ChatResponse:
-        """A reply to the shopper's message in this session, its sources and the candidates' scores."""
-        return await self.engine.chat(request)
+        """A reply to the shopper's message in this session, its sources and the candidates' scores.
+
+        Omit session_id to start a session: the answer gives its session_id and, once, its
+        session_token, which every later message of the session must carry (else 403)."""
+        try:
+            return await self.engine.chat(request)
+        except SessionForbidden as e:
+            return JSONResponse({"error": str(e)}, status_code=403)
 
     @bentoml.api(route="/feedback")
     async def feedback(self, request: FeedbackRequest, /) -> FeedbackResponse:

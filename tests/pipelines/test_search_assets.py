@@ -25,3 +25,10 @@ def test_the_index_is_built_from_the_catalog_and_rebuilt_incrementally(settings,
     run_job(settings, "search_job", instance=instance)
     second = metadata()
     assert (second["version"], second["embedded"], second["reused"]) == (2, 0, first["items"])
+
+
+def test_a_landed_catalog_file_rebuilds_the_search_index():
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def("catalog_job")
+    assert AssetKey("item_search_index") in job.asset_layer.selected_asset_keys

@@ -60,8 +60,11 @@ def test_pipeline_materialised_and_served_on_postgres_and_redis(production, tiny
             timeout=60,
         )
         assert first.status_code == 200, first.text
+        token = first.json()["session_token"]
         second = httpx.post(
-            f"{support.url}/chat", json={"session_id": session, "message": "it is order 12345"}, timeout=60
+            f"{support.url}/chat",
+            json={"session_id": session, "session_token": token, "message": "it is order 12345"},
+            timeout=60,
         )
         assert second.status_code == 200, second.text
         feedback = httpx.post(

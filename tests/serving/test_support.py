@@ -154,8 +154,10 @@ def test_short_messages_are_answered_not_handed_over_as_foreign(engine):
     from training.support.language import HANDOVER_TEXTS
 
     foreign = {text for code, text in HANDOVER_TEXTS.items() if code != "en"}
+    session, token = None, None
     for message in ("ok", "thx", "cheers", "order 12345678", "#00108"):
-        out = asyncio.run(engine.chat(ChatRequest(session_id="short", message=message)))
+        out = asyncio.run(engine.chat(ChatRequest(session_id=session, session_token=token, message=message)))
+        session, token = out.session_id, token or out.session_token
         assert out.reply not in foreign and out.language in (None, "en"), message
 
 
@@ -167,3 +169,53 @@ def test_replies_and_candidates_carry_no_stand_in_and_no_example_order_number(en
         for text in [out.reply] + [c.text for c in out.candidates]:
             assert leaks(text) == [], text
             assert set(re.findall(r"\d{5,}", text)) <= {"12345678"}, text
+
+
+def test_a_session_belongs_to_its_caller(engine):
+    from serving.support.engine import SessionForbidden
+
+    first = asyncio.run(engine.chat(ChatRequest(message="I want to cancel order 12345678")))
+    assert first.session_token and first.session_id
+    again = asyncio.run(
+        engine.chat(
+            ChatRequest(
+                session_id=first.session_id, session_token=first.session_token, message="and the refund?"
+            )
+        )
+    )
+    assert again.session_id == first.session_id and again.session_token is None and again.fallback is None
+    # Another caller who knows or guesses the id, without the token or with a wrong one.
+    for token in (None, "x" * 32):
+        with pytest.raises(SessionForbidden):
+            asyncio.run(
+                engine.chat(
+                    ChatRequest(session_id=first.session_id, session_token=token, message="what is my order?")
+                )
+            )
+    assert engine.breaker.state == "closed"  # refusals are not failures of the store
+    # A client-chosen id starts a session of its own, bound to the token it gets back.
+    own = asyncio.run(engine.chat(ChatRequest(session_id="chosen-id", message="hello")))
+    assert own.session_id == "chosen-id" and own.session_token
+
+
+def test_http_refuses_another_callers_session_with_403(client):
+    first = client.post("/chat", json={"message": "I want to cancel order 12345678"})
+    assert first.status_code == 200, first.text
+    session = first.json()["session_id"]
+    stolen = client.post("/chat", json={"session_id": session, "message": "which order was it?"})
+    assert stolen.status_code == 403 and "another caller" in stolen.json()["error"]
+    assert "12345678" not in stolen.text
+    mine = client.post(
+        "/chat",
+        json={"session_id": session, "session_token": first.json()["session_token"], "message": "thanks"},
+    )
+    assert mine.status_code == 200, mine.text
+
+
+def test_the_reply_log_holds_no_personal_data_in_clear(engine, settings):
+    message = "cancel order 12345678 please, my email is jo.doe@example.com"
+    out = asyncio.run(engine.chat(ChatRequest(message=message)))
+    (logged,) = [r for r in landed(settings, "replies") if r["reply_id"] == out.reply_id]
+    for secret in ("12345678", "jo.doe@example.com"):
+        assert secret not in json.dumps(logged), logged
+    assert logged["message"] == "cancel order <redacted> please, my email is <redacted>"  # the slots

@@ -11,13 +11,20 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
 Turn = tuple[str, str]  # (role, text), role "user" or "assistant"
 
 
+# How long dialogue state (turns, slots, session bindings, reply records) is kept after it
+# was last written: it holds personal data (order numbers, e-mail addresses, names).
+DEFAULT_TTL_S = 24 * 3600
+
+
 class DialogueStore(Protocol):
+    def claim_session(self, session_id: str, token_hash: str) -> str: ...
     def append_turn(self, session_id: str, role: str, text: str) -> None: ...
     def turns(self, session_id: str, last: int) -> list[Turn]: ...
     def slots(self, session_id: str) -> dict[str, str]: ...
@@ -27,44 +34,75 @@ class DialogueStore(Protocol):
 
 
 class InMemoryStore:
-    def __init__(self) -> None:
-        self._turns: dict[str, list[Turn]] = {}
-        self._slots: dict[str, dict[str, str]] = {}
-        self._replies: dict[str, dict] = {}
+    """Dialogue state in this process (tests, benchmarks); entries expire after ``ttl_s``."""
+
+    def __init__(self, ttl_s: float = DEFAULT_TTL_S, clock=time.time) -> None:
+        self._ttl = ttl_s
+        self._clock = clock
+        self._sessions: dict[str, tuple[float, str]] = {}
+        self._turns: dict[str, list[tuple[float, Turn]]] = {}
+        self._slots: dict[str, dict[str, tuple[float, str]]] = {}
+        self._replies: dict[str, tuple[float, dict]] = {}
         self._lock = threading.Lock()
+
+    def _fresh(self, ts: float) -> bool:
+        return ts >= self._clock() - self._ttl
+
+    def claim_session(self, session_id: str, token_hash: str) -> str:
+        with self._lock:
+            held = self._sessions.get(session_id)
+            owner = held[1] if held and self._fresh(held[0]) else token_hash
+            self._sessions[session_id] = (self._clock(), owner)
+            return owner
 
     def append_turn(self, session_id: str, role: str, text: str) -> None:
         with self._lock:
-            self._turns.setdefault(session_id, []).append((role, text))
+            self._turns.setdefault(session_id, []).append((self._clock(), (role, text)))
 
     def turns(self, session_id: str, last: int) -> list[Turn]:
-        return list(self._turns.get(session_id, [])[-last:])
+        with self._lock:
+            return [t for ts, t in self._turns.get(session_id, []) if self._fresh(ts)][-last:]
 
     def slots(self, session_id: str) -> dict[str, str]:
-        return dict(self._slots.get(session_id, {}))
+        with self._lock:
+            return {k: v for k, (ts, v) in self._slots.get(session_id, {}).items() if self._fresh(ts)}
 
     def set_slots(self, session_id: str, values: dict[str, str]) -> None:
         with self._lock:
-            self._slots.setdefault(session_id, {}).update(values)
+            now = self._clock()
+            self._slots.setdefault(session_id, {}).update({k: (now, v) for k, v in values.items()})
 
     def save_reply(self, reply_id: str, record: dict) -> None:
-        self._replies[reply_id] = dict(record)
+        with self._lock:
+            self._replies[reply_id] = (self._clock(), dict(record))
 
     def get_reply(self, reply_id: str) -> dict | None:
-        return self._replies.get(reply_id)
+        with self._lock:
+            held = self._replies.get(reply_id)
+        return dict(held[1]) if held and self._fresh(held[0]) else None
 
 
 class SQLiteStore:
-    """One SQLite file; safe across threads of one process and across processes."""
+    """One SQLite file; safe across threads of one process and across processes.
 
-    def __init__(self, path: Path | str) -> None:
+    Every row carries the time it was written; reads ignore rows older than ``ttl_s`` and
+    writes delete them (at most once a minute), so personal data does not outlive the TTL.
+    """
+
+    _TABLES = ("sessions", "turns", "slots", "replies")
+
+    def __init__(self, path: Path | str, ttl_s: float = DEFAULT_TTL_S, clock=time.time) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._ttl = ttl_s
+        self._clock = clock
+        self._purged = 0.0
         with self._lock:
             self._conn.executescript(
                 """
+                CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, token_hash TEXT, ts REAL);
                 CREATE TABLE IF NOT EXISTS turns (session_id TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT,
                                                   role TEXT, text TEXT);
                 CREATE INDEX IF NOT EXISTS turns_session ON turns (session_id, seq);
@@ -73,53 +111,94 @@ class SQLiteStore:
                 CREATE TABLE IF NOT EXISTS replies (reply_id TEXT PRIMARY KEY, record TEXT);
                 """
             )
+            # Files written before rows carried their time: those rows count as expired.
+            for table in self._TABLES:
+                columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                if "ts" not in columns:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN ts REAL DEFAULT 0")
+
+    def _cutoff(self) -> float:
+        return self._clock() - self._ttl
+
+    def _purge(self) -> None:
+        # Called under the lock by writers.
+        now = self._clock()
+        if now - self._purged < 60:
+            return
+        self._purged = now
+        for table in self._TABLES:
+            self._conn.execute(f"DELETE FROM {table} WHERE ts < ?", (now - self._ttl,))
+
+    def claim_session(self, session_id: str, token_hash: str) -> str:
+        with self._lock:
+            self._purge()
+            now = self._clock()
+            # A binding older than the TTL is gone: the id may be claimed again.
+            self._conn.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET "
+                "token_hash = CASE WHEN ts < ? THEN excluded.token_hash ELSE token_hash END, ts = excluded.ts",
+                (session_id, token_hash, now, now - self._ttl),
+            )
+            (owner,) = self._conn.execute(
+                "SELECT token_hash FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return owner
 
     def append_turn(self, session_id: str, role: str, text: str) -> None:
         with self._lock:
+            self._purge()
             self._conn.execute(
-                "INSERT INTO turns (session_id, role, text) VALUES (?, ?, ?)", (session_id, role, text)
+                "INSERT INTO turns (session_id, role, text, ts) VALUES (?, ?, ?, ?)",
+                (session_id, role, text, self._clock()),
             )
 
     def turns(self, session_id: str, last: int) -> list[Turn]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT role, text FROM turns WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
-                (session_id, last),
+                "SELECT role, text FROM turns WHERE session_id = ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
+                (session_id, self._cutoff(), last),
             ).fetchall()
         return [(r, t) for r, t in reversed(rows)]
 
     def slots(self, session_id: str) -> dict[str, str]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT name, value FROM slots WHERE session_id = ?", (session_id,)
+                "SELECT name, value FROM slots WHERE session_id = ? AND ts >= ?", (session_id, self._cutoff())
             ).fetchall()
         return dict(rows)
 
     def set_slots(self, session_id: str, values: dict[str, str]) -> None:
         with self._lock:
+            self._purge()
+            now = self._clock()
             self._conn.executemany(
-                "INSERT OR REPLACE INTO slots VALUES (?, ?, ?)",
-                [(session_id, k, v) for k, v in values.items()],
+                "INSERT OR REPLACE INTO slots (session_id, name, value, ts) VALUES (?, ?, ?, ?)",
+                [(session_id, k, v, now) for k, v in values.items()],
             )
 
     def save_reply(self, reply_id: str, record: dict) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (reply_id, json.dumps(record)))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO replies (reply_id, record, ts) VALUES (?, ?, ?)",
+                (reply_id, json.dumps(record), self._clock()),
+            )
 
     def get_reply(self, reply_id: str) -> dict | None:
         with self._lock:
-            row = self._conn.execute("SELECT record FROM replies WHERE reply_id = ?", (reply_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT record FROM replies WHERE reply_id = ? AND ts >= ?", (reply_id, self._cutoff())
+            ).fetchone()
         return json.loads(row[0]) if row else None
 
 
 class RedisStore:
-    """Dialogue state in Redis (production profile); sessions expire after ``ttl_s`` idle seconds."""
+    """Dialogue state in Redis (production profile); every key expires ``ttl_s`` after its last write."""
 
-    def __init__(self, url: str, ttl_s: int = 7 * 24 * 3600, prefix: str = "shopml:support:") -> None:
+    def __init__(self, url: str, ttl_s: float = DEFAULT_TTL_S, prefix: str = "shopml:support:") -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2)
-        self._ttl = ttl_s
+        self._ttl = max(1, int(ttl_s))
         self._prefix = prefix
 
     def ping(self) -> bool:
@@ -127,6 +206,16 @@ class RedisStore:
 
     def _k(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
+
+    def claim_session(self, session_id: str, token_hash: str) -> str:
+        key = self._k("session", session_id)
+        # SET NX is atomic: of two first callers, one owns the session.
+        self._redis.set(key, token_hash, nx=True, ex=self._ttl)
+        with self._redis.pipeline() as pipe:
+            pipe.get(key)
+            pipe.expire(key, self._ttl)
+            owner, _ = pipe.execute()
+        return owner or token_hash
 
     def append_turn(self, session_id: str, role: str, text: str) -> None:
         key = self._k("turns", session_id)
@@ -156,11 +245,11 @@ class RedisStore:
         return json.loads(raw) if raw else None
 
 
-def make_store(profile: str, data_dir: Path, redis_url: str) -> DialogueStore:
+def make_store(profile: str, data_dir: Path, redis_url: str, ttl_s: float = DEFAULT_TTL_S) -> DialogueStore:
     """Redis in the production profile, a SQLite file under data_dir otherwise."""
     if profile == "production":
-        return RedisStore(redis_url)
-    return SQLiteStore(data_dir / "support" / "dialogue.sqlite")
+        return RedisStore(redis_url, ttl_s)
+    return SQLiteStore(data_dir / "support" / "dialogue.sqlite", ttl_s)
 
 
 # --- slots and placeholders
@@ -195,3 +284,23 @@ def extract_slots(text: str) -> dict[str, str]:
         if match:
             found["order_number"] = match.group(1)
     return found
+
+
+_REDACT = (
+    (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "<email>"),
+    (re.compile(r"(?<!\w)\+?\d[\d\s().-]{6,}\d(?!\w)"), "<number>"),
+    (re.compile(r"\b[A-Z0-9-]*\d[A-Z0-9-]*\d[A-Z0-9-]*\b"), "<number>"),
+    (re.compile(r"\b(my name is) [A-Z][a-z]+(?: [A-Z][a-z]+)?"), r"\1 <name>"),
+)
+
+
+def redact(text: str | None, values: tuple[str, ...] = ()) -> str | None:
+    """``text`` for a log: e-mail addresses, order, invoice and phone numbers, stated names and
+    the given slot ``values`` masked."""
+    if text is None:
+        return None
+    for value in sorted((v for v in values if v and len(v) >= 3), key=len, reverse=True):
+        text = text.replace(value, "<redacted>")
+    for pattern, mask in _REDACT:
+        text = pattern.sub(mask, text)
+    return text

@@ -5,7 +5,10 @@ Plain Python, loaded once per process; the serving layer wraps ``reply`` and ``r
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -19,13 +22,29 @@ from data_contracts.settings import Settings
 from data_contracts.shop import ShopProfile
 from data_contracts.support import validate_feedback_row
 from training.support.artifact import SupportModel, load_support_model
-from training.support.dialogue import DialogueStore, InMemoryStore, Turn, extract_slots, make_store
+from training.support.dialogue import (
+    DEFAULT_TTL_S,
+    DialogueStore,
+    InMemoryStore,
+    Turn,
+    extract_slots,
+    make_store,
+    redact,
+)
 from training.support.encoder import Hit
 from training.support.language import LanguageConfig, LanguageDetector, handover_text
 from training.support.placeholders import ask_for, fill_reply
 
 MAX_MESSAGE_CHARS = 2000
 HANDOVER_REPLY = handover_text("en")
+
+
+class SessionForbidden(PermissionError):
+    """The session belongs to another caller: its token is missing or wrong."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class UnknownReplyError(LookupError):
@@ -100,6 +119,7 @@ class SupportRuntime:
         int8_generator: bool = False,
         languages: LanguageConfig | None = None,
         vocabulary: list[str] | None = None,
+        session_ttl_s: float = DEFAULT_TTL_S,
     ) -> SupportRuntime:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
         ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
@@ -107,7 +127,9 @@ class SupportRuntime:
         model = load_support_model(tag, settings, with_generator=use_generator)
         if int8_generator and model.generator is not None:
             model.generator.quantize()
-        store = store or make_store(settings.profile, Path(settings.data_dir), settings.redis_url)
+        store = store or make_store(
+            settings.profile, Path(settings.data_dir), settings.redis_url, session_ttl_s
+        )
         return cls(
             model,
             store,
@@ -117,6 +139,24 @@ class SupportRuntime:
             languages=languages,
             vocabulary=vocabulary,
         )
+
+    def open_session(self, session_id: str | None, token: str | None) -> tuple[str, str | None]:
+        """The caller's session: ``(session_id, token)`` with a new token when the session is new.
+
+        No id, or an id no live session has: a session bound to a fresh token (returned once;
+        only its hash is stored). A live session: the caller must send its token, else
+        ``SessionForbidden``; a session nobody used for the store's TTL is gone and new again.
+        """
+        session_id = session_id or uuid.uuid4().hex
+        fresh = secrets.token_urlsafe(24)
+        owner = self.store.claim_session(session_id, token_hash(fresh))
+        if hmac.compare_digest(owner, token_hash(fresh)):
+            return session_id, fresh
+        if token is None or not hmac.compare_digest(owner, token_hash(token)):
+            raise SessionForbidden(
+                f"session {session_id!r} belongs to another caller; send its session_token"
+            )
+        return session_id, None
 
     def rank(self, context: str, candidates: list[Candidate]) -> np.ndarray:
         return self.model.ranker.score(context, [c.text for c in candidates])
@@ -254,6 +294,9 @@ class SupportRuntime:
         if record is None:
             raise UnknownReplyError(f"unknown reply_id {reply_id!r}")
         row = validate_feedback_row({**record, "reply_id": reply_id, "rating": rating, "reason": reason})
+        # The feedback file outlives the dialogue store: no personal data in clear.
+        slot_values = tuple(self.store.slots(record["session_id"]).values())
+        row["context"], row["reply"] = redact(row["context"], slot_values), redact(row["reply"], slot_values)
         row["session_id"] = record["session_id"]
         row["target_kind"] = "reply"
         row["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

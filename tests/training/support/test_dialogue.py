@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import pytest
@@ -10,6 +11,7 @@ from training.support.dialogue import (
     SQLiteStore,
     extract_slots,
     make_store,
+    redact,
 )
 
 
@@ -27,6 +29,9 @@ def test_extract_slots():
 
 def check_store(store):
     session = uuid.uuid4().hex
+    # The first claim binds the session; a later claim gets the first owner back.
+    assert store.claim_session(session, "owner-hash") == "owner-hash"
+    assert store.claim_session(session, "intruder-hash") == "owner-hash"
     assert store.turns(session, 5) == []
     for i in range(4):
         store.append_turn(session, "user" if i % 2 == 0 else "assistant", f"turn {i}")
@@ -44,6 +49,60 @@ def check_store(store):
 def test_embedded_stores(kind, tmp_path):
     store = InMemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "d.sqlite")
     check_store(store)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_personal_data_expires_after_the_ttl(kind, tmp_path):
+    clock = Clock()
+    store = (
+        InMemoryStore(ttl_s=3600, clock=clock)
+        if kind == "memory"
+        else SQLiteStore(tmp_path / "d.sqlite", ttl_s=3600, clock=clock)
+    )
+    store.claim_session("s", "owner")
+    store.append_turn("s", "user", "cancel order 12345678, mail jo@example.com")
+    store.set_slots("s", {"order_number": "12345678", "email": "jo@example.com"})
+    store.save_reply("r", {"session_id": "s", "context": "cancel order 12345678"})
+    clock.now += 3599
+    assert store.turns("s", 5) and store.slots("s") and store.get_reply("r")
+    assert store.claim_session("s", "intruder") == "owner"
+    clock.now += 3601  # an hour after the last write
+    assert store.turns("s", 5) == [] and store.slots("s") == {} and store.get_reply("r") is None
+    # Nobody used the session for the TTL: it is gone, and the id can start a new one.
+    assert store.claim_session("s", "newcomer") == "newcomer"
+    if kind == "sqlite":  # and the expired rows are deleted from the file, not only hidden
+        conn = sqlite3.connect(tmp_path / "d.sqlite")
+        assert conn.execute("SELECT count(*) FROM turns").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM slots").fetchone() == (0,)
+
+
+def test_a_dialogue_file_without_row_times_counts_as_expired(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE turns (session_id TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT, role TEXT, text TEXT);"
+        "INSERT INTO turns (session_id, role, text) VALUES ('s', 'user', 'my order 12345678');"
+    )
+    conn.close()
+    store = SQLiteStore(path)
+    assert store.turns("s", 5) == []
+    store.append_turn("s", "user", "hello")
+    assert store.turns("s", 5) == [("user", "hello")]
+
+
+def test_redact_masks_personal_data():
+    text = "cancel order 12345678, mail jo.doe@example.com, call +1 555 0100, my name is Ada Lovelace"
+    assert redact(text) == "cancel order <number>, mail <email>, call <number>, my name is <name>"
+    assert redact("it is for Ada Lovelace, 2 items", ("Ada Lovelace",)) == "it is for <redacted>, 2 items"
+    assert redact(None) is None
 
 
 def test_sqlite_store_persists_across_connections(tmp_path):

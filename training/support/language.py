@@ -109,7 +109,8 @@ class LanguageConfig:
 
     # Languages the shop answers in (ISO 639-1); the rest get a handover in their language.
     served: tuple[str, ...] = ("en",)
-    # Fewest letters (numbers, codes, links removed) a Latin-script message needs to count as foreign.
+    # Letters (numbers, codes, links removed) a Latin-script message needs to count as foreign,
+    # in one word at least ("lol ok" is two short words, not Polish).
     min_letters: int = 4
     # How many times as likely the best unserved language must be as the best served one.
     min_ratio: float = 5.0
@@ -170,7 +171,8 @@ class LanguageDetector:
             cleaned = self._vocabulary.sub(" ", cleaned)
         letters = sum(ch.isalpha() for ch in cleaned)
         script = _script_languages(cleaned)
-        if letters == 0 or (not script and letters < self.config.min_letters):
+        longest = max((len(w) for w in re.findall(r"[^\W\d_]+", cleaned)), default=0)
+        if letters == 0 or (not script and min(letters, longest) < self.config.min_letters):
             return Detection(None, 0.0, True)
         values = _detector(self._codes).compute_language_confidence_values(cleaned)
         confidence = {self._by_name[v.language.name]: v.value for v in values}

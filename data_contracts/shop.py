@@ -23,7 +23,7 @@ class ShopProfile:
     """Facts about the shop that replies may state; ``None`` means the shop has none."""
 
     # The shop's name as shoppers know it (also the name of its website and app).
-    name: str = "Northwind Goods"
+    name: str = "Maple Street Market"
     site_url: str | None = "https://shop.example.com"
     support_email: str | None = "support@shop.example.com"
     support_phone: str | None = "+1 555 0100"

@@ -50,14 +50,14 @@ def test_shop_facts_fill_and_missing_ones_are_left_out():
     )
     filled, missing = fill_reply(text, {}, SHOP)
     assert filled == (
-        "Visit our Northwind Goods website and open Order History. Call +1 555 0100 during Monday to "
+        "Visit our Maple Street Market website and open Order History. Call +1 555 0100 during Monday to "
         "Friday, 9:00 to 18:00 UTC. Reach us via live chat, +1 555 0100, or support@shop.example.com. "
         "Returns within 30 days."
     )
     assert missing == []
     filled, _ = fill_reply(text, {}, BARE_SHOP)
     # The phone sentence goes (nothing left to say), the list loses its missing items.
-    assert filled == "Visit our Northwind Goods website and open Order History."
+    assert filled == "Visit our Maple Street Market website and open Order History."
 
 
 def test_shopper_data_is_filled_or_asked_for_never_invented():

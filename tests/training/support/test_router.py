@@ -1,0 +1,64 @@
+"""The turn router: its training data, a tiny model that learns from it, accuracy and threshold."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from data_contracts import synthetic
+from training.support.corpus import SAMPLE_DIR
+from training.support.router import (
+    LABELS,
+    Router,
+    RouterConfig,
+    choose_threshold,
+    macro_accuracy,
+    router_examples,
+    train_router,
+)
+
+BITEXT = SAMPLE_DIR / "bitext" / "bitext_sample.csv"
+VOCABULARY = {
+    "categories": list(synthetic.TOP_CATEGORIES),
+    "subcategories": list(synthetic.SUB_CATEGORIES),
+    "brands": list(synthetic.BRANDS),
+    "adjectives": list(synthetic.ADJECTIVES),
+    "nouns": [n for ns in synthetic.NOUNS.values() for n in ns],
+}
+
+
+def test_examples_are_balanced_and_product_questions_follow_a_request():
+    examples = router_examples(BITEXT, VOCABULARY, per_label=50, seed=1)
+    assert Counter(label for _, _, label in examples) == {i: 50 for i in range(len(LABELS))}
+    questions = [(t, p) for t, p, label in examples if LABELS[label] == "product_question"]
+    assert all(p for _, p in questions)
+    assert "{" not in " ".join(t for t, _, _ in examples)  # every template filled
+    assert router_examples(BITEXT, VOCABULARY, 50, seed=1) == examples  # deterministic
+
+
+def test_a_tiny_router_learns_the_goals(tiny_encoder_dir):
+    examples = router_examples(BITEXT, VOCABULARY, per_label=40, seed=0)
+    messages, previous = [t for t, _, _ in examples], [p for _, p, _ in examples]
+    gold = [LABELS[label] for _, _, label in examples]
+    router = Router.from_encoder(str(tiny_encoder_dir), max_length=32)
+    router.threshold = 0.0  # compare plain best guesses
+    before = macro_accuracy(gold, [label for label, _ in router.predict(messages, previous)])[0]
+    train_router(router, examples, RouterConfig(steps=60, batch_size=16, lr=1e-3))
+    after = macro_accuracy(gold, [label for label, _ in router.predict(messages, previous)])[0]
+    assert after > max(before, 0.5), (before, after)
+
+
+def test_macro_accuracy_and_threshold():
+    gold = ["support", "support", "small_talk", "out_of_scope"]
+    assert macro_accuracy(gold, ["support", None, "small_talk", "support"]) == (
+        0.5,
+        {"out_of_scope": 0.0, "small_talk": 1.0, "support": 0.5},
+    )
+    # Three confident right answers and one unsure right one: the highest threshold that
+    # keeps them all wins; a higher one would turn the unsure one into a question.
+    probs = np.array(
+        [[0.9, 0.05, 0.05, 0, 0], [0.8, 0.1, 0.1, 0, 0], [0, 0, 0, 0.95, 0.05], [0.45, 0, 0, 0, 0.55]]
+    )
+    assert choose_threshold(gold, probs) == 0.5  # 0.55 < 0.6 would drop the right out_of_scope
+    assert choose_threshold(gold, probs, candidates=(0.0, 0.6)) == 0.0

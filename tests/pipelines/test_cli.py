@@ -38,6 +38,7 @@ def test_main_job_on_a_tiny_shop_prints_the_warehouse_and_a_json_line(settings, 
         "generate",
         "ingest",
         "features",
+        "search",
         "feedback_loop",
         "recommender",
         "support",
@@ -69,5 +70,7 @@ def test_main_job_once_serves_real_requests_and_logs_them(settings, capsys, monk
     assert "serve" in figures["steps"]
     assert "POST http://127.0.0.1:3100/recommend ->" in out
     assert "POST http://127.0.0.1:3101/chat ->" in out
+    assert "POST http://127.0.0.1:3100/search ->" in out and '"index_ready": true' in out
+    assert list(settings.landing_dir.glob("searches/*/*.jsonl")), "the served search was logged"
     assert list(settings.landing_dir.glob("served/*/*.jsonl")), "the served list was logged for the pipeline"
     assert list(settings.events_landing.glob("*/events-*.jsonl")), "the click was logged as an event"

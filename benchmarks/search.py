@@ -103,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--personal-minutes", type=float, default=4.0, help="training cap of the personal model")
     p.add_argument("--no-http", action="store_true", help="skip the service latency")
+    p.add_argument(
+        "--latency-only", action="store_true", help="build the catalog and measure latency; no quality"
+    )
     p.add_argument("--latency-queries", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -406,7 +409,7 @@ def main(argv=None) -> int:
     line: dict = {}
     # Quality on Online Retail II (real descriptions) and the synthetic catalog's paraphrases.
     sets: dict[str, tuple[SearchEngine, list[dict]]] = {}
-    if args.retail.exists():
+    if args.retail.exists() and not args.latency_only:
         catalog, lines = retail_frames(args.retail)
         build_index(catalog, work / "retail", encoder)
         engine = SearchEngine(load_index(work / "retail"), encoder, SearchConfig())
@@ -431,6 +434,10 @@ def main(argv=None) -> int:
     if not args.no_http:
         line["http_p50_ms"] = round(http_latency(data_dir, latency_queries), 2)
 
+    if args.latency_only:
+        line["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        print(json.dumps(line))
+        return 0
     tune = [(e, q) for e, qs in sets.values() for q in qs if split_of(q["query"]) == "tune"]
     test = [(e, q) for e, qs in sets.values() for q in qs if split_of(q["query"]) == "test"]
     # One weight setting for every catalog: tuned on the pooled tune split.

@@ -34,6 +34,7 @@ import polars as pl
 import torch
 from usearch.index import Index
 
+from data_contracts.schemas import CATALOG_SCHEMA
 from search.text import SpellingCorrector, Tokenizer, item_text, text_hash
 from training.hardware import cpu_has_native_bf16
 from training.support.encoder import SentenceEncoder, fingerprint, resolve_encoder
@@ -42,16 +43,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_VERSIONS = 2
-ITEM_SCHEMA = {
-    "item_id": pl.String(),
-    "title": pl.String(),
-    "description": pl.String(),
-    "category": pl.String(),
-    "brand": pl.String(),
-    "price": pl.Float64(),
-    "currency": pl.String(),
-    "in_stock": pl.Boolean(),
-}
+# The catalog's columns that results show or the index reads (all but updated_at).
+ITEM_SCHEMA = {name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "updated_at"}
 # Item text beyond this many tokens is not embedded (titles and the start of descriptions).
 EMBED_MAX_TOKENS = 64
 

@@ -11,6 +11,7 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 
 from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
@@ -71,8 +72,7 @@ class ProductSearch:
         personal = None
         model = self.recommender.model if self.recommender is not None else None
         if model is not None and history:
-            recommender = model.recommender
-            personal = lambda ids: recommender.scores_for(history, ids)  # noqa: E731
+            personal = partial(model.recommender.scores_for, history)
         filters = Filters(req.category, req.min_price, req.max_price, req.in_stock)
         try:
             result: SearchResult = await in_thread(

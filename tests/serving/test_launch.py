@@ -24,7 +24,8 @@ def test_a_failed_start_is_reported_at_once_with_its_log(tmp_path):
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="failed at start-up(.|\n)*Application startup failed"):
         start_process("broken", [sys.executable, "-c", script], free_port(), log=tmp_path / "b.log")
-    assert time.monotonic() - started < 30
+    # Reported before the process would have ended by itself (it sleeps 60 s), on a busy machine too.
+    assert time.monotonic() - started < 50
 
 
 def test_a_server_that_exits_is_reported(tmp_path):

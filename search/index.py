@@ -80,7 +80,8 @@ class Encoder:
         from training.support.config import DEFAULT_ENCODER
 
         self.spec = DEFAULT_ENCODER if spec == "minilm" else spec
-        self.items = SentenceEncoder.load(self.spec, max_length=EMBED_MAX_TOKENS)
+        # Loaded on first use: a service only embeds queries, and needs no fp32 copy.
+        self._items: SentenceEncoder | None = None
         self.fingerprint = fingerprint(resolve_encoder(self.spec))
         self._query: SentenceEncoder | None = None
         self.query_int8 = query_int8
@@ -88,6 +89,12 @@ class Encoder:
     @property
     def dim(self) -> int:
         return self.items.dim
+
+    @property
+    def items(self) -> SentenceEncoder:
+        if self._items is None:
+            self._items = SentenceEncoder.load(self.spec, max_length=EMBED_MAX_TOKENS)
+        return self._items
 
     def encode_items(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16()):
@@ -194,11 +201,12 @@ def build_index(
 
 def _reuse_vectors(
     previous: Path, items: pl.DataFrame, encoder: Encoder, vectors: np.ndarray, todo: np.ndarray
-) -> tuple[int, int]:
+) -> None:
+    """Copy the previous version's vectors of items whose text is unchanged; mark them done."""
     manifest = _manifest(previous)
     if manifest["encoder"]["fingerprint"] != encoder.fingerprint:
         log.info("search index: the encoder changed since %s; every item is embedded again", previous.name)
-        return 0, 0
+        return
     old = pl.read_parquet(previous / "items.parquet", columns=["item_id", "text_hash"]).with_row_index("old")
     old_vectors = np.load(previous / "vectors.npy", mmap_mode="r")
     if old_vectors.shape != (old.height, encoder.dim):
@@ -211,7 +219,6 @@ def _reuse_vectors(
     new_rows, old_rows = matched["new"].to_numpy(), matched["old"].to_numpy()
     vectors[new_rows] = old_vectors[old_rows]
     todo[new_rows] = False
-    return len(new_rows), old.height - len(new_rows)
 
 
 def _delisted_items(previous: Path, items: pl.DataFrame) -> pl.DataFrame:

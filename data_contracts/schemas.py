@@ -74,6 +74,9 @@ SERVED_RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),
     "session_id": pl.String(),
     "model_version": pl.String(),  # the model's tag, or "popularity" for a fallback
+    # The baseline's name ("ease", "cooccurrence", "most_popular") when the promoted model is a
+    # baseline that no trained model beat on validation; null when a trained model answered.
+    "baseline": pl.String(),
     "items": pl.List(pl.String()),  # in the order shown
     "scores": pl.List(pl.Float64()),
     "fallback": pl.String(),  # why the model was not used (e.g. "feature_store_down"), else null

@@ -40,7 +40,7 @@ TABLE_COMMENTS = {
     "item_stats": "Per item: views, carts, purchases, refunds, distinct users, popularity rank, conversion",
     "ingest_runs": "One row per ingest of a partition: rows_in = rows_clean + rows_quarantined + rows_duplicate",
     "rejected_files": "Landed files that could not be read at all, with the reason; moved to landing/_rejected/",
-    "served_recommendations": "Every recommendation list the service returned: items in order, scores, model version, fallback reason",
+    "served_recommendations": "Every recommendation list the service returned: items in order, scores, model version, the baseline served when no trained model beat it, fallback reason",
     "support_replies": "Every support reply the service gave: message, reply, sources, top score, handover",
     "feedback": "Thumbs up (+1) or down (-1) on a reply or a recommendation, with the reason",
     "quarantine_served_recommendations": "Served-recommendation log lines that broke a rule, with the rule",

@@ -80,8 +80,9 @@ def latest_tag(context: AssetExecutionContext, asset_name: str) -> str:
 def recommender_evaluation(
     context: AssetExecutionContext, warehouse_db: DuckDBResource, settings: ShopSettings
 ) -> MaterializeResult:
-    """Leave-one-out, full ranking, seen items filtered: the model against most-popular and
-    co-occurrence on the same split; then promotion if it beats them and the promoted model."""
+    """Leave-one-out, full ranking, seen items filtered: the model against most-popular,
+    co-occurrence and EASE on the same split; then promotion if it beats the best of them and
+    the promoted model on validation, or the best baseline served when no trained model does."""
     from training.recommender import pipeline
     from training.recommender.artifact import load_from_store
 
@@ -111,6 +112,8 @@ def recommender_evaluation(
             "plot": plot_metadata(png),
             "promoted": decision["promoted"],
             "promotion": decision["reason"],
+            "served": str(decision["served"]),
+            "serves_baseline": str(decision["baseline"]),
             "report": MetadataValue.path(str(paths["png"])),
         }
     )

@@ -93,6 +93,7 @@ class EventLogOnce:
 class Model:
     recommender: Recommender
     version: str
+    baseline: str | None = None  # the baseline's name when no trained model beat it
 
 
 def open_online_store(settings: Settings) -> OnlineSequences:
@@ -113,7 +114,10 @@ def load_model(settings: Settings, tag: str | None) -> Model | None:
         log.warning("no promoted recommender in the model store: serving popularity only")
         return None
     artifact = load_from_store(tag)
-    return Model(Recommender(artifact.model, artifact.items), artifact.tag or tag)
+    baseline = artifact.extra.get("baseline")
+    if baseline is not None:
+        log.warning("no trained recommender beat the %s baseline: serving that baseline (%s)", baseline, tag)
+    return Model(Recommender(artifact.model, artifact.items), artifact.tag or tag, baseline)
 
 
 class RecommenderEngine:
@@ -303,12 +307,15 @@ class RecommenderEngine:
             items, version, fallback = await self._recommend(req)
             if fallback is None:
                 self.cache.put(key, (items, version, fallback))
+        # A promoted baseline's answer says so; popularity fallbacks carry their own reason.
+        baseline = self.model.baseline if self.model is not None and version == self.model.version else None
         if fallback is not None:
             metrics.fallback(SERVICE, fallback)
         response = RecommendResponse(
             rec_id=uuid.uuid4().hex,
             user_id=req.user_id,
             model_version=version,
+            baseline=baseline,
             fallback=fallback,
             items=items,
         )
@@ -352,6 +359,7 @@ class RecommenderEngine:
             "user_id": req.user_id,
             "session_id": req.session_id,
             "model_version": response.model_version,
+            "baseline": response.baseline,
             "items": [i.item_id for i in response.items],
             "scores": [i.score for i in response.items],
             "fallback": response.fallback,

@@ -54,6 +54,11 @@ class RecommendResponse(BaseModel):
     rec_id: str = Field(description="send it back with a rec_click event and with feedback")
     user_id: str
     model_version: str = Field(description='the model tag, or "popularity"')
+    baseline: str | None = Field(
+        None,
+        description="set when the promoted model is a baseline (e.g. \"ease\") that no trained "
+        "model beat on validation; null when a trained model answered",
+    )
     fallback: FallbackReason | None = Field(None, description="why the model's answer was not (fully) used")
     items: list[ScoredItem]
 

@@ -87,7 +87,7 @@ def test_known_user_gets_the_models_answer_without_seen_or_unavailable_items(
     # The served answer is logged for the pipeline, under its rec_id.
     (served,) = landed(shop_settings, "served")
     assert served["rec_id"] == out.rec_id and served["items"] == ids and served["fallback"] is None
-    assert served["model_version"] == recommender_tag
+    assert served["model_version"] == recommender_tag and served["baseline"] is None
 
 
 def test_unknown_user_gets_popular_in_stock_items(shop_settings, recommender_tag, shop):
@@ -157,6 +157,40 @@ def test_model_timeout_falls_back_to_popularity(shop_settings, recommender_tag):
     engine.__class__ = SlowModel
     out = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
     assert out.fallback == "model_timeout" and out.model_version == "popularity" and len(out.items) == 3
+
+
+def test_a_promoted_baseline_answers_flagged_as_a_baseline(shop_settings, shop):
+    from data_contracts.warehouse import connect
+    from training.recommender import pipeline
+    from training.recommender.artifact import save_to_store
+    from training.recommender.baselines import EASE
+    from training.recommender.data import leave_one_out
+
+    conn = connect(shop_settings.warehouse_path, read_only=True)
+    try:
+        data = pipeline.build_dataset(conn)
+    finally:
+        conn.close()
+    split = leave_one_out(data)
+    ease = EASE(split.train, data.num_items, l2=1.0)
+    tag = save_to_store(pipeline.baseline_artifact(ease, data, max_len=10, metrics={}))
+    engine = make_engine(shop_settings, tag)
+    assert engine.model.baseline == "ease"
+    out = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
+    assert out.fallback is None and out.model_version == tag and out.baseline == "ease"
+    ids = [i.item_id for i in out.items]
+    assert len(ids) == 3 and not set(ids) & set(shop.histories["u0"])
+    # The same items, in order, as EASE over u0's history.
+    history = [data.item_index()[i] for i in shop.histories["u0"]]
+    scores = ease([history])[0]
+    scores[history] = float("-inf")
+    scores[0] = float("-inf")
+    assert set(ids) <= {data.items[i - 1] for i in scores.topk(4).indices.tolist()}
+    (served,) = landed(shop_settings, "served")
+    assert served["baseline"] == "ease" and served["model_version"] == tag
+    # Popularity for an unknown user is a fallback, not the baseline.
+    other = run(engine.recommend(RecommendRequest(user_id="nobody", k=2)))
+    assert other.baseline is None and other.model_version == "popularity"
 
 
 def test_no_promoted_model_serves_popularity(shop_settings):

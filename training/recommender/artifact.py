@@ -26,6 +26,7 @@ from training.artifact_files import (
     seal,
     verify,
 )
+from training.recommender.baselines import BaselineConfig, BaselineModel
 from training.recommender.model import RecommenderConfig, SASRec
 
 MODEL_NAME = "recommender"
@@ -41,9 +42,17 @@ def vocabulary_fingerprint(items: list[str]) -> str:
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]
 
 
+# What ``config.json``'s "kind" names; artifacts written before baselines were servable have none.
+KINDS = {"sasrec": (RecommenderConfig, SASRec), "baseline": (BaselineConfig, BaselineModel)}
+
+
+def model_kind(model: SASRec | BaselineModel) -> str:
+    return "baseline" if isinstance(model, BaselineModel) else "sasrec"
+
+
 @dataclass
 class Artifact:
-    model: SASRec
+    model: SASRec | BaselineModel  # a trained model, or the baseline promoted in its place
     items: list[str]
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # training settings, split fingerprint, side info
@@ -63,6 +72,7 @@ def write_files(artifact: Artifact, folder: Path) -> None:
     save_file(state, str(folder / "model.safetensors"))
     config = {
         "format_version": FORMAT_VERSION,
+        "kind": model_kind(model),
         "model": model.config.to_dict(),
         "vocabulary_size": len(artifact.items),
         "vocabulary_fingerprint": vocabulary_fingerprint(artifact.items),
@@ -77,7 +87,7 @@ def write_files(artifact: Artifact, folder: Path) -> None:
 def read_files(
     folder: Path,
     expected_items: list[str] | None = None,
-    expected_config: RecommenderConfig | None = None,
+    expected_config: RecommenderConfig | BaselineConfig | None = None,
 ) -> Artifact:
     """Rebuild an artifact; raise ``ArtifactMismatch`` if anything is corrupt or does not fit."""
     missing = [name for name in FILES if not (folder / name).exists()]
@@ -94,8 +104,12 @@ def read_files(
         raise ArtifactMismatch(
             f"{config_file}: artifact format {version} cannot be read by this code (format {FORMAT_VERSION})"
         )
+    kind = config.get("kind", "sasrec")
+    if kind not in KINDS:
+        raise ArtifactMismatch(f"{config_file}: unknown model kind {kind!r}; expected one of {sorted(KINDS)}")
+    config_class, model_class = KINDS[kind]
     try:
-        model_config = RecommenderConfig.from_dict(config["model"])
+        model_config = config_class.from_dict(config["model"])
         fingerprint = config["vocabulary_fingerprint"]
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactMismatch(f"{config_file}: not a recommender config ({type(e).__name__}: {e})") from e
@@ -122,7 +136,7 @@ def read_files(
         raise ArtifactMismatch(
             f"the artifact's config differs from the expected one (artifact, expected): {diff}"
         )
-    model = SASRec(model_config)
+    model = model_class(model_config)
     weights = folder / "model.safetensors"
     try:
         state = load_tensors(weights)  # verify() has checked that every value is finite
@@ -184,7 +198,7 @@ def save_to_store(
     with bentoml.models.create(
         name,
         module="training.recommender",
-        labels={"model": "sasrec", **(labels or {})},
+        labels={"model": model_kind(artifact.model), **(labels or {})},
         metadata={**_flat_metrics(artifact.metrics), "num_items": len(artifact.items)},
         **_store_kwargs(home),
     ) as stored:

@@ -54,7 +54,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-save", action="store_true", help="do not save the model to the BentoML store")
     parser.add_argument(
-        "--promote", action="store_true", help="promote the new model if it beats the current one"
+        "--promote",
+        action="store_true",
+        help="promote the new model if it beats the best baseline and the current one on validation; "
+        "when neither beats the best baseline, that baseline is promoted and served",
     )
 
 
@@ -132,7 +135,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from training.recommender import pipeline
     from training.recommender.artifact import load_from_store
     from training.recommender.data import leave_one_out
-    from training.recommender.evaluation import CoOccurrence, MostPopular, evaluate_scorer
+    from training.recommender.evaluation import evaluate_with_baselines
     from training.recommender.inference import Recommender
 
     tag = pipeline.promoted_tag(home=home) if args.model == "promoted" else args.model
@@ -144,11 +147,7 @@ def evaluate(args: argparse.Namespace) -> int:
     split = leave_one_out(data)
     n = data.num_items
     scorer = pipeline.vocabulary_scorer(Recommender(artifact.model, artifact.items), data.items)
-    metrics = evaluate_scorer(scorer, split.test, n)
-    metrics["baselines"] = {
-        "most_popular": evaluate_scorer(MostPopular(split.train, n), split.test, n),
-        "cooccurrence": evaluate_scorer(CoOccurrence(split.train, n), split.test, n),
-    }
+    metrics = evaluate_with_baselines(scorer, split.train, split.test, n, valid=split.valid)
     metrics["tag"] = artifact.tag
     metrics["split"] = pipeline.split_fingerprint(data)
     # One JSON line last, after Lightning's progress output.

@@ -1,8 +1,8 @@
 """Leave-one-out evaluation: full ranking over all items with seen items filtered.
 
-A scorer maps a batch of histories to full-catalogue scores (B, N+1); the model, the
-most-popular baseline and the co-occurrence baseline are all scorers, so they are
-measured by the same code on the same cases.
+A scorer maps a batch of histories to full-catalogue scores (B, N+1); the model and the
+baselines (most-popular, co-occurrence, EASE: ``baselines``) are all scorers, so they
+are measured by the same code on the same cases.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
+from training.recommender.baselines import ItemToItem, fit_baselines
 from training.recommender.data import EvalSet
 from training.recommender.inference import mask_seen, score_histories
 from training.recommender.model import SASRec
@@ -81,7 +81,7 @@ def evaluate_scorer(
         scores[:, 0] = float("-inf")
         mask_seen(scores, histories)
         ranks.append(target_ranks(scores, targets))
-        tops.append(torch.topk(scores, k, dim=1).indices)
+        tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices)
         if sampled:
             sranks.append(sampled_ranks(scores, targets, sampled, generator))
     if not ranks:
@@ -100,81 +100,33 @@ def model_scorer(model: SASRec, batch_size: int = 1024) -> Scorer:
     return lambda histories: score_histories(model, histories, batch_size)
 
 
-class MostPopular:
-    """Scores every item by its number of training interactions."""
-
-    def __init__(self, train: Sequence[np.ndarray], num_items: int) -> None:
-        counts = np.bincount(np.concatenate(list(train)), minlength=num_items + 1).astype(np.float32)
-        counts[0] = 0
-        self.counts = torch.from_numpy(counts)
-
-    def __call__(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        return self.counts.expand(len(histories), -1)
-
-
-class CoOccurrence:
-    """Item-to-item: how often item j followed item i within ``window`` steps in training.
-
-    A history scores j by the co-occurrence counts of its last ``recent`` items, newer
-    ones weighted more; popularity breaks ties among items that never co-occurred.
-    """
-
-    def __init__(
-        self,
-        train: Sequence[np.ndarray],
-        num_items: int,
-        window: int = 3,
-        recent: int = 3,
-        decay: float = 0.6,
-    ) -> None:
-        n = num_items + 1
-        rows, cols = [], []
-        for seq in train:
-            for offset in range(1, window + 1):
-                if len(seq) > offset:
-                    rows.append(seq[:-offset])
-                    cols.append(seq[offset:])
-        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-        self.matrix = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
-        self.matrix.sum_duplicates()
-        self.popular = MostPopular(train, num_items).counts
-        self.recent = recent
-        self.decay = decay
-        self.n = n
-
-    def __call__(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        rows, cols, weights = [], [], []
-        for row, hist in enumerate(histories):
-            last = np.asarray(hist[-self.recent :], dtype=np.int64)
-            rows.append(np.full(len(last), row))
-            cols.append(last)
-            weights.append(self.decay ** np.arange(len(last))[::-1])
-        w = sp.csr_matrix(
-            (np.concatenate(weights).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(histories), self.n),
-        )
-        scores = torch.from_numpy((w @ self.matrix).toarray())
-        # Popularity as a tie-breaker far below one co-occurrence.
-        return scores + self.popular / (self.popular.max() + 1.0) * 1e-3
-
-
 def evaluate_with_baselines(
-    model: SASRec,
+    model: SASRec | Scorer,
     train: Sequence[np.ndarray],
     cases: EvalSet,
     num_items: int,
     k: int = 10,
     sampled: int = 100,
+    baselines: dict[str, ItemToItem] | None = None,
+    valid: EvalSet | None = None,
 ) -> dict:
-    """The model's metrics with both baselines measured on the same cases."""
-    result = evaluate_scorer(model_scorer(model), cases, num_items, k=k, sampled=sampled)
-    result["baselines"] = {
-        "most_popular": evaluate_scorer(
-            MostPopular(train, num_items), cases, num_items, k=k, sampled=sampled
-        ),
-        "cooccurrence": evaluate_scorer(
-            CoOccurrence(train, num_items), cases, num_items, k=k, sampled=sampled
-        ),
-    }
+    """The one place a model is compared with its baselines: the model's metrics, every
+    baseline's on the same cases, the best baseline by NDCG@k and whether the model beats it.
+
+    ``baselines`` are fitted on ``train`` when not given (``valid`` tunes EASE's l2).
+    """
+    scorer = model_scorer(model) if isinstance(model, torch.nn.Module) else model
+    result = evaluate_scorer(scorer, cases, num_items, k=k, sampled=sampled)
+    if baselines is None:
+        baselines = fit_baselines(train, num_items, valid)
+    result["baselines"] = {}
+    for name, baseline in baselines.items():
+        figures = evaluate_scorer(baseline, cases, num_items, k=k, sampled=sampled)
+        if baseline.params:
+            figures["params"] = baseline.params
+        result["baselines"][name] = figures
+    metric = f"ndcg@{k}"
+    best = max(result["baselines"], key=lambda name: result["baselines"][name][metric])
+    result["best_baseline"] = best
+    result["beats_best_baseline"] = result[metric] > result["baselines"][best][metric]
     return result

@@ -10,8 +10,6 @@ import torch
 
 from training.recommender.data import EvalSet
 from training.recommender.evaluation import (
-    CoOccurrence,
-    MostPopular,
     coverage,
     evaluate_scorer,
     ranking_metrics,
@@ -92,14 +90,3 @@ def test_evaluate_scorer_filters_seen_items_batched():
     # Case 0: 1 seen -> 2 first (hit). Case 1: 1, 2 seen -> 3 first (hit). Case 2: 1 beats 2 (miss).
     assert m["hr@1"] == pytest.approx(2 / 3)
     assert m["cases"] == 3
-
-
-def test_baselines_by_hand():
-    train = [np.array([1, 2, 3]), np.array([1, 2]), np.array([3, 4])]
-    pop = MostPopular(train, num_items=4)([np.array([1])])
-    assert pop[0].tolist() == [0, 2, 2, 2, 1]
-    cooc = CoOccurrence(train, num_items=4, window=1, recent=1)
-    scores = cooc([np.array([1]), np.array([3])])
-    # After 1 comes 2 (twice); after 3 comes 4 (once).
-    assert scores[0].argmax().item() == 2 and scores[1].argmax().item() == 4
-    assert scores[0, 2] == pytest.approx(2.0, abs=1e-2)

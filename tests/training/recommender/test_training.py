@@ -93,7 +93,45 @@ def test_promotion_only_when_better(trained, tmp_path):
     second = pipeline.promote_if_better(bad_tag, rule_data, home=home)
     assert not second["promoted"] and "does not beat" in second["reason"]
     assert second["scores"]["promoted"] == pytest.approx(first["scores"]["candidate"])
+    # The promoted model still beats the baselines: it stays, no baseline is served.
+    assert second["baseline"] is None and second["served"] == good_tag
     assert pipeline.promoted_tag(home=home) == good_tag
+    assert first["on"] == "validation" and {"most_popular", "cooccurrence", "ease"} <= set(first["scores"])
+    assert first["scores"]["candidate"] > first["scores"][first["best_baseline"]]
+
+
+def test_the_best_baseline_is_served_when_no_trained_model_beats_it(trained, tmp_path):
+    from training.recommender.baselines import BaselineModel, fit_baselines
+    from training.recommender.data import leave_one_out
+    from training.recommender.inference import Recommender
+
+    rule_data, _, good = trained
+    home = tmp_path / "store"
+    untrained = pipeline.build_model(rule_data, good.split, good.artifact.model.config)
+    bad_tag = save_to_store(replace(good.artifact, model=untrained.eval(), tag=None), home=home)
+    decision = pipeline.promote_if_better(bad_tag, rule_data, home=home)
+    best = decision["best_baseline"]
+    assert not decision["promoted"] and decision["baseline"] == best
+    assert decision["scores"][best] == max(
+        decision["scores"][b] for b in ("most_popular", "cooccurrence", "ease")
+    )
+    served = pipeline.promoted_tag(home=home)
+    assert served == decision["served"] != bad_tag and pipeline.promoted_baseline(home=home) == best
+    # The stored baseline is the one evaluated: same scores as the scorer refitted here.
+    loaded = load_from_store(served, home=home)
+    assert isinstance(loaded.model, BaselineModel) and loaded.extra["baseline"] == best
+    split = leave_one_out(rule_data)
+    scorer = fit_baselines(split.train, rule_data.num_items, split.valid)[best]
+    history = [rule_data.items[i - 1] for i in split.valid.histories[0]]
+    top = Recommender(loaded.model, loaded.items).recommend([history], k=3)[0]
+    expected = scorer([split.valid.histories[0]])[0]
+    for item, score in top:
+        assert score == pytest.approx(expected[rule_data.items.index(item) + 1].item(), abs=1e-5)
+    # A trained model that beats it replaces the baseline.
+    good_tag = save_to_store(good.artifact, home=home)
+    again = pipeline.promote_if_better(good_tag, rule_data, home=home)
+    assert again["promoted"] and "promoted" not in again["scores"]
+    assert pipeline.promoted_tag(home=home) == good_tag and pipeline.promoted_baseline(home=home) is None
 
 
 def test_vocabulary_scorer_maps_between_vocabularies(trained):

@@ -52,8 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # matrix products, a cosine rate over 21 epochs (~26 minutes on a CPU with native bf16).
     # --max-epochs sets the schedule's length: fit it to the cap on a slower or faster machine.
     p.add_argument("--max-epochs", type=int, default=21)
-    p.add_argument("--loss", choices=["ce", "sampled_softmax", "bce"], default="ce")
+    p.add_argument("--loss", choices=["ce", "sampled_softmax", "gbce", "bce"], default="ce")
     p.add_argument("--num-negatives", type=int, default=1024)
+    p.add_argument(
+        "--negative-sampling",
+        choices=["uniform", "popularity"],
+        default="uniform",
+        help="where sampled_softmax draws negatives; logQ corrects popularity sampling",
+    )
+    p.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration (gSASRec: 0.75)")
     # Smaller batches and a higher rate than the published 128 / 1e-3 learn more per minute,
     # which is what a 30-minute CPU budget needs.
     p.add_argument("--lr", type=float, default=2e-3)
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             args.profile,
             loss=args.loss,
             num_negatives=args.num_negatives,
+            negative_sampling=args.negative_sampling,
+            gbce_t=args.gbce_t,
             lr=args.lr,
             lr_schedule=args.lr_schedule,
             precision=args.precision,

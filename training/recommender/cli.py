@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from data_contracts.settings import Settings, use_model_store
+from training.recommender.losses import LOSSES
 from training.recommender.pipeline import PROFILES, Features
 
 
@@ -27,7 +28,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", choices=sorted(PROFILES), default="quick", help="training preset (default quick)"
     )
-    parser.add_argument("--loss", choices=["ce", "sampled_softmax", "bce"], help="training loss (default ce)")
+    parser.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        help="training loss (default ce): full softmax, logQ-corrected sampled softmax, gBCE, one-negative BCE",
+    )
+    parser.add_argument(
+        "--negative-sampling",
+        choices=["uniform", "popularity"],
+        help="where sampled_softmax draws negatives (default uniform)",
+    )
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--max-minutes", type=float, help="wall-clock cap on training")
     parser.add_argument("--batch-size", type=int)
@@ -97,6 +107,7 @@ def train(args: argparse.Namespace) -> int:
     train_settings = pipeline.settings_for(
         args.profile,
         loss=args.loss,
+        negative_sampling=args.negative_sampling,
         max_epochs=args.max_epochs,
         max_minutes=args.max_minutes,
         batch_size=args.batch_size,

@@ -154,7 +154,11 @@ class SASRecModule(pl.LightningModule):
         lr_schedule: str = "constant",
         k: int = 10,
         num_threads: int | None = None,
+        proposal: torch.Tensor | None = None,
+        gbce_t: float = 0.75,
     ) -> None:
+        """``proposal`` (N+1,): the sampled softmax's negative distribution (None: uniform);
+        ``gbce_t``: gBCE's calibration."""
         super().__init__()
         self.num_threads = num_threads
         self.model = model
@@ -166,10 +170,12 @@ class SASRecModule(pl.LightningModule):
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected constant or cosine")
         self.lr_schedule = lr_schedule
         self.k = k
+        self.proposal = proposal
+        self.gbce_t = gbce_t
         self._excluded: torch.Tensor | None = None
         self._ranks: list[torch.Tensor] = []
         self._cases: list[torch.Tensor] = []
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "proposal"])
 
     def on_fit_start(self) -> None:
         # Items with no training interactions (new, cold) are kept out of the softmax: as
@@ -177,6 +183,8 @@ class SASRecModule(pl.LightningModule):
         # None when every item has interactions, so the usual step skips the masking pass.
         has_id = self.model.item_has_id
         self._excluded = None if bool(has_id.all()) else ~has_id
+        if self.proposal is not None:
+            self.proposal = self.proposal.to(self.device)
 
     def setup(self, stage: str) -> None:
         # Spawned DDP workers start with torch's default thread count; set it in each.
@@ -192,6 +200,8 @@ class SASRecModule(pl.LightningModule):
             batch["targets"],
             self.num_negatives,
             excluded=self._excluded,
+            proposal=self.proposal,
+            gbce_t=self.gbce_t,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
         return loss

@@ -11,7 +11,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-LossName = Literal["ce", "sampled_softmax", "bce"]
+LossName = Literal["ce", "sampled_softmax", "gbce", "bce"]
+LOSSES: tuple[LossName, ...] = ("ce", "sampled_softmax", "gbce", "bce")
+# How the sampled losses draw their negatives: uniformly over the catalogue, or in
+# proportion to ``proposal`` (e.g. training popularity), corrected by logQ in the softmax.
+Sampling = Literal["uniform", "popularity"]
 
 
 # Logits per row block of the full softmax: a CPU block stays in cache through the matmul,
@@ -84,6 +88,51 @@ def full_softmax_ce(
     return _FullSoftmaxCE.apply(h, items, targets[mask], excluded)
 
 
+def draw_negatives(
+    num_items: int,
+    num_negatives: int,
+    device: torch.device,
+    proposal: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(K,) negatives shared by the batch: uniform over 1..num_items, or drawn (with
+    replacement) from ``proposal`` (N+1,) probabilities, whose row 0 must be 0."""
+    if proposal is None:
+        return torch.randint(1, num_items + 1, (num_negatives,), device=device, generator=generator)
+    return torch.multinomial(proposal, num_negatives, replacement=True, generator=generator).to(device)
+
+
+def _positive_and_negative_logits(
+    hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(M,) positive logits, (M, K) negative logits, (M, K) accidental hits (negative = target)."""
+    mask = targets > 0
+    h = hidden[mask]  # (M, C): only positions with a target
+    pos = targets[mask]  # (M,)
+    pos_logit = (h * items[pos]).sum(-1)  # (M,)
+    neg_logit = h @ items[negatives].T  # (M, K): one matmul for the shared negatives
+    return pos_logit.float(), neg_logit.float(), negatives.unsqueeze(0) == pos.unsqueeze(1)
+
+
+def logq_softmax_loss(
+    pos_logit: torch.Tensor,
+    neg_logit: torch.Tensor,
+    log_q_pos: torch.Tensor | float = 0.0,
+    log_q_neg: torch.Tensor | float = 0.0,
+    drop: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over rows of the cross-entropy of the positive among [positive, negatives], each
+    logit corrected by minus log of its expected count in the sample (logQ correction, as in
+    TensorFlow's ``sampled_softmax_loss`` and Yi et al., 2019): s - log(K q). ``drop`` (M, K)
+    removes negatives from a row (accidental hits, excluded items)."""
+    pos = pos_logit - log_q_pos  # (M,)
+    neg = neg_logit - log_q_neg  # (M, K)
+    if drop is not None:
+        neg = neg.masked_fill(drop, float("-inf"))
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
+
+
 def sampled_softmax(
     hidden: torch.Tensor,
     items: torch.Tensor,
@@ -91,25 +140,76 @@ def sampled_softmax(
     num_negatives: int = 256,
     generator: torch.Generator | None = None,
     excluded: torch.Tensor | None = None,
+    proposal: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Softmax over the target and ``num_negatives`` uniform negatives shared by the batch.
+    """Softmax over the target and ``num_negatives`` negatives shared by the batch (SASRec+SS).
 
     Shared negatives keep the cost at one (M, K) matmul; a negative that equals the target
-    of a row, or is ``excluded``, is masked out of that row.
+    of a row, or is ``excluded``, is masked out of that row. Negatives come from
+    ``proposal`` (N+1,) when given, uniform otherwise, and every logit is logQ-corrected
+    (under uniform sampling the correction is one constant and changes nothing).
+    ``negatives`` (K,) fixes the draw (tests).
     """
-    mask = targets > 0
-    h = hidden[mask]  # (M, C)
-    pos = targets[mask]  # (M,)
     num_items = items.shape[0] - 1
-    neg = torch.randint(1, num_items + 1, (num_negatives,), device=h.device, generator=generator)
-    pos_logit = (h * items[pos]).sum(-1, keepdim=True)  # (M, 1)
-    neg_logit = h @ items[neg].T  # (M, K)
-    drop = neg.unsqueeze(0) == pos.unsqueeze(1)
+    if negatives is None:
+        negatives = draw_negatives(num_items, num_negatives, hidden.device, proposal, generator)
+    pos_logit, neg_logit, drop = _positive_and_negative_logits(hidden, items, targets, negatives)
     if excluded is not None:
-        drop = drop | excluded[neg].unsqueeze(0)
-    neg_logit = neg_logit.masked_fill(drop, float("-inf"))
-    logits = torch.cat([pos_logit, neg_logit], dim=1).float()
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=h.device))
+        drop = drop | excluded[negatives].unsqueeze(0)
+    k = len(negatives)
+    if proposal is None:
+        log_q_pos = log_q_neg = torch.log(torch.tensor(k / num_items))
+    else:
+        log_q = torch.log(k * proposal.to(hidden.device).float().clamp_min(1e-12))
+        log_q_pos, log_q_neg = log_q[targets[targets > 0]], log_q[negatives].unsqueeze(0)
+    return logq_softmax_loss(pos_logit, neg_logit, log_q_pos, log_q_neg, drop)
+
+
+def gbce_beta(num_negatives: int, num_items: int, t: float) -> float:
+    """gSASRec's exponent: beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = K / (N - 1).
+
+    t = 0 gives beta = 1 (plain BCE, overconfident), t = 1 gives beta = alpha (fully
+    calibrated to the sampling rate)."""
+    alpha = num_negatives / max(num_items - 1, 1)
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def gbce_loss(
+    pos_logit: torch.Tensor, neg_logit: torch.Tensor, beta: float, drop: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Generalised BCE (Petrov and Macdonald, 2023): the positive's probability is raised to
+    ``beta``, -log(sigmoid(s+)^beta) = -beta log sigmoid(s+); each negative adds -log(1 -
+    sigmoid(s-)). As in gSASRec, the mean over every (row, 1 + K) term; ``drop`` (M, K)
+    removes negatives from a row."""
+    pos_terms = -beta * F.logsigmoid(pos_logit)  # (M,)
+    neg_terms = -F.logsigmoid(-neg_logit)  # (M, K)
+    if drop is not None:
+        neg_terms = neg_terms.masked_fill(drop, 0.0)
+        count = len(pos_terms) + (~drop).sum()
+    else:
+        count = neg_terms.numel() + len(pos_terms)
+    return (pos_terms.sum() + neg_terms.sum()) / count
+
+
+def gbce(
+    hidden: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    num_negatives: int = 256,
+    t: float = 0.75,
+    generator: torch.Generator | None = None,
+    excluded: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """gBCE over uniform negatives shared by the batch (gSASRec), calibration ``t``."""
+    num_items = items.shape[0] - 1
+    if negatives is None:
+        negatives = draw_negatives(num_items, num_negatives, hidden.device, None, generator)
+    pos_logit, neg_logit, drop = _positive_and_negative_logits(hidden, items, targets, negatives)
+    if excluded is not None:
+        drop = drop | excluded[negatives].unsqueeze(0)
+    return gbce_loss(pos_logit, neg_logit, gbce_beta(len(negatives), num_items, t), drop)
 
 
 def bce_one_negative(
@@ -138,12 +238,17 @@ def compute_loss(
     targets: torch.Tensor,
     num_negatives: int = 256,
     excluded: torch.Tensor | None = None,
+    proposal: torch.Tensor | None = None,
+    gbce_t: float = 0.75,
 ) -> torch.Tensor:
-    """``excluded`` items take no part in the softmax losses (the BCE baseline ignores it)."""
+    """``excluded`` items take no part in the softmax losses (the BCE baseline ignores it);
+    ``proposal`` is the sampled softmax's negative distribution (None: uniform)."""
     if name == "ce":
         return full_softmax_ce(hidden, items, targets, excluded)
     if name == "sampled_softmax":
-        return sampled_softmax(hidden, items, targets, num_negatives, excluded=excluded)
+        return sampled_softmax(hidden, items, targets, num_negatives, excluded=excluded, proposal=proposal)
+    if name == "gbce":
+        return gbce(hidden, items, targets, num_negatives, t=gbce_t, excluded=excluded)
     if name == "bce":
         return bce_one_negative(hidden, items, targets)
-    raise ValueError(f"unknown loss {name!r}; expected one of ce, sampled_softmax, bce")
+    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")

@@ -42,7 +42,7 @@ from training.recommender.evaluation import (
     model_scorer,
 )
 from training.recommender.inference import Recommender, score_histories
-from training.recommender.losses import LossName
+from training.recommender.losses import LossName, Sampling
 from training.recommender.model import RecommenderConfig, SASRec
 
 ProfileName = Literal["smoke", "quick", "full"]
@@ -54,8 +54,15 @@ Precision = Literal["auto", "bf16-mixed", "32-true"]
 class TrainSettings:
     """How to train; ``PROFILES`` holds the two presets, flags override single fields."""
 
-    loss: LossName = "ce"  # full softmax (default), sampled softmax, or one-negative BCE
-    num_negatives: int = 1024  # shared negatives per batch for the sampled softmax
+    # "ce": full softmax over the catalogue (default); "sampled_softmax": softmax over the target
+    # and num_negatives shared negatives, logQ-corrected (SASRec+SS); "gbce": generalised BCE
+    # over num_negatives uniform negatives (gSASRec); "bce": one negative, the historical baseline.
+    loss: LossName = "ce"
+    num_negatives: int = 1024  # shared negatives per batch for sampled_softmax and gbce
+    # Where sampled_softmax draws negatives: "uniform", or "popularity" (training counts), whose
+    # bias towards popular items the logQ correction removes.
+    negative_sampling: Sampling = "uniform"
+    gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec uses 0.75)
     lr: float = 1e-3
     # "cosine": a short warm-up, then the rate falls to zero at max_epochs (set max_epochs to
     # what the time budget allows); "constant" keeps lr throughout.
@@ -223,6 +230,17 @@ def build_model(data: SequenceData, split: LeaveOneOut, config: RecommenderConfi
 # --- training ------------------------------------------------------------------------------------
 
 
+def negative_proposal(split: LeaveOneOut, num_items: int, sampling: Sampling) -> torch.Tensor | None:
+    """(N+1,) probabilities of drawing each item as a negative; None for uniform."""
+    if sampling == "uniform":
+        return None
+    if sampling != "popularity":
+        raise ValueError(f"unknown negative_sampling {sampling!r}; expected uniform or popularity")
+    counts = np.bincount(np.concatenate(split.train), minlength=num_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    return torch.from_numpy(counts / counts.sum()).float()
+
+
 def fit(
     data: SequenceData,
     split: LeaveOneOut,
@@ -247,6 +265,8 @@ def fit(
         settings.weight_decay,
         lr_schedule=settings.lr_schedule,
         num_threads=settings.num_threads,
+        proposal=negative_proposal(split, data.num_items, settings.negative_sampling),
+        gbce_t=settings.gbce_t,
     )
     datamodule = SequenceDataModule(
         split, config.max_len, settings.batch_size, settings.window_stride, settings.seed

@@ -33,7 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def timed_replies(model, questions: list[str], use_generator: bool, exact: bool = True) -> list[float]:
     from training.support.runtime import InMemoryStore, SupportRuntime
 
-    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=use_generator, exact_generation=exact)
+    # The support path itself (retrieve, generate, rank), not routed: what its figures name.
+    pipeline = SupportRuntime(
+        model, InMemoryStore(), use_generator=use_generator, exact_generation=exact, route=False
+    )
     pipeline.reply("warm-up", questions[0])  # first call pays one-off allocations
     times = []
     for i, question in enumerate(questions):

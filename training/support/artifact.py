@@ -6,6 +6,8 @@ Layout of a ``support:<version>`` model folder:
     index/documents.json         the documents (articles and answered questions)
     ranker/                      the fine-tuned cross-encoder (save_pretrained, safetensors)
     generator/                   generator.json (base spec and fingerprint) and the LoRA adapter
+    router/                      the turn router (save_pretrained, safetensors) and router.json
+                                 (labels, max_length, threshold); absent in models trained without one
     checksums.json               size and sha256 of every other file, verified before loading
 The promoted version is named in ``<BENTOML_HOME>/promotions/support.json``.
 """
@@ -23,6 +25,7 @@ from training.support.config import SupportConfig
 from training.support.encoder import Document, Retriever, SentenceEncoder, fingerprint, resolve_encoder
 from training.support.generator import Generator, load_base
 from training.support.ranker import CrossEncoder
+from training.support.router import LABELS, Router
 
 MODEL_NAME = "support"
 FORMAT_VERSION = 1
@@ -41,6 +44,8 @@ class SupportModel:
     tag: str | None = None
     # The trained adapter (peft model) to save with the generator, if any.
     adapter: object | None = None
+    # The turn router; None: every turn takes the support path (models trained without one).
+    router: Router | None = None
 
 
 def _bentoml(settings: Settings | None):
@@ -68,13 +73,16 @@ def save_support_model(
         },
         "documents": len(model.retriever.documents),
         "generator": model.generator is not None,
+        "router": model.router is not None,
         "metrics": model.metrics,
         "created": time.time(),
     }
     with bentoml.models.create(
         MODEL_NAME,
         labels={"profile": model.config.profile, **(labels or {})},
-        metadata={k: v for k, v in meta.items() if k in ("format_version", "documents", "generator")},
+        metadata={
+            k: v for k, v in meta.items() if k in ("format_version", "documents", "generator", "router")
+        },
     ) as bento_model:
         root = Path(bento_model.path)
         (root / "index").mkdir()
@@ -88,6 +96,8 @@ def save_support_model(
         model.ranker.save(root / "ranker")
         if model.generator is not None:
             model.generator.save_adapter(root / "generator", model.adapter)
+        if model.router is not None:
+            save_router(model.router, root / "router")
         (root / "support.json").write_text(json.dumps(meta, indent=1, default=str))
         seal(root)
         tag = str(bento_model.tag)
@@ -166,7 +176,45 @@ def load_support_model(
     generator = None
     if with_generator and meta.get("generator"):
         generator = load_generator(root / "generator", generator_cache(settings))
-    return SupportModel(config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or str(root))
+    router = load_router(root / "router") if meta.get("router") else None
+    return SupportModel(
+        config, retriever, ranker, generator, meta.get("metrics", {}), tag=tag or str(root), router=router
+    )
+
+
+def save_router(router: Router, folder: Path) -> None:
+    """The router's encoder and head (safetensors), its tokenizer and router.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    router.model.save_pretrained(folder, safe_serialization=True)
+    router.tokenizer.save_pretrained(folder)
+    (folder / "router.json").write_text(
+        json.dumps({"labels": list(LABELS), "max_length": router.max_length, "threshold": router.threshold})
+    )
+
+
+def load_router(folder: Path) -> Router:
+    """The router saved by ``save_router``; its labels must be the ones this code routes by."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    spec_file = folder / "router.json"
+    try:
+        spec = json.loads(spec_file.read_text())
+        labels, max_length, threshold = spec["labels"], int(spec["max_length"]), float(spec["threshold"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"router spec {spec_file} is missing or corrupt ({exc})") from exc
+    if tuple(labels) != LABELS:
+        raise ArtifactError(
+            f"{folder}: the router was trained for labels {labels}, this code routes by {list(LABELS)}"
+        )
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise ArtifactError(f"{folder} is missing or corrupt ({exc})") from exc
+    if model.config.num_labels != len(LABELS):
+        raise ArtifactError(f"{folder}: a head of {model.config.num_labels} labels, not {len(LABELS)}")
+    return Router(model.eval(), tokenizer, max_length, threshold)
 
 
 def _config(meta: dict, where: Path) -> SupportConfig:

@@ -68,6 +68,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ranker-steps", type=int, help="ranker fine-tuning steps")
     parser.add_argument("--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads")
+    parser.add_argument("--router-steps", type=int, help="turn router fine-tuning steps")
+    parser.add_argument(
+        "--no-router", action="store_true", help="train no turn router (every turn is support)"
+    )
     parser.add_argument("--no-promote", action="store_true", help="save the model but do not promote it")
 
 
@@ -92,16 +96,19 @@ def _config(args: argparse.Namespace):
         "generator_steps": getattr(args, "generator_steps", None),
         "ranker_steps": getattr(args, "ranker_steps", None),
         "ranker_max_length": getattr(args, "ranker_max_length", None),
+        "router_steps": getattr(args, "router_steps", None),
         "encoder": getattr(args, "encoder", None),
         "near_duplicate_threshold": args.near_duplicate_threshold,
         "generation_eval_limit": args.generation_eval_limit,
         "latency_queries": args.latency_queries,
     }
     config = SupportConfig.for_profile(args.profile, **overrides)
-    if getattr(args, "no_generator", False):
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if getattr(args, "no_generator", False):
         config = replace(config, generator=None)
+    if getattr(args, "no_router", False):
+        config = replace(config, router=False)
     return config
 
 
@@ -131,7 +138,7 @@ def train(args: argparse.Namespace) -> int:
     corpus = training_steps.support_corpus(
         settings, config, bitext=args.bitext, abcd=args.abcd, extra_feedback=args.feedback
     )
-    model, corpus = training_steps.train_support_model(settings, config, corpus)
+    model, corpus = training_steps.train_support_model(settings, config, corpus, bitext=args.bitext)
     train_s = time.perf_counter() - started
     report = training_steps.support_evaluation(model, corpus)
     model.metrics = {**report.metrics, "train_seconds": round(train_s, 1)}

@@ -60,6 +60,15 @@ class SupportConfig:
     prompt_passages: int = 2
     # Dialogue turns (user and assistant) kept as context.
     context_turns: int = 6
+    # --- turn router (MiniLM + classification head, training.support.router)
+    # Train one and route every turn with it (False: every turn takes the support path).
+    router: bool = True
+    # Fine-tuning steps on templated examples; about 2 minutes on 2 CPU cores at 300.
+    router_steps: int = 300
+    router_per_label: int = 600
+    router_batch_size: int = 32
+    router_lr: float = 5e-5
+    router_max_length: int = 48
     # --- evaluation
     # Held-out rows scored by the ranker and the generator (None: all); retrieval uses all.
     eval_limit: int | None = 300
@@ -88,6 +97,8 @@ PROFILES: dict[str, dict] = {
         "max_rows": 400,
         "ranker_steps": 5,
         "generator": None,
+        "router_steps": 5,
+        "router_per_label": 40,
         "eval_limit": 30,
         "generation_eval_limit": 0,
         "latency_queries": 3,
@@ -100,6 +111,8 @@ PROFILES: dict[str, dict] = {
         "ranker_negatives": 7,
         "generator_steps": 1500,
         "generator_batch_size": 8,
+        "router_steps": 1500,
+        "router_per_label": 2000,
         "eval_limit": None,
         "generation_eval_limit": 200,
     },

@@ -171,9 +171,10 @@ def evaluate_model(
 
 
 def measure_latency(model: SupportModel, questions: list[str], with_generator: bool = True) -> dict:
-    """Per-stage latency of full replies (fresh session each), in milliseconds."""
+    """Per-stage latency of support replies (fresh session each), in milliseconds: the support
+    path itself, not routed (the router's cost is in benchmarks/assistant.py's chat figures)."""
     stages: dict[str, list[float]] = {}
-    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=with_generator)
+    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=with_generator, route=False)
     for i, question in enumerate(questions):
         start = time.perf_counter()
         out = pipeline.reply(f"latency-{i}", question)

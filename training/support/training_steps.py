@@ -24,9 +24,11 @@ from training.support.artifact import (
 from training.support.config import SupportConfig
 from training.support.corpus import SupportCorpus, build_corpus
 from training.support.encoder import Document, Retriever, SentenceEncoder
-from training.support.evaluate import SupportReport, evaluate_model, promote_if_better
+from training.support.evaluate import SupportReport, evaluate_model, promote_if_better, render_table
 from training.support.generator import Generator, generator_examples, load_base, train_generator
+from training.support.products import ProductCatalog
 from training.support.ranker import CrossEncoder, train_ranker
+from training.support.router import Router, RouterConfig, choose_threshold, router_examples, train_router
 from training.support.runtime import feedback_log_path
 
 log = logging.getLogger(__name__)
@@ -131,13 +133,87 @@ def support_generator(
     return generator, adapter
 
 
+def router_vocabulary(settings: Settings) -> dict:
+    """The catalog's words for the router's templates: the warehouse's catalog when there is
+    one, else the synthetic shop's (``data_contracts.synthetic``, what ``shopml run`` builds)."""
+    from data_contracts import synthetic, warehouse
+
+    path = Path(settings.warehouse_path)
+    if path.exists():
+        try:
+            with warehouse.connect(path, read_only=True) as conn:
+                if warehouse.table_exists(conn, "catalog"):
+                    catalog = ProductCatalog.from_frame(warehouse.read(conn, "SELECT * FROM catalog"))
+                    if len(catalog):
+                        return catalog.vocabulary.router_vocabulary()
+        except Exception as e:  # a locked or unready warehouse: the synthetic words still teach the goals
+            log.warning("router vocabulary: cannot read the catalog from %s (%s)", path, e)
+    return {
+        "categories": list(synthetic.TOP_CATEGORIES),
+        "subcategories": list(synthetic.SUB_CATEGORIES),
+        "brands": list(synthetic.BRANDS),
+        "adjectives": list(synthetic.ADJECTIVES),
+        "nouns": [n for ns in synthetic.NOUNS.values() for n in ns],
+    }
+
+
+def support_router(
+    config: SupportConfig, vocabulary: dict, bitext: Path | None = None, dev_set: Path | None = None
+) -> tuple[Router, dict]:
+    """The turn router fine-tuned from the encoder on ``router_examples``; its clarifying-question
+    threshold chosen on the dev set's dev half (its test half is never read here)."""
+    from training.support.corpus import bitext_path
+    from training.support.dev_set import DEV_SET, load_dev_set
+    from training.support.router import LABELS, macro_accuracy
+
+    torch.set_num_threads(config.num_threads)
+    router_config = RouterConfig(
+        encoder=config.encoder,
+        max_length=config.router_max_length,
+        steps=config.router_steps,
+        batch_size=config.router_batch_size,
+        lr=config.router_lr,
+        seed=config.seed,
+    )
+    examples = router_examples(bitext or bitext_path(), vocabulary, config.router_per_label, config.seed)
+    router = train_router(
+        Router.from_encoder(config.encoder, config.router_max_length), examples, router_config
+    )
+    rows = []
+    for dialogue in load_dev_set("dev", dev_set or DEV_SET):
+        previous = ""
+        for turn in dialogue:
+            if turn.goal != "other_language":  # decided before the router, by language detection
+                rows.append((turn.goal, turn.text, previous))
+            previous = turn.text
+    probs = router.probabilities([t for _, t, _ in rows], [p for _, _, p in rows])
+    gold = [g for g, _, _ in rows]
+    router.threshold = choose_threshold(gold, probs)
+    predicted = [
+        LABELS[b] if p[b] >= router.threshold else None for b, p in zip(probs.argmax(1), probs, strict=True)
+    ]
+    macro, per_goal = macro_accuracy(gold, predicted)
+    figures = {
+        "router_examples": len(examples),
+        "router_steps": config.router_steps,
+        "router_threshold": router.threshold,
+        "router_dev_accuracy": round(macro, 4),
+        **{f"router_dev_accuracy_{goal}": round(v, 4) for goal, v in per_goal.items()},
+    }
+    return router, figures
+
+
 def train_support_model(
     settings: Settings,
     config: SupportConfig,
     corpus: SupportCorpus | None = None,
     encoder: SentenceEncoder | None = None,
+    vocabulary: dict | None = None,
+    bitext: Path | None = None,
 ) -> tuple[SupportModel, SupportCorpus]:
-    """Corpus (unless given), retriever index, ranker and generator: an unsaved SupportModel."""
+    """Corpus (unless given), retriever index, ranker, generator and turn router: an unsaved
+    SupportModel. ``vocabulary``: the catalog words of the router's templates (default
+    ``router_vocabulary(settings)``); ``bitext``: its support questions (default the corpus's file)."""
     torch.set_num_threads(config.num_threads)
     encoder = encoder or SentenceEncoder.load(config.encoder)
     corpus = corpus or support_corpus(settings, config, encoder)
@@ -145,12 +221,24 @@ def train_support_model(
     retriever = support_retriever(corpus, encoder)
     ranker = support_ranker(corpus, config, log_dir=log_dir)
     generator, adapter = support_generator(corpus, retriever, config, settings, log_dir)
-    return SupportModel(config, retriever, ranker, generator, adapter=adapter), corpus
+    router, figures = None, {}
+    if config.router:
+        router, figures = support_router(config, vocabulary or router_vocabulary(settings), bitext)
+        log.info("router: %s", figures)
+    model = SupportModel(config, retriever, ranker, generator, adapter=adapter, router=router)
+    model.metrics = dict(figures)
+    return model, corpus
 
 
 def support_evaluation(model: SupportModel, corpus: SupportCorpus) -> SupportReport:
+    """The held-out figures, with the router's dev-half figures from its training step."""
     torch.set_num_threads(model.config.num_threads)
-    return evaluate_model(model, corpus)
+    report = evaluate_model(model, corpus)
+    router = {k: v for k, v in model.metrics.items() if k.startswith("router_")}
+    if router:
+        report.metrics.update(router)
+        report.table = render_table(report.metrics, report.by_intent)
+    return report
 
 
 def incumbent_report(

@@ -53,6 +53,10 @@ def tiny_config(tiny_encoder_dir, tiny_lm_dir) -> SupportConfig:
         generation_eval_limit=2,
         latency_queries=3,
         handover_threshold=0.3,
+        router_steps=20,
+        router_per_label=20,
+        router_batch_size=16,
+        router_max_length=32,
     )
 
 

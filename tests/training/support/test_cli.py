@@ -44,6 +44,8 @@ def test_train_then_evaluate(settings, tiny_encoder_dir, tiny_lm_dir, tmp_path, 
             "3",
             "--generator-steps",
             "1",
+            "--router-steps",
+            "3",
         ]
         + ["--report-dir", str(tmp_path / "train")],
     )
@@ -53,6 +55,8 @@ def test_train_then_evaluate(settings, tiny_encoder_dir, tiny_lm_dir, tmp_path, 
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert metrics["promotion"]["tag"].startswith("support:")
     assert metrics["corpus"]["leaked_test_rows"] == 0
+    # The router was trained and its threshold set on the dev half of the dev set.
+    assert metrics["router_steps"] == 3 and 0.0 <= metrics["router_dev_accuracy"] <= 1.0
     assert (tmp_path / "train" / "report.png").read_bytes().startswith(b"\x89PNG")
 
     eval_args = parse(

@@ -61,6 +61,13 @@ def test_train_evaluate_save_and_reload(trained):
     )
     turns = [("user", question)]
     assert model.generator.generate(turns, ["p"]) == loaded.generator.generate(turns, ["p"])
+    # The router travels with the model: same probabilities, same threshold (set on the dev half).
+    assert loaded.router is not None and loaded.router.threshold == model.router.threshold
+    messages, previous = ["how much is the second one?", "hi"], ["show me lamps", ""]
+    assert loaded.router.probabilities(messages, previous) == pytest.approx(
+        model.router.probabilities(messages, previous), abs=1e-5
+    )
+    assert 0.0 <= m["router_dev_accuracy"] <= 1.0 and m["router_threshold"] == model.router.threshold
 
     # the same model evaluated again is not "better": it is not promoted over itself
     again = training_steps.promote_support_model(tag, report, report, settings)
@@ -70,7 +77,8 @@ def test_train_evaluate_save_and_reload(trained):
 def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):
     _, model, corpus = trained
     log = tmp_path / "feedback.jsonl"
-    pipeline = SupportRuntime(model, feedback_log=log)
+    # route=False: the support path itself (a tiny router's goals are arbitrary).
+    pipeline = SupportRuntime(model, feedback_log=log, route=False)
     first = pipeline.reply("s1", "I want to cancel order 12345678")
     assert set(first) >= {"reply", "reply_id", "sources", "candidates", "handover"}
     assert first["candidates"] == sorted(first["candidates"], key=lambda c: -c["score"])
@@ -98,7 +106,7 @@ def test_reply_rejects_bad_messages(trained, message):
 def test_feedback_rejects_unknown_replies_and_bad_ratings(trained):
     from data_contracts.support import FeedbackError
 
-    pipeline = SupportRuntime(trained[1], use_generator=False)
+    pipeline = SupportRuntime(trained[1], use_generator=False, route=False)
     reply_id = pipeline.reply("s2", "how do I get an invoice")["reply_id"]
     with pytest.raises(UnknownReplyError):
         pipeline.record_feedback("no-such-reply", 1)
@@ -109,7 +117,7 @@ def test_feedback_rejects_unknown_replies_and_bad_ratings(trained):
 def test_handover_when_no_candidate_is_good_enough(trained):
     model = trained[1]
     strict = replace(model, config=replace(model.config, handover_threshold=1.01))
-    out = SupportRuntime(strict, use_generator=False).reply("s3", "where is my parcel")
+    out = SupportRuntime(strict, use_generator=False, route=False).reply("s3", "where is my parcel")
     assert out["handover"] and "colleague" in out["reply"]
 
 
@@ -154,6 +162,18 @@ def test_corrupt_or_mismatched_artifacts_fail_loudly(trained, tmp_path):
     seal(generator)
     with pytest.raises(ArtifactError, match="changed since training"):
         load_support_model(settings=settings, path=generator)
+
+    router = copy("router")
+    (router / "router" / "model.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(ArtifactError, match="router"):
+        load_support_model(settings=settings, path=router)
+    labels = copy("router-labels")
+    (labels / "router" / "router.json").write_text(
+        json.dumps({"labels": ["a", "b"], "max_length": 8, "threshold": 0.5})
+    )
+    seal(labels)
+    with pytest.raises(ArtifactError, match="labels"):
+        load_support_model(settings=settings, path=labels)
 
     (meta / "support.json").write_text("{")
     with pytest.raises(ArtifactError, match="corrupt"):

@@ -24,6 +24,7 @@ from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
 from training.support.dialogue import redact
+from training.support.products import ProductAssistant, ProductCatalog
 from training.support.runtime import HANDOVER_REPLY, SessionForbidden, SupportRuntime, UnknownReplyError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,42 @@ SERVICE = "support"
 READY_PROBE = "readyz-probe"  # a reply id no one has: /readyz reads it to see the store answer
 
 __all__ = ["FeedbackError", "FeedbackUnavailable", "SessionForbidden", "SupportEngine", "UnknownReplyError"]
+
+
+def load_products(settings: Settings) -> ProductAssistant:
+    """Product search over the index the recommender's /search serves (``data/search``) and
+    the warehouse's catalog for the facts; without an index, product turns say search is not
+    available (the catalog alone still answers nothing: it cannot be searched)."""
+    from serving.recommender.search import load_search_engine
+
+    engine = load_search_engine(settings)
+    if engine is None:
+        return ProductAssistant(None, None)
+    catalog = _warehouse_catalog(settings)
+    if catalog is None or not len(catalog):
+        # No warehouse to read (a service given only the index): the catalog rows it indexed.
+        catalog = ProductCatalog.from_index(engine.index.path)
+    return ProductAssistant(engine, catalog)
+
+
+def _warehouse_catalog(settings: Settings) -> ProductCatalog | None:
+    from data_contracts import warehouse
+
+    if not settings.warehouse_path.exists():
+        return None
+    try:
+        # Read-only and closed at once: the pipeline writes the warehouse.
+        with warehouse.connect(settings.warehouse_path, read_only=True) as conn:
+            if not warehouse.table_exists(conn, "catalog"):
+                return None
+            return ProductCatalog.from_frame(warehouse.read(conn, "SELECT * FROM catalog"))
+    except Exception as e:  # duckdb raises several types for a locked or unready file
+        log.warning(
+            "cannot read the catalog from %s (%s): product facts from the search index",
+            settings.warehouse_path,
+            e,
+        )
+        return None
 
 
 class UnknownRecommendationError(UnknownReplyError):
@@ -61,6 +98,7 @@ class SupportEngine:
     def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
         # Product titles (brands included) are the shop's own words: not evidence of a language.
         titles = [item.title for item in Catalog.load(settings.warehouse_path).items.values() if item.title]
+        products = load_products(settings)
         runtime = SupportRuntime.load(
             settings,
             tag=config.support_tag,
@@ -69,10 +107,15 @@ class SupportEngine:
             vocabulary=titles,
             profile=ShopProfile.from_env(),
             session_ttl_s=config.support_session_ttl_s,
+            products=products,
         )
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)
         return cls(runtime, LandingLog(settings), config)
+
+    @property
+    def products_ready(self) -> bool:
+        return self.runtime.products.available
 
     def ready(self) -> bool:
         """For /readyz: the reply pipeline is not failing and its dialogue store answers."""

@@ -57,6 +57,29 @@ class CandidateScore(BaseModel):
     text: str
 
 
+class ProductCard(BaseModel):
+    """A product the reply shows or talks about, from the catalog (a site renders it as a card)."""
+
+    item_id: str
+    title: str
+    price: float | None = None
+    currency: str | None = None
+    in_stock: bool
+    brand: str | None = None
+    category: str | None = None
+
+
+ChatGoal = Literal[
+    "support",
+    "product_request",
+    "product_question",
+    "small_talk",
+    "out_of_scope",
+    "other_language",
+    "clarify",
+]
+
+
 class ChatResponse(BaseModel):
     session_id: str = Field(description="send it with session_token to continue this conversation")
     session_token: str | None = Field(
@@ -72,6 +95,15 @@ class ChatResponse(BaseModel):
     fallback: ChatFallback | None = Field(None, description="why the model's reply was not used")
     language: str | None = Field(
         None, description="ISO 639-1 code of the message's language; null when too short to tell"
+    )
+    goal: ChatGoal | None = Field(
+        None,
+        description="what the turn was taken for: the router's goal, other_language (handed over), "
+        "clarify (a clarifying question: the router was not sure); null for a fallback",
+    )
+    router_confidence: float | None = Field(None, description="the router's probability of its goal")
+    products: list[ProductCard] = Field(
+        default_factory=list, description="products the reply shows or answers about, facts from the catalog"
     )
     timings_ms: dict[str, float] = Field(default_factory=dict)
 

@@ -2,7 +2,8 @@
 
 Three stores share one small interface: in-memory (tests), SQLite (the local default) and
 Redis (the production profile). The slots (order number, e-mail...) fill the placeholders
-of replies (``training.support.placeholders``).
+of replies (``training.support.placeholders``); the state (a JSON object) holds the product
+side of the dialogue: its constraints and the products shown (``training.support.products``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class DialogueStore(Protocol):
     def turns(self, session_id: str, last: int) -> list[Turn]: ...
     def slots(self, session_id: str) -> dict[str, str]: ...
     def set_slots(self, session_id: str, values: dict[str, str]) -> None: ...
+    def state(self, session_id: str) -> dict: ...
+    def set_state(self, session_id: str, value: dict) -> None: ...
     def save_reply(self, reply_id: str, record: dict) -> None: ...
     def get_reply(self, reply_id: str) -> dict | None: ...
 
@@ -43,6 +46,7 @@ class InMemoryStore:
         self._turns: dict[str, list[tuple[float, Turn]]] = {}
         self._slots: dict[str, dict[str, tuple[float, str]]] = {}
         self._replies: dict[str, tuple[float, dict]] = {}
+        self._states: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def _fresh(self, ts: float) -> bool:
@@ -72,6 +76,15 @@ class InMemoryStore:
             now = self._clock()
             self._slots.setdefault(session_id, {}).update({k: (now, v) for k, v in values.items()})
 
+    def state(self, session_id: str) -> dict:
+        with self._lock:
+            held = self._states.get(session_id)
+        return json.loads(held[1]) if held and self._fresh(held[0]) else {}
+
+    def set_state(self, session_id: str, value: dict) -> None:
+        with self._lock:
+            self._states[session_id] = (self._clock(), json.dumps(value))
+
     def save_reply(self, reply_id: str, record: dict) -> None:
         with self._lock:
             self._replies[reply_id] = (self._clock(), dict(record))
@@ -89,7 +102,7 @@ class SQLiteStore:
     writes delete them (at most once a minute), so personal data does not outlive the TTL.
     """
 
-    _TABLES = ("sessions", "turns", "slots", "replies")
+    _TABLES = ("sessions", "turns", "slots", "replies", "states")
 
     def __init__(self, path: Path | str, ttl_s: float = DEFAULT_TTL_S, clock=time.time) -> None:
         if str(path) != ":memory:":
@@ -109,6 +122,7 @@ class SQLiteStore:
                 CREATE TABLE IF NOT EXISTS slots (session_id TEXT, name TEXT, value TEXT,
                                                   PRIMARY KEY (session_id, name));
                 CREATE TABLE IF NOT EXISTS replies (reply_id TEXT PRIMARY KEY, record TEXT);
+                CREATE TABLE IF NOT EXISTS states (session_id TEXT PRIMARY KEY, value TEXT, ts REAL);
                 """
             )
             # Files written before rows carried their time: those rows count as expired.
@@ -176,6 +190,21 @@ class SQLiteStore:
                 [(session_id, k, v, now) for k, v in values.items()],
             )
 
+    def state(self, session_id: str) -> dict:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM states WHERE session_id = ? AND ts >= ?", (session_id, self._cutoff())
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def set_state(self, session_id: str, value: dict) -> None:
+        with self._lock:
+            self._purge()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO states (session_id, value, ts) VALUES (?, ?, ?)",
+                (session_id, json.dumps(value), self._clock()),
+            )
+
     def save_reply(self, reply_id: str, record: dict) -> None:
         with self._lock:
             self._conn.execute(
@@ -236,6 +265,13 @@ class RedisStore:
             key = self._k("slots", session_id)
             self._redis.hset(key, mapping=values)
             self._redis.expire(key, self._ttl)
+
+    def state(self, session_id: str) -> dict:
+        raw = self._redis.get(self._k("state", session_id))
+        return json.loads(raw) if raw else {}
+
+    def set_state(self, session_id: str, value: dict) -> None:
+        self._redis.set(self._k("state", session_id), json.dumps(value), ex=self._ttl)
 
     def save_reply(self, reply_id: str, record: dict) -> None:
         self._redis.set(self._k("reply", reply_id), json.dumps(record), ex=self._ttl)

@@ -1,4 +1,10 @@
-"""The support runtime: retrieve → generate → rank, with dialogue state and feedback.
+"""The support runtime: what answers a shopper's turn, with dialogue state and feedback.
+
+Each turn: language detection (a language the shop does not serve → a handover in it), then
+the turn router over this and the previous shopper message (below its threshold → a
+clarifying question), then the goal's path: support requests by retrieve → generate → rank;
+product requests and product questions from the catalog (``training.support.products``);
+small talk and out of scope with short replies (``training.support.small_talk``).
 
 Plain Python, loaded once per process; the serving layer wraps ``reply`` and ``record_feedback``.
 """
@@ -34,6 +40,9 @@ from training.support.dialogue import (
 from training.support.encoder import Hit
 from training.support.language import LanguageConfig, LanguageDetector, handover_text
 from training.support.placeholders import ask_for, fill_reply
+from training.support.products import ProductAnswer, ProductAssistant, ProductState
+from training.support.router import CLARIFY
+from training.support.small_talk import out_of_scope_reply, small_talk_reply
 
 MAX_MESSAGE_CHARS = 2000
 HANDOVER_REPLY = handover_text("en")
@@ -92,10 +101,15 @@ class SupportRuntime:
         exact_generation: bool = False,
         languages: LanguageConfig | None = None,
         vocabulary: list[str] | None = None,
+        products: ProductAssistant | None = None,
+        route: bool = True,
     ):
         """``profile``: the shop's facts, which fill the replies' placeholders, and the languages
         it answers in (``languages`` overrides the detector's settings); ``vocabulary``: the
-        shop's own words (product titles, brands), ignored by language detection."""
+        shop's own words (product titles, brands), ignored by language detection;
+        ``products``: product search and catalog facts (None: product turns say search is not
+        available); ``route``: route turns with the model's router, when it has one (False:
+        every turn takes the support path)."""
         torch.set_num_threads(num_threads or model.config.num_threads)
         self.model = model
         self.store = store or InMemoryStore()
@@ -107,6 +121,8 @@ class SupportRuntime:
         self._log_lock = threading.Lock()
         languages = languages or LanguageConfig(served=self.profile.languages)
         self.detector = LanguageDetector(languages, vocabulary or ()).warm()
+        self.router = model.router if route else None
+        self.products = products or ProductAssistant(None, None)
 
     @classmethod
     def load(
@@ -120,6 +136,7 @@ class SupportRuntime:
         languages: LanguageConfig | None = None,
         vocabulary: list[str] | None = None,
         session_ttl_s: float = DEFAULT_TTL_S,
+        products: ProductAssistant | None = None,
     ) -> SupportRuntime:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
         ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
@@ -138,6 +155,7 @@ class SupportRuntime:
             use_generator,
             languages=languages,
             vocabulary=vocabulary,
+            products=products,
         )
 
     def open_session(self, session_id: str | None, token: str | None) -> tuple[str, str | None]:
@@ -187,6 +205,35 @@ class SupportRuntime:
                 session_id, context, handover_text(language.language), language.language, timings
             )
 
+        goal, confidence = self.route(turns, timings)
+        if goal != "support":
+            return self._answer_goal(
+                session_id, message, context, goal, confidence, language.language, timings
+            )
+        return self._support(session_id, turns, context, confidence, language.language, timings)
+
+    def route(self, turns: list[Turn], timings: dict[str, float]) -> tuple[str, float | None]:
+        """The turn's goal from the router over (this, the previous) shopper message:
+        a router label, or "clarify" below its threshold; "support" without a router."""
+        if self.router is None:
+            return "support", None
+        said = [text for role, text in turns if role == "user"]
+        start = time.perf_counter()
+        label, confidence = self.router.predict([said[-1]], [said[-2] if len(said) > 1 else ""])[0]
+        timings["route_ms"] = (time.perf_counter() - start) * 1000
+        return label or "clarify", confidence
+
+    def _support(
+        self,
+        session_id: str,
+        turns: list[Turn],
+        context: str,
+        confidence: float | None,
+        language: str | None,
+        timings: dict[str, float],
+    ) -> dict:
+        """retrieve → generate → rank, the placeholders filled; a handover below the threshold."""
+        config = self.model.config
         start = time.perf_counter()
         retriever = self.model.retriever
         query = retriever.encoder.encode([context])
@@ -233,6 +280,7 @@ class SupportRuntime:
                 "reply": HANDOVER_REPLY if handover else candidates[best].text,
                 "category": None if handover else candidates[best].category,
                 "handover": handover,
+                "goal": "support",
             },
         )
         self.store.append_turn(session_id, "assistant", text)
@@ -259,7 +307,64 @@ class SupportRuntime:
                 }
                 for c, s in sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
             ],
-            "language": language.language,
+            "language": language,
+            "goal": "support",
+            "router_confidence": None if confidence is None else round(confidence, 4),
+            "products": [],
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+
+    def _answer_goal(
+        self,
+        session_id: str,
+        message: str,
+        context: str,
+        goal: str,
+        confidence: float | None,
+        language: str | None,
+        timings: dict[str, float],
+    ) -> dict:
+        """Every goal but support: products, small talk, out of scope, a clarifying question."""
+        products: list[dict] = []
+        start = time.perf_counter()
+        if goal in ("product_request", "product_question"):
+            state = ProductState.from_dict(self.store.state(session_id))
+            handle = self.products.request if goal == "product_request" else self.products.question
+            answer: ProductAnswer = handle(message, state)
+            if answer.state is not state:
+                self.store.set_state(session_id, answer.state.to_dict())
+            text, products = answer.text, [p.card() for p in answer.products]
+            timings["products_ms"] = (time.perf_counter() - start) * 1000
+        elif goal == "small_talk":
+            text = small_talk_reply(message, self.profile)
+        elif goal == "out_of_scope":
+            text = out_of_scope_reply(self.profile)
+        else:
+            text = CLARIFY
+        reply_id = uuid.uuid4().hex
+        self.store.save_reply(
+            reply_id,
+            {
+                "session_id": session_id,
+                "context": context,
+                "reply": text,
+                "category": None,
+                "handover": False,
+                "goal": goal,
+            },
+        )
+        self.store.append_turn(session_id, "assistant", text)
+        return {
+            "reply": text,
+            "reply_id": reply_id,
+            "handover": False,
+            "missing_slots": [],
+            "sources": [],
+            "candidates": [],
+            "language": language,
+            "goal": goal,
+            "router_confidence": None if confidence is None else round(confidence, 4),
+            "products": products,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
 
@@ -274,7 +379,14 @@ class SupportRuntime:
         reply_id = uuid.uuid4().hex
         self.store.save_reply(
             reply_id,
-            {"session_id": session_id, "context": context, "reply": text, "category": None, "handover": True},
+            {
+                "session_id": session_id,
+                "context": context,
+                "reply": text,
+                "category": None,
+                "handover": True,
+                "goal": "other_language",
+            },
         )
         self.store.append_turn(session_id, "assistant", text)
         return {
@@ -285,6 +397,9 @@ class SupportRuntime:
             "sources": [],
             "candidates": [],
             "language": language,
+            "goal": "other_language",
+            "router_confidence": None,
+            "products": [],
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
 
@@ -298,7 +413,11 @@ class SupportRuntime:
         slot_values = tuple(self.store.slots(record["session_id"]).values())
         row["context"], row["reply"] = redact(row["context"], slot_values), redact(row["reply"], slot_values)
         row["session_id"] = record["session_id"]
-        row["target_kind"] = "reply"
+        # Thumbs on support answers are the ranker's training pairs; on other turns (products,
+        # small talk, handovers in another language) they are kept but not trained on.
+        goal = record.get("goal", "support")
+        row["target_kind"] = "reply" if goal == "support" else "assistant_reply"
+        row["goal"] = goal
         row["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.feedback_log is not None:
             self.feedback_log.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ def item_search_index(warehouse_db: DuckDBResource, settings: ShopSettings) -> M
 
     import torch
 
-    from search.index import Encoder, build_index
+    from search.encoder import Encoder
+    from search.index import build_index
 
     # Embedding is the build's cost: every core this process may use (explicit, see README).
     torch.set_num_threads(len(os.sched_getaffinity(0)))
@@ -31,7 +32,7 @@ def item_search_index(warehouse_db: DuckDBResource, settings: ShopSettings) -> M
             **{k: v for k, v in report.as_metadata().items() if k != "path"},
             "path": MetadataValue.path(str(report.path)),
             "lexical": "BM25 (bm25s, English stop words and Snowball stems)",
-            "dense": "all-MiniLM-L6-v2 over title, brand, category path, description; HNSW (usearch)",
+            "dense": "all-MiniLM-L6-v2 (ONNX, int8) over title, brand, category path; HNSW (usearch)",
         }
     )
 

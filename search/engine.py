@@ -11,7 +11,8 @@ import numpy as np
 from cachetools import LRUCache
 
 from search.config import SearchConfig
-from search.index import Encoder, LoadedIndex
+from search.encoder import Encoder
+from search.index import LoadedIndex
 from search.text import Tokenizer
 
 # item ids (the candidates) → the recommender's scores for them (NaN where it has none).

@@ -9,8 +9,11 @@ Layout under the index root (``data/search`` by default)::
       vectors.npy      (N, D) float32 unit vectors, in items.parquet's order
       vectors.usearch  the HNSW graph over them (keys = row numbers)
       bm25/            the bm25s index over the same rows
+      encoder.onnx     the int8 encoder that embedded them (``search.encoder``); queries use it
 
-A build reads the previous version: an item whose indexed text (and the encoder) did not
+BM25 reads an item's whole text; the vectors embed what the product is (title, brand,
+category path: ``search.text.dense_text``). A build reads the previous version: an item whose
+embedded text (and the encoder) did not
 change keeps its vector, so only changed and new items are embedded. The BM25 index and the
 graph are rebuilt from scratch each time (seconds for 100,000 items; embedding is the cost).
 Out-of-stock items are indexed and flagged (``in_stock``). Items that left the catalog since
@@ -31,13 +34,11 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import polars as pl
-import torch
 from usearch.index import Index
 
 from data_contracts.schemas import CATALOG_SCHEMA
-from search.text import SpellingCorrector, Tokenizer, item_text, text_hash
-from training.hardware import cpu_has_native_bf16
-from training.support.encoder import SentenceEncoder, fingerprint, resolve_encoder
+from search.encoder import Encoder
+from search.text import SpellingCorrector, Tokenizer, dense_text, item_text, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ FORMAT = 1
 KEEP_VERSIONS = 2
 # The catalog's columns that results show or the index reads (all but updated_at).
 ITEM_SCHEMA = {name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "updated_at"}
-# Item text beyond this many tokens is not embedded (titles and the start of descriptions).
-EMBED_MAX_TOKENS = 64
 
 
 class SearchIndexError(RuntimeError):
@@ -67,49 +66,6 @@ class BuildReport:
 
     def as_metadata(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
-
-
-class Encoder:
-    """MiniLM for both sides: items in bf16 batches where the CPU has it, queries in int8.
-
-    One query is a handful of tokens through 6 layers: memory-bound on the weights, so int8
-    weights make it about twice as fast; its vector stays within cosine 0.98 of fp32.
-    """
-
-    def __init__(self, spec: str = "minilm", query_int8: bool = True):
-        from training.support.config import DEFAULT_ENCODER
-
-        self.spec = DEFAULT_ENCODER if spec == "minilm" else spec
-        # Loaded on first use: a service only embeds queries, and needs no fp32 copy.
-        self._items: SentenceEncoder | None = None
-        self.fingerprint = fingerprint(resolve_encoder(self.spec))
-        self._query: SentenceEncoder | None = None
-        self.query_int8 = query_int8
-
-    @property
-    def dim(self) -> int:
-        return self.items.dim
-
-    @property
-    def items(self) -> SentenceEncoder:
-        if self._items is None:
-            self._items = SentenceEncoder.load(self.spec, max_length=EMBED_MAX_TOKENS)
-        return self._items
-
-    def encode_items(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16()):
-            return self.items.encode(texts, batch_size=batch_size)
-
-    def encode_query(self, text: str) -> np.ndarray:
-        if self._query is None:
-            if self.query_int8:
-                from training.support.int8 import int8_linears
-
-                self._query = SentenceEncoder.load(self.spec, max_length=EMBED_MAX_TOKENS)
-                int8_linears(self._query)
-            else:
-                self._query = self.items
-        return self._query.encode([text])[0]
 
 
 def current_version(root: Path) -> Path | None:
@@ -133,9 +89,9 @@ def catalog_items(catalog: pl.DataFrame) -> pl.DataFrame:
     ).unique("item_id", keep="last", maintain_order=True)
     frame = frame.with_columns(pl.col("in_stock").fill_null(True))
     texts = [item_text(*row) for row in frame.select("title", "description", "category", "brand").iter_rows()]
+    hashes = [text_hash(dense_text(*row)) for row in frame.select("title", "category", "brand").iter_rows()]
     return frame.with_columns(
-        pl.Series("text", texts, pl.String()),
-        pl.Series("text_hash", [text_hash(t) for t in texts], pl.String()),
+        pl.Series("text", texts, pl.String()), pl.Series("text_hash", hashes, pl.String())
     )
 
 
@@ -160,7 +116,10 @@ def build_index(
     texts = items["text"].to_list()
     rows = np.flatnonzero(todo)
     if len(rows):
-        vectors[rows] = encoder.encode_items([texts[i] for i in rows], batch_size=batch_size)
+        dense = items.select("title", "category", "brand")[rows]
+        vectors[rows] = encoder.encode_items(
+            [dense_text(*r) for r in dense.iter_rows()], batch_size=batch_size
+        )
     embed_seconds = time.perf_counter() - embed_started
 
     version = _next_version(root)
@@ -171,6 +130,7 @@ def build_index(
     items.drop("text").write_parquet(partial / "items.parquet")
     np.save(partial / "vectors.npy", vectors)
     _graph(vectors, threads).save(str(partial / "vectors.usearch"))
+    encoder.copy_onnx_to(partial)
     bm25 = bm25s.BM25()
     bm25.index(Tokenizer().documents(texts), show_progress=False)
     bm25.save(str(partial / "bm25"), show_progress=False)
@@ -189,7 +149,12 @@ def build_index(
         "format": FORMAT,
         "version": version,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": {"spec": encoder.spec, "fingerprint": encoder.fingerprint, "dim": encoder.dim},
+        "encoder": {
+            "spec": encoder.spec,
+            "backend": encoder.backend,
+            "fingerprint": encoder.fingerprint,
+            "dim": encoder.dim,
+        },
         **{k: v for k, v in report.as_metadata().items() if k not in ("path", "version")},
     }
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -26,8 +26,18 @@ def item_text(title: str | None, description: str | None, category: str | None, 
     return ". ".join(p.strip() for p in parts if p and p.strip())
 
 
+def dense_text(title: str | None, category: str | None, brand: str | None) -> str:
+    """The text the encoder embeds: what the product is (title, brand, category path).
+
+    The description is left to BM25: its words are all indexed there, while embedding them
+    would double the tokens per item (the cost of a build) for a vector that mostly restates
+    the title.
+    """
+    return item_text(title, None, category, brand)
+
+
 def text_hash(text: str) -> str:
-    """Identifies an item's indexed text: an unchanged hash means its vector can be kept."""
+    """Identifies an item's embedded text: an unchanged hash means its vector can be kept."""
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 

@@ -28,7 +28,8 @@ SERVICE = "search"
 
 def load_search_engine(settings: Settings, config: SearchConfig | None = None) -> SearchEngine | None:
     """The current index under the settings' search folder; None (logged) when there is none."""
-    from search.index import Encoder, SearchIndexError, load_index
+    from search.encoder import Encoder, EncoderError
+    from search.index import SearchIndexError, load_index
 
     config = config or SearchConfig.from_env()
     try:
@@ -41,8 +42,12 @@ def load_search_engine(settings: Settings, config: SearchConfig | None = None) -
             "no search index under %s yet: /search answers index_ready=false", settings.search_index_dir
         )
         return None
-    engine = SearchEngine(index, Encoder(index.manifest["encoder"]["spec"]), config)
-    engine.search("warm up", 1)  # loads the query encoder and allocates, before the first request
+    engine = SearchEngine(index, Encoder.for_index(index.manifest, index.path, threads=1), config)
+    try:
+        engine.search("warm up", 1)  # loads the query encoder and allocates, before the first request
+    except EncoderError as e:
+        log.error("search index %s not served: %s; /search answers index_ready=false", index.path, e)
+        return None
     return engine
 
 

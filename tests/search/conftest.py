@@ -12,7 +12,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from data_contracts.synthetic import ShopConfig, _items  # noqa: E402
-from search.index import Encoder, build_index, catalog_items  # noqa: E402
+from search.encoder import Encoder  # noqa: E402
+from search.index import build_index, catalog_items  # noqa: E402
 from training.support.tiny import tiny_encoder  # noqa: E402
 
 
@@ -42,7 +43,8 @@ def tiny_encoder_spec(tmp_path_factory, catalog) -> str:
 
 @pytest.fixture(scope="session")
 def encoder(tiny_encoder_spec) -> Encoder:
-    return Encoder(tiny_encoder_spec, query_int8=False)
+    # PyTorch here (no export per test session); tests/search/test_encoder.py covers ONNX.
+    return Encoder(tiny_encoder_spec, backend="torch")
 
 
 @pytest.fixture

@@ -34,6 +34,11 @@ def test_only_changed_and_new_items_are_embedded_again(index_root, catalog, enco
         .then(pl.lit(True))
         .otherwise(pl.col("in_stock"))
         .alias("in_stock"),
+        # So does a new description: BM25 reads it, the vector embeds title, brand and category.
+        pl.when(pl.col("item_id") == "i000001")
+        .then(pl.lit("Now with a longer cable."))
+        .otherwise(pl.col("description"))
+        .alias("description"),
     ).filter(pl.col("item_id") != "i000000")
     new = pl.DataFrame({"item_id": ["lamp-9"], "title": ["Glow Lamp"], "price": [9.0]})
     report = build_index(pl.concat([changed, new], how="diagonal_relaxed"), index_root, encoder)
@@ -52,6 +57,7 @@ def test_only_changed_and_new_items_are_embedded_again(index_root, catalog, enco
     assert found and "i000000" not in {h.item_id for h in found}
     kept = after.row_of["i000001"]
     assert np.array_equal(after.vectors[kept], before.vectors[before.row_of["i000001"]])
+    assert SearchEngine(after, encoder).search("longer cable", 5).hits[0].item_id == "i000001"
 
 
 def test_old_versions_are_pruned_to_two(index_root, catalog, encoder):

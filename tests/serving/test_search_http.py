@@ -7,7 +7,8 @@ import json
 import duckdb
 import pytest
 
-from search.index import Encoder, build_index, catalog_items
+from search.encoder import Encoder
+from search.index import build_index, catalog_items
 from training.support.tiny import tiny_encoder
 
 KEY = "test-key-123"
@@ -23,7 +24,7 @@ def search_encoder_spec(shop_settings, tmp_path) -> str:
 def build_search_index(settings, spec: str) -> None:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         catalog = conn.execute("SELECT * FROM catalog").pl()
-    build_index(catalog, settings.search_index_dir, Encoder(spec, query_int8=False))
+    build_index(catalog, settings.search_index_dir, Encoder(spec, backend="torch"))
 
 
 @pytest.fixture

@@ -40,7 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training cap of each cold-start run (default --max-minutes)",
     )
     p.add_argument("--profile", choices=["quick", "full"], default="full")
-    p.add_argument("--max-minutes", type=float, default=30.0, help="training wall-clock cap (default 30)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="wall-clock cap on training plus validation (default 30)",
+    )
     p.add_argument(
         "--max-cpu-minutes",
         type=float,
@@ -53,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # --max-epochs sets the schedule's length: fit it to the cap on a slower or faster machine.
     p.add_argument("--max-epochs", type=int, default=21)
     p.add_argument("--loss", choices=["ce", "sampled_softmax", "gbce", "bce"], default="ce")
-    p.add_argument("--num-negatives", type=int, default=1024)
+    p.add_argument(
+        "--num-negatives", type=int, default=1024, help="per batch (sampled_softmax) or per sequence (gbce)"
+    )
     p.add_argument(
         "--negative-sampling",
         choices=["uniform", "popularity"],
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_cpu_seconds": round(result.train_cpu_seconds, 1),
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
+        "stop_reason": result.stop_reason,
         "coverage": m["coverage"],
         "text_features": args.item_text is not None,
         "data": str(args.data),

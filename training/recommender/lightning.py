@@ -273,16 +273,83 @@ def cosine_with_warmup(total_steps: int, warmup_fraction: float = 0.02):
     return factor
 
 
-class CpuBudget(Callback):
-    """Stops training once this process has used ``minutes`` of CPU time (all threads)."""
+class TimeBudget(Callback):
+    """Stops training so that training plus validation end within ``minutes`` of wall-clock
+    time and ``cpu_minutes`` of this process's CPU time (all threads); None = no cap.
 
-    def __init__(self, minutes: float | None) -> None:
-        self.minutes = minutes
-        self.start = 0.0
+    Before each training batch may run on, the time a validation round takes is kept in
+    reserve: the first one is estimated from one timed validation batch before training, later
+    ones are the longest measured so far, with a margin. ``reason`` says which cap stopped it.
+    """
+
+    MARGIN = 1.25  # reserve this many times the validation round's measured time
+
+    def __init__(self, minutes: float | None, cpu_minutes: float | None = None) -> None:
+        self.limits = {"max_minutes": minutes, "max_cpu_minutes": cpu_minutes}
+        self.reason: str | None = None
+        self._start = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
+        self._val_start = dict(self._start)
+        self.val_seconds = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
+        self._batch = dict(self.val_seconds)  # the longest training batch so far
+        self._last = dict(self.val_seconds)
+
+    @staticmethod
+    def _now() -> dict[str, float]:
+        return {"max_minutes": time.perf_counter(), "max_cpu_minutes": time.process_time()}
+
+    def begin(self) -> None:
+        """Start the clocks (just before ``trainer.fit``, so that set-up counts too)."""
+        self._start = self._now()
+        self._last = dict(self._start)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.start = time.process_time()
+        if all(v is None for v in self.limits.values()):
+            return
+        if not any(self._start.values()):
+            self.begin()
+        self.val_seconds = self._estimate_validation(trainer, pl_module)
+        self._last = self._now()
+
+    def _estimate_validation(self, trainer, pl_module) -> dict[str, float]:
+        """One validation batch, timed, times the number of batches (0 without validation)."""
+        loaders = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else None
+        if loaders is None or not trainer.enable_validation:
+            return {k: 0.0 for k in self.limits}
+        batches = len(loaders)
+        batch = next(iter(loaders), None)
+        if batch is None:
+            return {k: 0.0 for k in self.limits}
+        before = self._now()
+        with torch.no_grad():
+            was_training = pl_module.training
+            pl_module.eval()
+            pl_module.model.full_sort_scores(batch["seq"].to(pl_module.device))
+            pl_module.train(was_training)
+        after = self._now()
+        return {k: (after[k] - before[k]) * batches for k in self.limits}
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = self._now()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        now = self._now()
+        for k in self.limits:
+            self.val_seconds[k] = max(self.val_seconds[k], now[k] - self._val_start[k])
+        self._last = now
 
     def on_train_batch_end(self, trainer, *args) -> None:
-        if self.minutes is not None and time.process_time() - self.start > self.minutes * 60:
-            trainer.should_stop = True
+        if trainer.should_stop or all(v is None for v in self.limits.values()):
+            return
+        now = self._now()
+        for k, limit in self.limits.items():
+            self._batch[k] = max(self._batch[k], now[k] - self._last[k])
+            if limit is None:
+                continue
+            # Room for one more batch and then a validation round, or stop now.
+            needed = self._batch[k] + self.MARGIN * self.val_seconds[k]
+            if now[k] - self._start[k] + needed > limit * 60:
+                trainer.should_stop = True
+                self.reason = self.reason or k
+        self._last = now

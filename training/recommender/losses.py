@@ -202,14 +202,29 @@ def gbce(
     excluded: torch.Tensor | None = None,
     negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """gBCE over uniform negatives shared by the batch (gSASRec), calibration ``t``."""
+    """gBCE over ``num_negatives`` uniform negatives per sequence (gSASRec), calibration ``t``.
+
+    Unlike the softmax, BCE does not normalise over items, so negatives shared by the whole
+    batch concentrate every position's push-down on a few items: on the tests' rule data
+    that stalled learning (NDCG@10 0.25 against 0.68 with negatives per sequence). One
+    (B, T, K) batched matmul scores each sequence's own negatives. ``negatives`` (B, K) or
+    (K,) fixes the draw (tests).
+    """
+    B = hidden.shape[0]
     num_items = items.shape[0] - 1
     if negatives is None:
-        negatives = draw_negatives(num_items, num_negatives, hidden.device, None, generator)
-    pos_logit, neg_logit, drop = _positive_and_negative_logits(hidden, items, targets, negatives)
+        negatives = torch.randint(
+            1, num_items + 1, (B, num_negatives), device=hidden.device, generator=generator
+        )
+    negatives = negatives.expand(B, -1) if negatives.dim() == 1 else negatives  # (B, K)
+    mask = targets > 0
+    pos_logit = (hidden * items[targets]).sum(-1)[mask].float()  # (M,)
+    neg_logit = torch.bmm(hidden, items[negatives].transpose(1, 2))[mask].float()  # (M, K)
+    drop = negatives.unsqueeze(1) == targets.unsqueeze(2)  # (B, T, K): accidental hits
     if excluded is not None:
-        drop = drop | excluded[negatives].unsqueeze(0)
-    return gbce_loss(pos_logit, neg_logit, gbce_beta(len(negatives), num_items, t), drop)
+        drop = drop | excluded[negatives].unsqueeze(1)
+    beta = gbce_beta(negatives.shape[1], num_items, t)
+    return gbce_loss(pos_logit, neg_logit, beta, drop[mask])
 
 
 def bce_one_negative(

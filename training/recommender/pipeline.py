@@ -56,9 +56,9 @@ class TrainSettings:
 
     # "ce": full softmax over the catalogue (default); "sampled_softmax": softmax over the target
     # and num_negatives shared negatives, logQ-corrected (SASRec+SS); "gbce": generalised BCE
-    # over num_negatives uniform negatives (gSASRec); "bce": one negative, the historical baseline.
+    # over num_negatives uniform negatives per sequence (gSASRec); "bce": one negative, the historical baseline.
     loss: LossName = "ce"
-    num_negatives: int = 1024  # shared negatives per batch for sampled_softmax and gbce
+    num_negatives: int = 1024  # negatives per batch (sampled_softmax) or per sequence (gbce)
     # Where sampled_softmax draws negatives: "uniform", or "popularity" (training counts), whose
     # bias towards popular items the logQ correction removes.
     negative_sampling: Sampling = "uniform"
@@ -70,7 +70,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     batch_size: int = 128
     max_epochs: int = 200
-    max_minutes: float | None = None  # wall-clock cap on training; None = no cap
+    max_minutes: float | None = None  # wall-clock cap on training plus validation; None = no cap
     # CPU-time cap (all threads of this process): on a shared machine it stands in for
     # "N minutes on an idle machine", which a wall-clock cap cannot measure; None = no cap.
     max_cpu_minutes: float | None = None
@@ -143,6 +143,9 @@ class TrainResult:
     train_cpu_seconds: float  # CPU time of this process while training (all threads)
     epochs: int
     best_epoch: int | None
+    # Why training ended: "max_epochs", "early_stopping" (patience rounds without a better
+    # validation NDCG@10), "max_minutes" or "max_cpu_minutes" (the cap, validation included).
+    stop_reason: str
     checkpoint: str | None
     log_dir: str | None
 
@@ -252,7 +255,7 @@ def fit(
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from training.recommender.lightning import CpuBudget, SASRecModule, SequenceDataModule
+    from training.recommender.lightning import SASRecModule, SequenceDataModule, TimeBudget
 
     torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -282,6 +285,8 @@ def fit(
     precision = settings.precision
     if precision == "auto":
         precision = "bf16-mixed" if on_gpu else "32-true"
+    early_stopping = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience)
+    budget = TimeBudget(settings.max_minutes, settings.max_cpu_minutes)
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,
@@ -289,13 +294,9 @@ def fit(
         strategy=settings.strategy,
         precision=precision,
         max_epochs=settings.max_epochs,
-        max_time={"minutes": settings.max_minutes} if settings.max_minutes else None,
+        # TimeBudget, not Lightning's max_time: the cap must hold for validation too.
         check_val_every_n_epoch=settings.val_every,
-        callbacks=[
-            checkpoint,
-            EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience),
-            CpuBudget(settings.max_cpu_minutes),
-        ],
+        callbacks=[checkpoint, early_stopping, budget],
         logger=CSVLogger(out, name="logs"),
         use_distributed_sampler=False,
         enable_progress_bar=settings.progress_bar,
@@ -305,8 +306,17 @@ def fit(
         deterministic=False,
     )
     start, cpu_start = time.perf_counter(), time.process_time()
+    budget.begin()
     trainer.fit(module, datamodule=datamodule)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if budget.reason is not None:
+        stop_reason = budget.reason
+    elif early_stopping.stopped_epoch > 0:
+        stop_reason = "early_stopping"
+    elif trainer.current_epoch >= settings.max_epochs:
+        stop_reason = "max_epochs"
+    else:
+        stop_reason = "interrupted"
     best = checkpoint.best_model_path
     if best and Path(best).exists():
         model.load_state_dict(checkpoint_state(best))
@@ -326,6 +336,7 @@ def fit(
         train_cpu_seconds=cpu_seconds,
         epochs=trainer.current_epoch,
         best_epoch=best_epoch,
+        stop_reason=stop_reason,
         checkpoint=best or None,
         log_dir=trainer.logger.log_dir if trainer.logger else None,
     )
@@ -381,6 +392,7 @@ def train(
         train_cpu_seconds=result.train_cpu_seconds,
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        stop_reason=result.stop_reason,
         split=split_fingerprint(data, cold_fraction, settings.seed),
     )
     result.artifact.metrics = metrics

@@ -62,6 +62,7 @@ def recommender_model(warehouse_db: DuckDBResource, settings: ShopSettings) -> M
             "tag": tag,
             "profile": config.training_profile,
             "epochs": result.epochs,
+            "stop_reason": result.stop_reason,
             "train_seconds": round(result.train_seconds, 1),
             **{k: float(metrics[k]) for k in HEADLINE if k in metrics},
         }

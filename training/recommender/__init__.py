@@ -7,7 +7,11 @@ Entry points for other parts of shopml:
 - ``pipeline.train(data, profile, features, settings) -> TrainResult``: split, fit with
   Lightning, evaluate (model + baselines); ``result.artifact`` holds model and metrics.
 - ``artifact.save_to_store`` / ``artifact.load_from_store``: the BentoML model store.
-- ``pipeline.promote_if_better(tag, data)``, ``pipeline.promoted_tag()``: promotion.
+- ``baselines``: most-popular, co-occurrence and EASE, as scorers and as a servable module;
+  ``evaluation.evaluate_with_baselines`` is the one place a model is compared with them.
+- ``pipeline.promote_if_better(tag, data)``, ``pipeline.promoted_tag()``: promotion on
+  validation against the best baseline; when no trained model beats it, that baseline is
+  promoted (``pipeline.promoted_baseline()`` names it) and served.
 - ``pipeline.metrics_plot_png(metrics)``: the metrics and baselines as a PNG.
 - ``inference.Recommender``: string ids in, top-k with exclusions out (serving).
 """

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
 from serving.logs import quiet_client_errors  # noqa: E402
+from serving.openapi import publish  # noqa: E402
 from serving.recommender.engine import EventLogError, RecommenderEngine, UnknownItemError  # noqa: E402
 from serving.recommender.schemas import (  # noqa: E402
     EventRequest,
@@ -77,8 +78,17 @@ class RecommenderService:
         self.engine.close()
 
 
+WRITE_PATHS = frozenset({"/events"})
 RecommenderService.add_asgi_middleware(
     GuardMiddleware,
     api_paths=frozenset({"/recommend", "/events", "/similar", "/search"}),
-    write_paths=frozenset({"/events"}),
+    write_paths=WRITE_PATHS,
+)
+publish(
+    RecommenderService,
+    write_paths=WRITE_PATHS,
+    errors={
+        "/events": {503: "the event log cannot be written: the event was not recorded, retry"},
+        "/similar": {404: "the item is neither in the catalog nor in the model"},
+    },
 )

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
 from serving.logs import quiet_client_errors  # noqa: E402
+from serving.openapi import COMMON_ERRORS, publish  # noqa: E402
 from serving.support.engine import (  # noqa: E402
     FeedbackError,
     FeedbackUnavailable,
@@ -64,8 +65,21 @@ class SupportService:
             return JSONResponse({"error": str(e)}, status_code=503)
 
 
+WRITE_PATHS = frozenset({"/feedback"})
 SupportService.add_asgi_middleware(
     GuardMiddleware,
     api_paths=frozenset({"/chat", "/feedback"}),
-    write_paths=frozenset({"/feedback"}),
+    write_paths=WRITE_PATHS,
+)
+publish(
+    SupportService,
+    write_paths=WRITE_PATHS,
+    errors={
+        "/chat": {403: "the session is another caller's: session_token is missing or not this session's"},
+        "/feedback": {
+            400: f"{COMMON_ERRORS[400]}, or the reply cannot take feedback",
+            404: "no reply or recommendation with this id (recommendations: served in the last days)",
+            503: "the feedback could not be logged: retry",
+        },
+    },
 )

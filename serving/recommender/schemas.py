@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from data_contracts.schemas import ITEM_EVENT_TYPES
-from serving.schemas import Category, HexId, Identifier
+from serving.schemas import Category, HexId, Identifier, WholeNumber, bounded_whole_number
 
 MAX_K = 100
 MAX_SESSION_ITEMS = 50
@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 
 class RecommendRequest(_Strict):
     user_id: Identifier
-    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    k: WholeNumber = Field(10, ge=1, le=MAX_K, description="how many items")
     session_item_ids: Annotated[list[Identifier], Field(max_length=MAX_SESSION_ITEMS)] = Field(
         default_factory=list, description="items of the current session not yet in the store, oldest first"
     )
@@ -68,7 +68,7 @@ class EventRequest(_Strict):
     item_id: Identifier
     event_type: EventType
     session_id: Identifier | None = None
-    quantity: int | None = Field(None, ge=1, le=10_000)
+    quantity: bounded_whole_number(ge=1, le=10_000) | None = None
     price: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
     rec_id: HexId | None = Field(None, description="the /recommend answer this click came from")
 
@@ -90,7 +90,7 @@ class EventResponse(BaseModel):
 
 class SimilarRequest(_Strict):
     item_id: Identifier
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: WholeNumber = Field(10, ge=1, le=MAX_K)
     category: Category | None = None
     in_stock_only: bool = True
 
@@ -107,11 +107,21 @@ class SimilarResponse(BaseModel):
 # --- product search ------------------------------------------------------------------------
 
 MAX_QUERY_CHARS = 256
+# Something to search for (a character that is not a blank) and no control characters but
+# blanks; said in the type, so the published schema refuses what the service refuses.
+Query = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=r"^[^\x00-\x08\x0e-\x1b\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0e-\x1b\x7f]*$",
+    ),
+]
 
 
 class SearchRequest(_Strict):
-    query: str = Field(description=f"what the shopper typed (1 to {MAX_QUERY_CHARS} characters)")
-    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    query: Query = Field(description=f"what the shopper typed (1 to {MAX_QUERY_CHARS} characters)")
+    k: WholeNumber = Field(10, ge=1, le=MAX_K, description="how many items")
     user_id: Identifier | None = Field(None, description="personalise by this shopper's sequence")
     session_id: Identifier | None = None
     session_item_ids: Annotated[list[Identifier], Field(max_length=MAX_SESSION_ITEMS)] = Field(
@@ -119,7 +129,9 @@ class SearchRequest(_Strict):
     )
     category: Category | None = Field(None, description='only this category or below it, e.g. "Home"')
     min_price: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
-    max_price: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    max_price: float | None = Field(
+        None, ge=0, le=1e9, allow_inf_nan=False, description="a max_price below min_price matches nothing"
+    )
     in_stock: bool | None = Field(None, description="true: only items in stock; false: only out of stock")
 
     model_config = ConfigDict(
@@ -129,21 +141,8 @@ class SearchRequest(_Strict):
 
     @field_validator("query")
     @classmethod
-    def _query_is_text(cls, value: str) -> str:
-        text = " ".join(value.split())
-        if not text:
-            raise ValueError("the query is empty")
-        if len(text) > MAX_QUERY_CHARS:
-            raise ValueError(f"the query is {len(text)} characters long; at most {MAX_QUERY_CHARS}")
-        if any(ord(c) < 32 or ord(c) == 127 for c in text):
-            raise ValueError("the query contains control characters")
-        return text
-
-    @model_validator(mode="after")
-    def _price_range(self) -> SearchRequest:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError("min_price is above max_price")
-        return self
+    def _one_blank_between_words(cls, value: str) -> str:
+        return " ".join(value.split())
 
 
 class SearchWhy(BaseModel):

@@ -78,6 +78,9 @@ def test_filters_and_a_slip(make_client, shop_settings, search_encoder_spec, sho
     assert body["items"] and all(i["category"].startswith("Toys") and i["in_stock"] for i in body["items"])
     cheap = client.post("/search", json={"query": "item", "k": 20, "max_price": 3}).json()["items"]
     assert cheap and all(i["price"] <= 3 for i in cheap)
+    # A range upside down (as a price slider can send) is a valid filter that matches nothing.
+    swapped = client.post("/search", json={"query": "item", "min_price": 10, "max_price": 5})
+    assert swapped.status_code == 200 and swapped.json()["items"] == []
 
 
 def test_a_known_shopper_gets_a_personalised_order(make_client, shop_settings, search_encoder_spec):
@@ -96,7 +99,7 @@ def test_a_known_shopper_gets_a_personalised_order(make_client, shop_settings, s
         {"query": "x" * 257},
         {"query": "bad\x00query"},
         {"query": "item", "k": 0},
-        {"query": "item", "min_price": 10, "max_price": 5},
+        {"query": "\t\n"},
         {"query": "item", "unknown": 1},
     ],
 )

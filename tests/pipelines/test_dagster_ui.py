@@ -74,6 +74,8 @@ def browser():
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    # Tall: the asset list renders only the rows in view, and the catalog of assets has grown
+    # past what 1000 px show.
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -82,7 +84,7 @@ def browser():
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--window-size=1600,1000",
+        "--window-size=1600,3000",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RETAIL = ROOT.parent / "shared/datasets/online-retail-ii-2009-2010/online_retail_ii_2009_2010.parquet"
 PRODUCT_CODE = r"^\d{5}[A-Za-z]*$"
+MODEL_CODE = re.compile(r" \d{4}-\d+$")  # the synthetic titles' suffix
 STOP = {"and", "the", "for", "with", "of", "in", "set", "a", "to", "on", "pack"}
 PARAPHRASES = {
     "Headphones": ["earphones", "headset"],
@@ -123,15 +124,14 @@ def split_of(text: str) -> str:
 
 
 def synthetic_catalog(n: int, seed: int) -> pl.DataFrame:
-    """The synthetic shop's item generator at any size; each item gets a model code so that texts
-    are distinct (a catalog of repeated texts would make embedding look cheaper than it is)."""
+    """The synthetic shop's item generator at any size; each title ends in a model code, as real
+    titles often do, so that embedded texts are distinct (a catalog of repeated texts would
+    make embedding look cheaper than it is)."""
     from data_contracts.synthetic import ShopConfig, _items
 
     items = _items(ShopConfig(items=n, seed=seed), np.random.default_rng(seed)).drop("top")
-    codes = [f"model {i % 9973:04d}-{i // 9973}" for i in range(n)]
-    return items.with_columns(
-        (pl.col("description") + pl.Series(" Model: " + pl.Series(codes))).alias("description")
-    )
+    codes = pl.Series([f" {i % 9973:04d}-{i // 9973}" for i in range(n)])  # MODEL_CODE
+    return items.with_columns((pl.col("title") + codes).alias("title"))
 
 
 def retail_frames(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -224,6 +224,7 @@ def synthetic_queries(catalog: pl.DataFrame) -> list[dict]:
 
     nouns = {noun: [] for noun in PARAPHRASES}
     for item, title in catalog.select("item_id", "title").iter_rows():
+        title = MODEL_CODE.sub("", title)
         for noun in nouns:
             if title.endswith(" " + noun):
                 nouns[noun].append((item, title))
@@ -384,8 +385,9 @@ def main(argv=None) -> int:
     import torch
 
     from search.config import SearchConfig
+    from search.encoder import Encoder
     from search.engine import SearchEngine
-    from search.index import Encoder, build_index, load_index
+    from search.index import build_index, load_index
 
     torch.set_num_threads(args.threads)
     encoder = Encoder()

@@ -144,6 +144,15 @@ SUPPORT_FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def in_category(path: str | None, wanted: str) -> bool:
+    """``wanted`` is the category path or one of its ancestors, ignoring case and outer
+    spaces: "home" matches "Home > Kitchen", not "Homeware"."""
+    if path is None:
+        return False
+    path, wanted = path.lower(), wanted.strip().lower()
+    return path == wanted or path.startswith(wanted + " > ")
+
+
 def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 

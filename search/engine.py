@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cachetools import LRUCache
 
+from data_contracts.schemas import in_category
 from search.config import SearchConfig
 from search.encoder import Encoder
 from search.index import LoadedIndex
@@ -186,14 +187,6 @@ class SearchEngine:
                 hit.personal = round(float(p), 4)
                 hit.score *= 1.0 + self.config.personal_weight * float(p)
         return True
-
-
-def in_category(path: str | None, wanted_lower: str) -> bool:
-    """``wanted_lower`` is the category or one of its ancestors (case-insensitive)."""
-    if path is None:
-        return False
-    path = path.lower()
-    return path == wanted_lower or path.startswith(wanted_lower + " > ")
 
 
 def _ranks(scores: np.ndarray, depth: int, positive_only: bool = False) -> dict[int, int]:

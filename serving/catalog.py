@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from data_contracts.schemas import in_category
 from data_contracts.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,3 @@ class Catalog:
         for item_id in self.by_popularity:
             if item_id not in exclude and self.available(item_id, category, in_stock_only):
                 yield item_id
-
-
-def in_category(path: str | None, wanted: str) -> bool:
-    """``wanted`` is the category or one of its ancestors: "home" matches "home > kitchen"."""
-    if path is None:
-        return False
-    return path == wanted or path.startswith(wanted + " > ")

@@ -81,3 +81,11 @@ def test_only_the_columns_a_suite_names_are_validated():
     )
     failed = contracts.validate("user_sequences", holes).failed
     assert {(e["column"], e["unexpected_count"]) for e in failed} == {("item_ids", 1), ("last_event_ts", 1)}
+
+
+def test_a_category_matches_itself_and_its_descendants_only():
+    from data_contracts.schemas import in_category
+
+    assert in_category("Home > Kitchen", "home") and in_category("Home > Kitchen", " Home > kitchen ")
+    assert not in_category("Homeware", "home") and not in_category("Home", "home > kitchen")
+    assert not in_category(None, "home")

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_VERSIONS = 2
+EMBED_CHUNK = 16_384  # items embedded per call
 # The catalog's columns that results show or the index reads (all but updated_at).
 ITEM_SCHEMA = {name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "updated_at"}
 
@@ -113,13 +114,14 @@ def build_index(
         except (OSError, ValueError, SearchIndexError) as e:
             log.warning("previous search index %s not reused (%s): embedding every item", previous, e)
     embed_started = time.perf_counter()
-    texts = items["text"].to_list()
     rows = np.flatnonzero(todo)
-    if len(rows):
-        dense = items.select("title", "category", "brand")[rows]
-        vectors[rows] = encoder.encode_items(
-            [dense_text(*r) for r in dense.iter_rows()], batch_size=batch_size
-        )
+    dense = items.select("title", "category", "brand")
+    # In chunks written in place: the encoder's batches of a million items would otherwise be
+    # held twice more (its parts and their concatenation) beside ``vectors``.
+    for start in range(0, len(rows), EMBED_CHUNK):
+        chunk = rows[start : start + EMBED_CHUNK]
+        texts = [dense_text(*r) for r in dense[chunk].iter_rows()]
+        vectors[chunk] = encoder.encode_items(texts, batch_size=batch_size)
     embed_seconds = time.perf_counter() - embed_started
 
     version = _next_version(root)
@@ -130,9 +132,10 @@ def build_index(
     items.drop("text").write_parquet(partial / "items.parquet")
     np.save(partial / "vectors.npy", vectors)
     _graph(vectors, threads).save(str(partial / "vectors.usearch"))
+    del vectors  # the graph and the vectors are on disk: free them before BM25's turn
     encoder.copy_onnx_to(partial)
     bm25 = bm25s.BM25()
-    bm25.index(Tokenizer().documents(texts), show_progress=False)
+    bm25.index(Tokenizer().documents(items["text"].to_list()), show_progress=False)
     bm25.save(str(partial / "bm25"), show_progress=False)
     report = BuildReport(
         version=version,

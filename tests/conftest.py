@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import pytest
-from testdata import TINY_SHOP
+from testdata import REPO, TINY_SHOP
 
 from data_contracts.settings import Settings
 from data_contracts.synthetic import generate_shop
@@ -13,7 +14,15 @@ from data_contracts.synthetic import generate_shop
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch) -> Settings:
-    """Settings whose data folder is a fresh temporary folder (also set in the environment)."""
+    """Settings whose data folder is a fresh temporary folder (also set in the environment).
+
+    DAGSTER_HOME too points at a fresh instance, so that commands run by a test record their
+    runs and partitions there, never in the checkout's dagster_home/.
+    """
+    home = tmp_path / "dagster_instance"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("SHOPML_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("SHOPML_WAREHOUSE", raising=False)
     monkeypatch.delenv("SHOPML_LANDING_DIR", raising=False)

@@ -41,8 +41,6 @@ class Settings:
     landing_dir: Path = field(default=Path("data/landing"))
     # Items kept per user in user_sequences and the online store.
     sequence_length: int = 50
-    # First day of the daily partitions of raw_events and events.
-    partition_start: str = "2009-12-01"
     # Allowed clock skew for event timestamps ahead of "now", in minutes.
     future_skew_minutes: int = 10
     # Largest number of rows a Great Expectations suite validates in full; larger tables are
@@ -66,7 +64,6 @@ class Settings:
             warehouse_path=Path(_env("WAREHOUSE", str(data_dir / "warehouse.duckdb"))),
             landing_dir=Path(_env("LANDING_DIR", str(data_dir / "landing"))),
             sequence_length=int(_env("SEQUENCE_LENGTH", "50")),
-            partition_start=_env("PARTITION_START", "2009-12-01"),
             future_skew_minutes=int(_env("FUTURE_SKEW_MINUTES", "10")),
             contract_sample_rows=int(_env("CONTRACT_SAMPLE_ROWS", "50000")),
             training_profile=_choice("TRAINING_PROFILE", "quick", ("smoke", "quick", "full")),

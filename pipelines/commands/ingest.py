@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from data_contracts.settings import Settings
@@ -20,17 +20,6 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", action="append", help="only this landing day (YYYY-MM-DD); repeatable")
-
-
-def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
-    """Group sorted ISO days into (first, last) runs of consecutive days."""
-    ranges: list[tuple[str, str]] = []
-    for day in sorted(days):
-        if ranges and date.fromisoformat(ranges[-1][1]) + timedelta(days=1) == date.fromisoformat(day):
-            ranges[-1] = (ranges[-1][0], day)
-        else:
-            ranges.append((day, day))
-    return ranges
 
 
 def dagster_instance(settings: Settings | None = None):
@@ -61,13 +50,18 @@ def dagster_instance(settings: Settings | None = None):
 
 
 def ingest_landed(settings: Settings, batches: list[str] | None = None, instance=None) -> list[str]:
-    """Run the ingest job once per contiguous range of landing days; return the run ids.
+    """Make the landing days partitions and ingest them, one run per range; return the run ids.
+
+    Every landing day with files, or only ``batches``, is ingested; the days in the order of
+    the instance's partitions form ranges, each one single-run backfill (one run when the
+    days were registered oldest first, as landing them in order does).
 
     A landed file that cannot be read is moved aside and the rest ingested (``rejected_files``
     lists it). A failed run (a broken source file, a red blocking check) raises a Dagster
     error naming the file and the problem; the warehouse then holds what it held before.
     """
     from pipelines.definitions import build_definitions
+    from pipelines.ingest.partitions import landing_days, partition_ranges, register_landing_days
 
     defs = build_definitions(settings)
     instance = instance or dagster_instance(settings)
@@ -79,8 +73,13 @@ def ingest_landed(settings: Settings, batches: list[str] | None = None, instance
     if not batches:
         result = defs.resolve_job_def("catalog_job").execute_in_process(run_config=quiet, instance=instance)
         return [result.run_id]
+    landed = transform.landed_batches(settings)
+    missing = sorted(set(batches) - set(landed))
+    if missing:
+        raise ValueError(f"nothing landed for {', '.join(missing)} in {settings.events_landing}/")
+    register_landing_days(instance, landed)
     job = defs.resolve_job_def("ingest_job")
-    for first, last in contiguous_ranges(batches):
+    for first, last in partition_ranges(batches, instance.get_dynamic_partitions(landing_days.name)):
         result = job.execute_in_process(
             run_config=quiet, instance=instance, tags={RANGE_START_TAG: first, RANGE_END_TAG: last}
         )

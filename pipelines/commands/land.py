@@ -26,14 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def land_file(
-    settings: Settings, path: Path, day: str | None = None, source: str | None = None, force: bool = False
+    settings: Settings,
+    path: Path,
+    day: str | None = None,
+    source: str | None = None,
+    force: bool = False,
+    instance=None,
 ) -> Path:
     """Copy ``path`` to landing/catalog/ or landing/events/<day>/ after the checks ingest runs.
 
     The header picks the source (or ``source`` names it), and the first rows are read, mapped
     and checked: a file ingest could not read raises ``LandingFileError``, as does one whose
     sampled rows would all be quarantined (unless ``force``). A named source is written beside
-    the landed file, so that ingest reads it with the same one.
+    the landed file, so that ingest reads it with the same one. An event file's day becomes
+    a partition of the event tables in ``instance`` (a Dagster instance), when one is given.
     """
     path = Path(path)
     if day is not None:
@@ -61,10 +67,17 @@ def land_file(
         adapters.write_note(target, chosen)
     elif note.exists():  # a note from an earlier landing of this name would pick another source
         note.unlink()
+    if instance is not None and chosen.kind != "catalog":
+        from pipelines.ingest.partitions import register_landing_days
+
+        register_landing_days(instance, [day])
     return target
 
 
 def run(args: argparse.Namespace) -> int:
-    target = land_file(Settings.from_env(), args.path, args.date, args.source, args.force)
+    from pipelines.commands.ingest import dagster_instance
+
+    settings = Settings.from_env()
+    target = land_file(settings, args.path, args.date, args.source, args.force, dagster_instance(settings))
     print(f"landed {args.path} as {target}")
     return 0

@@ -17,7 +17,6 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     BetaWarning,
-    DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -30,6 +29,7 @@ from data_contracts import contracts, warehouse
 from data_contracts.adapters import SourceError
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
+from pipelines.ingest.partitions import landing_days
 from pipelines.resources import ShopSettings
 
 # Single-run backfills (one run for a range of days) are what makes ingest fast; the
@@ -37,7 +37,6 @@ from pipelines.resources import ShopSettings
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
 GROUP = "ingest"
-daily = DailyPartitionsDefinition(start_date=Settings.from_env().partition_start, end_offset=1)
 
 
 # Landing days processed at once. Memory holds a few days, not the whole range; a single day
@@ -186,7 +185,7 @@ _EVENT_DEPS = [AssetKey("raw_events"), AssetKey("catalog")]
 
 
 @multi_asset(
-    partitions_def=daily,
+    partitions_def=landing_days,
     backfill_policy=BackfillPolicy.single_run(),
     # Any part can be materialised on its own; together, each day's rows are read once.
     can_subset=True,

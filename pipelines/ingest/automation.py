@@ -3,7 +3,7 @@
 import hashlib
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from dagster import (
@@ -11,10 +11,12 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
-    build_schedule_from_partitioned_job,
     define_asset_job,
+    schedule,
     sensor,
 )
 
@@ -22,6 +24,7 @@ from data_contracts import adapters
 from data_contracts.settings import Settings
 from pipelines.ingest import transform
 from pipelines.ingest.assets import GROUP
+from pipelines.ingest.partitions import landing_days
 
 ingest_job = define_asset_job(
     "ingest_job",
@@ -36,9 +39,20 @@ catalog_job = define_asset_job(
     description="Refresh the catalog, item stats and the search index after a catalog file landed",
 )
 
-daily_ingest_schedule = build_schedule_from_partitioned_job(
-    ingest_job, hour_of_day=1, minute_of_hour=0, default_status=DefaultScheduleStatus.RUNNING
+
+@schedule(
+    job=ingest_job,
+    name="ingest_job_schedule",
+    cron_schedule="0 1 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
+def daily_ingest_schedule(context: ScheduleEvaluationContext):
+    """At 01:00 UTC, ingest yesterday's landing day once more, now that it is complete."""
+    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    if not context.instance.has_dynamic_partition(landing_days.name, day):
+        return SkipReason(f"nothing landed for {day}")
+    return RunRequest(partition_key=day, run_key=f"daily-{day}")
 
 
 def file_loose_events(settings: Settings, today: str) -> list[Path]:
@@ -83,19 +97,27 @@ def landing_changes(
 
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
 def landing_sensor(context: SensorEvaluationContext):
-    """Start an ingest run for every landing day with new or changed files."""
+    """Make every landing day with files a partition; start an ingest run for each one with
+    new or changed files."""
     settings = Settings.from_env()
     file_loose_events(settings, datetime.now(timezone.utc).date().isoformat())
     changed, catalog_changed, cursor = landing_changes(settings, json.loads(context.cursor or "{}"))
-    if not changed and not catalog_changed:
-        context.update_cursor(json.dumps(cursor))
-        return SkipReason("no new files in the landing folder")
+    registered = set(context.instance.get_dynamic_partitions(landing_days.name))
+    new_days = sorted(set(transform.landed_batches(settings)) - registered)
+    runs = []
     for batch, paths in sorted(changed.items()):
         digest = hashlib.sha1("".join(f"{p}{cursor[p]}" for p in sorted(paths)).encode()).hexdigest()[:12]
-        yield RunRequest(
-            partition_key=batch, run_key=f"{batch}-{digest}", tags={"shopml/files": str(len(paths))}
+        runs.append(
+            RunRequest(
+                partition_key=batch, run_key=f"{batch}-{digest}", tags={"shopml/files": str(len(paths))}
+            )
         )
     if catalog_changed and not changed:
         digest = hashlib.sha1(json.dumps(cursor, sort_keys=True).encode()).hexdigest()[:12]
-        yield RunRequest(job_name=catalog_job.name, run_key=f"catalog-{digest}")
-    context.update_cursor(json.dumps(cursor))
+        runs.append(RunRequest(job_name=catalog_job.name, run_key=f"catalog-{digest}"))
+    return SensorResult(
+        run_requests=runs,
+        skip_reason=None if runs else SkipReason("no new files in the landing folder"),
+        dynamic_partitions_requests=[landing_days.build_add_request(new_days)] if new_days else None,
+        cursor=json.dumps(cursor),
+    )

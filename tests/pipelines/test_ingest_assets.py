@@ -64,6 +64,23 @@ def test_tiny_shop_end_to_end_checks_pass_and_a_rerun_doubles_nothing(settings, 
     assert again == first
 
 
+def test_the_partitions_are_the_landed_days_and_all_of_them_materialised(settings, tiny_shop):
+    """What the UI lists for the event tables: the three landed days, none missing."""
+    instance = DagsterInstance.ephemeral()
+    ingest_landed(settings, instance=instance)
+    days = ["2026-01-05", "2026-01-06", "2026-01-07"]
+    assert instance.get_dynamic_partitions("landing_days") == days
+    for asset in ("raw_events", "events", "quarantine_events"):
+        assert instance.get_materialized_partitions(AssetKey(asset)) == set(days)
+    # A day landed later is a partition of its own, ingested by the next run.
+    land_file(settings, SAMPLES / "rees46_2019oct_sample.csv", "2026-01-20")
+    ingest_landed(settings, ["2026-01-20"], instance=instance)
+    assert instance.get_dynamic_partitions("landing_days") == [*days, "2026-01-20"]
+    assert instance.get_materialized_partitions(AssetKey("events")) == {*days, "2026-01-20"}
+    with pytest.raises(ValueError, match="nothing landed for 2026-01-19"):
+        ingest_landed(settings, ["2026-01-19"], instance=instance)
+
+
 def event_tables(settings) -> dict[str, list]:
     conn = warehouse.connect(settings.warehouse_path, read_only=True)
     try:
@@ -191,10 +208,10 @@ def test_online_retail_and_rees46_samples_ingest_with_their_dirt_quarantined(set
     land_file(settings, SAMPLES / "online_retail_ii_sample.parquet", "2010-12-10")
     land_file(settings, SAMPLES / "rees46_2019oct_sample.csv", "2019-10-02")
     instance = DagsterInstance.ephemeral()
-    run_ids = ingest_landed(settings, instance=instance)
-    assert len(run_ids) == 2
-    for run_id in run_ids:
-        assert all(check_results(instance, run_id).values())
+    # The two days are neighbours among the partitions (no landed day between): one run.
+    [run_id] = ingest_landed(settings, instance=instance)
+    assert all(check_results(instance, run_id).values())
+    assert instance.get_dynamic_partitions("landing_days") == ["2010-12-10", "2019-10-02"]
     conn = warehouse.connect(settings.warehouse_path, read_only=True)
     rules = dict(conn.execute("SELECT rule, count(*) FROM quarantine_events GROUP BY rule").fetchall())
     sources = dict(conn.execute("SELECT source, count(*) FROM events GROUP BY source").fetchall())

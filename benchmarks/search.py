@@ -403,6 +403,8 @@ def main(argv=None) -> int:
                     "embed_seconds": report.embed_seconds,
                     "peak_rss_mb": round(peak_rss_mb(), 1),
                     "threads": args.threads,
+                    # Other processes' share of the cores: a figure taken at 4 is not a 2-core figure.
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 }
             )
         )

@@ -111,6 +111,7 @@ def fact_errors(out: dict, message: str, catalog) -> list[str]:
     errors = []
     text = out["reply"]
     cards = out.get("products", [])
+    start = 0  # a list names its products in order; two items may share a title
     for card in cards:
         row = catalog.get(card["item_id"])
         if row is None:
@@ -119,7 +120,9 @@ def fact_errors(out: dict, message: str, catalog) -> list[str]:
         for key in ("price", "in_stock", "brand"):
             if card[key] != getattr(row, key):
                 errors.append(f"{card['item_id']} card {key} {card[key]!r} != {getattr(row, key)!r}")
-        at = text.find(row.title)
+        at = text.find(row.title, start)
+        if at >= 0:
+            start = at + len(row.title)
         if at < 0:
             continue
         tail = text[at + len(row.title) :]
@@ -209,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     for dialogue in load_dev_set("test"):
         session = f"bench-{dialogue[0].dialogue_id}"
         shown: list[dict] = []
+        said = []
         for turn in dialogue:
+            said.append(turn.text)
             start = time.perf_counter()
             out = runtime.reply(session, turn.text)
             times.append((time.perf_counter() - start) * 1000)
-            errors = fact_errors(out, turn.text, catalog)
+            errors = fact_errors(out, " ".join(said), catalog)
             fact_log += [f"{turn.dialogue_id}/{turn.turn}: {e}" for e in errors]
             row = {"turn": turn, "out": out, "errors": errors, "before": shown}
             if turn.goal == "product_question" and turn.refers_to and shown:

@@ -62,8 +62,31 @@ def try_recommender(service: Running, user_id: str) -> None:
     post(service, "/search", {"query": "smart hedphones", "k": 3, "user_id": user_id})
 
 
+# A shopper's conversation: find a product, narrow it, ask about one of them, a support
+# question, thanks, and a message in a language the shop does not serve.
+CONVERSATION = (
+    "hi, I'm looking for headphones",
+    "something cheaper",
+    "how much is the second one?",
+    "what is your return policy?",
+    "thanks!",
+    "¿Tienen auriculares inalámbricos?",
+)
+
+
 def try_support(service: Running) -> None:
-    answer = post(service, "/chat", {"message": "How do I cancel my order?"})
+    """The conversation through /chat in one session, each turn printed as the shopper sees it."""
+    session: dict = {}
+    for message in CONVERSATION:
+        answer = post(service, "/chat", {**session, "message": message})
+        # The token comes with the session's first answer only.
+        session = {"session_id": answer["session_id"], "session_token": session.get("session_token")}
+        session["session_token"] = answer.get("session_token") or session["session_token"]
+        products = "; ".join(f"{p['title']} ({p['price']})" for p in answer.get("products") or [])
+        print(
+            f"  shopper:   {message}\n  assistant: {answer['reply']}"
+            + (f"\n    [{products}]" if products else "")
+        )
     if answer.get("reply_id"):
         post(service, "/feedback", {"target_id": answer["reply_id"], "rating": 1, "reason": "sample request"})
 

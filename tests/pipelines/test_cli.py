@@ -69,7 +69,7 @@ def test_main_job_once_serves_real_requests_and_logs_them(settings, capsys, monk
     figures = json.loads([line for line in out.splitlines() if line.startswith('{"seconds"')][-1])
     assert "serve" in figures["steps"]
     assert "POST http://127.0.0.1:3100/recommend ->" in out
-    assert "POST http://127.0.0.1:3101/chat ->" in out
+    assert "POST http://127.0.0.1:3101/chat ->" in out and "  shopper:   something cheaper" in out
     assert "POST http://127.0.0.1:3100/search ->" in out and '"index_ready": true' in out
     assert list(settings.landing_dir.glob("searches/*/*.jsonl")), "the served search was logged"
     assert list(settings.landing_dir.glob("served/*/*.jsonl")), "the served list was logged for the pipeline"

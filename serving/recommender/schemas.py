@@ -56,7 +56,7 @@ class RecommendResponse(BaseModel):
     model_version: str = Field(description='the model tag, or "popularity"')
     baseline: str | None = Field(
         None,
-        description="set when the promoted model is a baseline (e.g. \"ease\") that no trained "
+        description='set when the promoted model is a baseline (e.g. "ease") that no trained '
         "model beat on validation; null when a trained model answered",
     )
     fallback: FallbackReason | None = Field(None, description="why the model's answer was not (fully) used")

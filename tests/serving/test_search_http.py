@@ -73,7 +73,9 @@ def test_search_answers_logs_and_takes_clicks(make_client, shop_settings, search
 def test_filters_and_a_slip(make_client, shop_settings, search_encoder_spec, shop):
     build_search_index(shop_settings, search_encoder_spec)
     client = make_client()
-    body = client.post("/search", json={"query": "itme", "k": 20, "category": "Toys", "in_stock": True}).json()
+    body = client.post(
+        "/search", json={"query": "itme", "k": 20, "category": "Toys", "in_stock": True}
+    ).json()
     assert body["corrected_query"] == "item"
     assert body["items"] and all(i["category"].startswith("Toys") and i["in_stock"] for i in body["items"])
     cheap = client.post("/search", json={"query": "item", "k": 20, "max_price": 3}).json()["items"]

@@ -341,32 +341,9 @@ class SupportRuntime:
             text = out_of_scope_reply(self.profile)
         else:
             text = CLARIFY
-        reply_id = uuid.uuid4().hex
-        self.store.save_reply(
-            reply_id,
-            {
-                "session_id": session_id,
-                "context": context,
-                "reply": text,
-                "category": None,
-                "handover": False,
-                "goal": goal,
-            },
+        return self._direct_reply(
+            session_id, context, text, language, timings, goal=goal, confidence=confidence, products=products
         )
-        self.store.append_turn(session_id, "assistant", text)
-        return {
-            "reply": text,
-            "reply_id": reply_id,
-            "handover": False,
-            "missing_slots": [],
-            "sources": [],
-            "candidates": [],
-            "language": language,
-            "goal": goal,
-            "router_confidence": None if confidence is None else round(confidence, 4),
-            "products": products,
-            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
-        }
 
     def _shown(self, text: str, session_id: str, turns: list[Turn]) -> str:
         said = " ".join(t for role, t in turns if role == "user")
@@ -376,6 +353,24 @@ class SupportRuntime:
         self, session_id: str, context: str, text: str, language: str | None, timings: dict[str, float]
     ) -> dict:
         """A handover without looking anything up: a language the shop does not serve."""
+        return self._direct_reply(
+            session_id, context, text, language, timings, goal="other_language", handover=True
+        )
+
+    def _direct_reply(
+        self,
+        session_id: str,
+        context: str,
+        text: str,
+        language: str | None,
+        timings: dict[str, float],
+        goal: str | None,
+        handover: bool = False,
+        confidence: float | None = None,
+        products: list | None = None,
+    ) -> dict:
+        """A reply that is not retrieved or ranked (product turns, small talk, handovers): saved
+        for feedback, added to the dialogue, answered in the /chat shape."""
         reply_id = uuid.uuid4().hex
         self.store.save_reply(
             reply_id,
@@ -384,22 +379,22 @@ class SupportRuntime:
                 "context": context,
                 "reply": text,
                 "category": None,
-                "handover": True,
-                "goal": "other_language",
+                "handover": handover,
+                "goal": goal,
             },
         )
         self.store.append_turn(session_id, "assistant", text)
         return {
             "reply": text,
             "reply_id": reply_id,
-            "handover": True,
+            "handover": handover,
             "missing_slots": [],
             "sources": [],
             "candidates": [],
             "language": language,
-            "goal": "other_language",
-            "router_confidence": None,
-            "products": [],
+            "goal": goal,
+            "router_confidence": None if confidence is None else round(confidence, 4),
+            "products": products or [],
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
 

@@ -15,7 +15,7 @@ module with the interface of ``SASRec`` that serving and the artifact already sp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from training.recommender.data import EvalSet
+from training.recommender.model import config_from_dict
 
 BaselineName = Literal["most_popular", "cooccurrence", "ease"]
 BASELINES: tuple[BaselineName, ...] = ("most_popular", "cooccurrence", "ease")
@@ -279,11 +280,7 @@ class BaselineConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> BaselineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown baseline config fields: {sorted(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "baseline")
 
 
 class BaselineModel(nn.Module):

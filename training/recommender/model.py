@@ -14,6 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def config_from_dict(cls, values: dict, what: str):
+    """``cls(**values)``, refusing names it does not know (a model file from another version)."""
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} config fields: {sorted(unknown)}")
+    return cls(**values)
+
+
 @dataclass
 class RecommenderConfig:
     """Shape and regularisation of the model; everything needed to rebuild it from JSON."""
@@ -38,11 +46,7 @@ class RecommenderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RecommenderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown recommender config fields: {sorted(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "recommender")
 
 
 class CausalSelfAttention(nn.Module):

@@ -52,6 +52,11 @@ class Settings:
     reports_dir: Path = field(default=Path("data/reports"))
     # The BentoML model store (BENTOML_HOME) where trained models are saved and served from.
     model_store: Path = field(default=Path("data/bentoml"))
+    # The search index's item encoder: "auto" (the ONNX transformer unless embedding the
+    # catalog would take longer than the budget below, then the static encoder distilled from
+    # it), or one of "onnx", "static", "torch" always.
+    search_encoder: str = "auto"
+    search_embed_budget_seconds: int = 600
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -69,6 +74,8 @@ class Settings:
             training_profile=_choice("TRAINING_PROFILE", "quick", ("smoke", "quick", "full")),
             reports_dir=Path(_env("REPORTS_DIR", str(data_dir / "reports"))),
             model_store=Path(_env("MODEL_STORE", str(data_dir / "bentoml"))),
+            search_encoder=_choice("SEARCH_ENCODER", "auto", ("auto", "onnx", "static", "torch")),
+            search_embed_budget_seconds=int(_env("SEARCH_EMBED_BUDGET_SECONDS", "600")),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
         )

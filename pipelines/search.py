@@ -26,13 +26,20 @@ def item_search_index(warehouse_db: DuckDBResource, settings: ShopSettings) -> M
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     with warehouse_db.get_connection() as conn:
         catalog = conn.execute("SELECT * FROM catalog").pl()
-    report = build_index(catalog, settings.get().search_index_dir, Encoder())
+    config = settings.get()
+    auto = config.search_encoder == "auto"
+    report = build_index(
+        catalog,
+        config.search_index_dir,
+        Encoder(backend="onnx" if auto else config.search_encoder),
+        embed_budget_seconds=config.search_embed_budget_seconds if auto else None,
+    )
     return MaterializeResult(
         metadata={
             **{k: v for k, v in report.as_metadata().items() if k != "path"},
             "path": MetadataValue.path(str(report.path)),
             "lexical": "BM25 (bm25s, English stop words and Snowball stems)",
-            "dense": "all-MiniLM-L6-v2 (ONNX, int8) over title, brand, category path; HNSW (usearch)",
+            "dense": f"all-MiniLM-L6-v2 ({report.encoder_backend}) over title, brand, category path; HNSW (usearch)",
         }
     )
 

@@ -8,6 +8,12 @@ items were:
   than PyTorch in bf16 (fused attention and layer norms, VNNI int8 products), and its vectors
   stay within cosine 0.99 of fp32. The exported file is cached by the encoder's fingerprint
   and copied into each index version, so a service loads only that file, not PyTorch weights.
+- ``static``: the same checkpoint distilled once into a static table of token vectors
+  (model2vec: each vocabulary token run through the encoder, PCA to 256 dimensions, rare
+  tokens weighted up). A text's vector is the mean of its tokens' rows: tens of thousands of
+  texts a second on one core instead of hundreds, at lower quality (the README has both
+  figures). A build picks it when the transformer could not embed the catalog within its
+  time budget (``search.index.build_index``).
 - ``torch``: the checkpoint in PyTorch (bf16 autocast where the CPU has it), for encoders
   that do not export.
 """
@@ -29,12 +35,15 @@ from training.support.encoder import SentenceEncoder, fingerprint, resolve_encod
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("onnx", "static", "torch")
 # Item text beyond this many tokens is not embedded.
 EMBED_MAX_TOKENS = 64
 # Changes whenever the export recipe changes, so old cached files are not reused.
 ONNX_RECIPE = "int8-per-channel-v1"
 ONNX_FILE = "encoder.onnx"
+STATIC_RECIPE = "model2vec-pca256-v1"
+STATIC_DIR = "encoder-static"
+STATIC_DIMS = 256
 
 
 class EncoderError(RuntimeError):
@@ -56,6 +65,7 @@ class Encoder:
         threads: int | None = None,
         cache_dir: Path | None = None,
         onnx_file: Path | None = None,
+        static_dir: Path | None = None,
     ):
         from training.support.config import DEFAULT_ENCODER
 
@@ -67,9 +77,12 @@ class Encoder:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         folder = resolve_encoder(self.spec)
         # Vectors are comparable only within one checkpoint and one backend.
-        self.fingerprint = fingerprint(folder) + ("" if backend == "torch" else f"-{ONNX_RECIPE}")
+        recipe = {"onnx": f"-{ONNX_RECIPE}", "static": f"-{STATIC_RECIPE}", "torch": ""}[backend]
+        self.fingerprint = fingerprint(folder) + recipe
         self._onnx_file = Path(onnx_file) if onnx_file else None
+        self._static_dir = Path(static_dir) if static_dir else None
         self._torch: SentenceEncoder | None = None
+        self._static = None
         self._session = None
         self._tokenizer = None
         self._dim: int | None = None
@@ -80,7 +93,8 @@ class Encoder:
         spec = manifest["encoder"]["spec"]
         backend = manifest["encoder"].get("backend", "torch")
         onnx_file = index_path / ONNX_FILE if backend == "onnx" else None
-        encoder = cls(spec, backend, threads=threads, onnx_file=onnx_file)
+        static_dir = index_path / STATIC_DIR if backend == "static" else None
+        encoder = cls(spec, backend, threads=threads, onnx_file=onnx_file, static_dir=static_dir)
         if encoder.fingerprint != manifest["encoder"]["fingerprint"]:
             log.warning(
                 "search index %s was built with encoder %s; the installed one is %s: "
@@ -91,8 +105,14 @@ class Encoder:
             )
         return encoder
 
+    def with_backend(self, backend: str) -> Encoder:
+        """The same checkpoint under another backend."""
+        return Encoder(self.spec, backend, threads=self.threads, cache_dir=self.cache_dir)
+
     @property
     def dim(self) -> int:
+        if self._dim is None and self.backend == "static":
+            self._dim = int(self._static_model().dim)
         if self._dim is None:
             from transformers import AutoConfig
 
@@ -112,11 +132,15 @@ class Encoder:
         if self.backend == "torch":
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16()):
                 return self._torch_model().encode(texts, batch_size=batch_size)
+        if self.backend == "static":
+            return self._static_encode(texts)
         return self._onnx_encode(texts, batch_size)
 
     def encode_query(self, text: str) -> np.ndarray:
         if self.backend == "torch":
             return self._torch_model().encode([text])[0]
+        if self.backend == "static":
+            return self._static_encode([text])[0]
         return self._onnx_encode([text], 1)[0]
 
     def onnx_path(self) -> Path:
@@ -128,20 +152,47 @@ class Encoder:
             export_onnx(self._torch_model(), cached)
         return cached
 
-    def copy_onnx_to(self, folder: Path) -> None:
-        """Put the ONNX file beside an index version (a hard link where the disk allows)."""
-        if self.backend != "onnx":
-            return
-        source, target = self.onnx_path(), Path(folder) / ONNX_FILE
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
+    def static_path(self) -> Path:
+        """The distilled static model: the index's own copy, else the cache, distilled there on first use."""
+        if self._static_dir is not None and self._static_dir.exists():
+            return self._static_dir
+        cached = self.cache_dir / f"{self.fingerprint}"
+        if not (cached / "config.json").exists():
+            distill_static(self.spec, cached, self.threads)
+        return cached
+
+    def copy_files_to(self, folder: Path) -> None:
+        """Put the encoder's own files beside an index version (hard links where the disk allows),
+        so a service loads the index with exactly the encoder that built it."""
+        if self.backend == "onnx":
+            _link(self.onnx_path(), Path(folder) / ONNX_FILE)
+        elif self.backend == "static":
+            source, target = self.static_path(), Path(folder) / STATIC_DIR
+            target.mkdir()
+            for file in source.iterdir():
+                _link(file, target / file.name)
 
     def _torch_model(self) -> SentenceEncoder:
         if self._torch is None:
             self._torch = SentenceEncoder.load(self.spec, max_length=EMBED_MAX_TOKENS)
         return self._torch
+
+    def _static_model(self):
+        if self._static is None:
+            from model2vec import StaticModel
+
+            path = self.static_path()
+            try:
+                self._static = StaticModel.from_pretrained(str(path))
+            except Exception as e:  # safetensors, json and tokenizer errors alike
+                raise EncoderError(f"cannot load the static search encoder {path}: {e}") from e
+        return self._static
+
+    def _static_encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._static_model().encode(texts, max_length=EMBED_MAX_TOKENS, use_multiprocessing=False)
+        return np.asarray(vectors, dtype=np.float32)
 
     def _onnx_session(self):
         if self._session is None:
@@ -179,6 +230,34 @@ class Encoder:
         out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
         out[order] = np.concatenate(parts)
         return out
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def distill_static(spec: str, target: Path, threads: int) -> None:
+    """Distil the encoder ``spec`` into a model2vec static model at ``target`` (about half a
+    minute on 2 cores: one forward pass per vocabulary token)."""
+    from model2vec.distill import distill
+
+    torch.set_num_threads(threads)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = distill(model_name=str(resolve_encoder(spec)), pca_dims=STATIC_DIMS)
+        model.save_pretrained(str(partial))
+        if target.exists():  # another process distilled it meanwhile
+            shutil.rmtree(partial)
+        else:
+            partial.replace(target)
+    except (RuntimeError, ValueError, OSError) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise EncoderError(f"cannot distil the search encoder into a static model ({e})") from e
 
 
 def export_onnx(model: SentenceEncoder, target: Path) -> None:

@@ -10,13 +10,17 @@ Layout under the index root (``data/search`` by default)::
       vectors.usearch  the HNSW graph over them (keys = row numbers)
       bm25/            the bm25s index over the same rows
       encoder.onnx     the int8 encoder that embedded them (``search.encoder``); queries use it
+      encoder-static/  or, for a build that chose the static encoder, that model
 
 BM25 reads an item's whole text; the vectors embed what the product is (title, brand,
 category path: ``search.text.dense_text``). A build reads the previous version: an item whose
 embedded text (and the encoder) did not
 change keeps its vector, so only changed and new items are embedded. The BM25 index and the
 graph are rebuilt from scratch each time (seconds for 100,000 items; embedding is the cost).
-Out-of-stock items are indexed and flagged (``in_stock``). Items that left the catalog since
+With a time budget for embedding, a build first times the transformer on a sample of the
+items it must embed; when the whole would run past the budget (a million items on a small
+CPU), every item is embedded with the static encoder distilled from the same checkpoint
+instead, and the manifest says so (``encoder_choice``). Out-of-stock items are indexed and flagged (``in_stock``). Items that left the catalog since
 the previous version stay in the index flagged ``listed = false`` (never returned, but their
 vector is kept for the day they come back) and are counted as ``delisted``.
 """
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 KEEP_VERSIONS = 2
 EMBED_CHUNK = 16_384  # items embedded per call
+BUDGET_SAMPLE = 512  # items timed to project the transformer's embedding time
 # The catalog's columns that results show or the index reads (all but updated_at).
 ITEM_SCHEMA = {name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "updated_at"}
 
@@ -64,6 +69,8 @@ class BuildReport:
     out_of_stock: int
     seconds: float
     embed_seconds: float
+    encoder_backend: str = ""
+    encoder_choice: str = ""
 
     def as_metadata(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -97,32 +104,58 @@ def catalog_items(catalog: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_index(
-    catalog: pl.DataFrame, root: Path, encoder: Encoder, batch_size: int = 128, threads: int = 0
+    catalog: pl.DataFrame,
+    root: Path,
+    encoder: Encoder,
+    batch_size: int = 128,
+    threads: int = 0,
+    embed_budget_seconds: float | None = None,
 ) -> BuildReport:
-    """Index the current catalog as a new version under ``root`` and make it current."""
+    """Index the current catalog as a new version under ``root`` and make it current.
+
+    With ``embed_budget_seconds``, a transformer encoder that would take longer than that to
+    embed the items gives way to the static encoder (module docstring)."""
     started = time.perf_counter()
     root = Path(root)
     items = catalog_items(catalog).with_columns(pl.lit(True).alias("listed"))
     previous = current_version(root)
     if previous is not None:
         items = pl.concat([items, _delisted_items(previous, items)], how="vertical_relaxed")
-    vectors = np.zeros((items.height, encoder.dim), dtype=np.float32)
-    todo = np.ones(items.height, dtype=bool)
-    if previous is not None:
-        try:
-            _reuse_vectors(previous, items, encoder, vectors, todo)
-        except (OSError, ValueError, SearchIndexError) as e:
-            log.warning("previous search index %s not reused (%s): embedding every item", previous, e)
-    embed_started = time.perf_counter()
-    rows = np.flatnonzero(todo)
+    vectors, todo = _vectors_to_fill(items, previous, encoder)
     dense = items.select("title", "category", "brand")
+
+    def texts_of(rows: np.ndarray) -> list[str]:
+        return [dense_text(*r) for r in dense[rows].iter_rows()]
+
+    embed_started = time.perf_counter()
+    choice, embedded = "as configured", 0
+    if embed_budget_seconds is not None and encoder.backend != "static" and todo.sum() > BUDGET_SAMPLE:
+        encoder.encode_query("warm up")  # session creation is not embedding time
+        sample = np.flatnonzero(todo)[:BUDGET_SAMPLE]
+        timed = time.perf_counter()
+        vectors[sample] = encoder.encode_items(texts_of(sample), batch_size=batch_size)
+        todo[sample] = False
+        embedded = len(sample)
+        projected = todo.sum() * (time.perf_counter() - timed) / len(sample)
+        if projected > embed_budget_seconds:
+            choice = (
+                f"static: the {encoder.backend} encoder would take about {projected:.0f} s for "
+                f"{todo.sum() + len(sample)} items, over the {embed_budget_seconds:.0f} s budget"
+            )
+            log.warning("search index: %s", choice)
+            encoder = encoder.with_backend("static")
+            vectors, todo = _vectors_to_fill(items, previous, encoder)
+            embedded = 0
+        else:
+            choice = f"{encoder.backend}: about {projected:.0f} s projected, within the {embed_budget_seconds:.0f} s budget"
+    rows = np.flatnonzero(todo)
     # In chunks written in place: the encoder's batches of a million items would otherwise be
     # held twice more (its parts and their concatenation) beside ``vectors``.
     for start in range(0, len(rows), EMBED_CHUNK):
         chunk = rows[start : start + EMBED_CHUNK]
-        texts = [dense_text(*r) for r in dense[chunk].iter_rows()]
-        vectors[chunk] = encoder.encode_items(texts, batch_size=batch_size)
+        vectors[chunk] = encoder.encode_items(texts_of(chunk), batch_size=batch_size)
     embed_seconds = time.perf_counter() - embed_started
+    embedded += len(rows)
 
     version = _next_version(root)
     path = root / f"v{version:06d}"
@@ -133,7 +166,7 @@ def build_index(
     np.save(partial / "vectors.npy", vectors)
     _graph(vectors, threads).save(str(partial / "vectors.usearch"))
     del vectors  # the graph and the vectors are on disk: free them before BM25's turn
-    encoder.copy_onnx_to(partial)
+    encoder.copy_files_to(partial)
     bm25 = bm25s.BM25()
     bm25.index(Tokenizer().documents(items["text"].to_list()), show_progress=False)
     bm25.save(str(partial / "bm25"), show_progress=False)
@@ -141,12 +174,14 @@ def build_index(
         version=version,
         path=path,
         items=items.height,
-        embedded=int(len(rows)),
-        reused=int(items.height - len(rows)),
+        embedded=embedded,
+        reused=items.height - embedded,
         delisted=int((~items["listed"]).sum()),
         out_of_stock=int((~items["in_stock"] & items["listed"]).sum()),
         seconds=round(time.perf_counter() - started, 2),
         embed_seconds=round(embed_seconds, 2),
+        encoder_backend=encoder.backend,
+        encoder_choice=choice,
     )
     manifest = {
         "format": FORMAT,
@@ -165,6 +200,20 @@ def build_index(
     _point_to(root, path.name)
     _prune(root, keep=path.name)
     return report
+
+
+def _vectors_to_fill(
+    items: pl.DataFrame, previous: Path | None, encoder: Encoder
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, todo): the previous version's vectors of unchanged items, and which rows are left."""
+    vectors = np.zeros((items.height, encoder.dim), dtype=np.float32)
+    todo = np.ones(items.height, dtype=bool)
+    if previous is not None:
+        try:
+            _reuse_vectors(previous, items, encoder, vectors, todo)
+        except (OSError, ValueError, SearchIndexError) as e:
+            log.warning("previous search index %s not reused (%s): embedding every item", previous, e)
+    return vectors, todo
 
 
 def _reuse_vectors(

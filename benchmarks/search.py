@@ -417,6 +417,8 @@ def main(argv=None) -> int:
                     "items": report.items,
                     "build_seconds": report.seconds,
                     "embed_seconds": report.embed_seconds,
+                    "graph_seconds": report.graph_seconds,
+                    "lexical_seconds": report.lexical_seconds,
                     "encoder": report.encoder_backend,
                     "encoder_choice": report.encoder_choice,
                     "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -71,6 +71,8 @@ class BuildReport:
     embed_seconds: float
     encoder_backend: str = ""
     encoder_choice: str = ""
+    graph_seconds: float = 0.0
+    lexical_seconds: float = 0.0
 
     def as_metadata(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -164,12 +166,16 @@ def build_index(
     partial.mkdir(parents=True)
     items.drop("text").write_parquet(partial / "items.parquet")
     np.save(partial / "vectors.npy", vectors)
+    graph_started = time.perf_counter()
     _graph(vectors, threads).save(str(partial / "vectors.usearch"))
+    graph_seconds = time.perf_counter() - graph_started
     del vectors  # the graph and the vectors are on disk: free them before BM25's turn
     encoder.copy_files_to(partial)
+    lexical_started = time.perf_counter()
     bm25 = bm25s.BM25()
     bm25.index(Tokenizer().documents(items["text"].to_list()), show_progress=False)
     bm25.save(str(partial / "bm25"), show_progress=False)
+    lexical_seconds = time.perf_counter() - lexical_started
     report = BuildReport(
         version=version,
         path=path,
@@ -182,6 +188,8 @@ def build_index(
         embed_seconds=round(embed_seconds, 2),
         encoder_backend=encoder.backend,
         encoder_choice=choice,
+        graph_seconds=round(graph_seconds, 2),
+        lexical_seconds=round(lexical_seconds, 2),
     )
     manifest = {
         "format": FORMAT,
@@ -257,8 +265,18 @@ def _delisted_items(previous: Path, items: pl.DataFrame) -> pl.DataFrame:
 def _graph(vectors: np.ndarray, threads: int) -> Index:
     # Half-precision copies in the graph: half the memory and faster, at the same recall (20,000
     # clustered vectors, recall@10 against exact search: f16 0.93, f32 0.92); exact scoring of
-    # narrow filters reads the fp32 vectors.npy.
-    graph = Index(ndim=vectors.shape[1], metric="ip", dtype="f16", connectivity=16, expansion_search=128)
+    # narrow filters reads the fp32 vectors.npy. Insertion explores 64 candidates, not
+    # usearch's 128: on 100,000 catalog vectors the build took a fifth of the time at recall@10
+    # 0.988 against 0.999 (near-duplicate queries, exact search as truth); the graph is most
+    # of a million-item build.
+    graph = Index(
+        ndim=vectors.shape[1],
+        metric="ip",
+        dtype="f16",
+        connectivity=16,
+        expansion_add=64,
+        expansion_search=128,
+    )
     if len(vectors):
         graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=threads)
     return graph

@@ -42,7 +42,8 @@ class ServingConfig:
     store_timeout_s: float = 0.05
     # An append (a locked read-modify-write) slower than this is left to the event log.
     append_timeout_s: float = 1.0
-    # A model call slower than this is abandoned for the fallback answer.
+    # A request that has already taken this long when its model call would start gets the
+    # fallback answer instead (the call runs on the event loop and cannot be abandoned).
     model_timeout_s: float = 0.25
     # Consecutive store failures that open the circuit breaker, and how long it stays open.
     breaker_failures: int = 3

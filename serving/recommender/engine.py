@@ -1,14 +1,16 @@
 """What the recommender service does, as plain async Python (tested without HTTP).
 
 Every answer degrades instead of failing: the feature store goes through a circuit breaker
-with a timeout, the model call has a timeout, and popularity from the warehouse's item_stats
-is the last resort. ``fallback`` in each answer says which path was taken.
+with a timeout, a request already late when the model would run skips it, and popularity
+from the warehouse's item_stats is the last resort. ``fallback`` in each answer says which
+path was taken.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from serving.recommender.schemas import (
     SimilarRequest,
     SimilarResponse,
 )
-from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
+from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache
 from training.recommender.inference import Recommender, top_k
 
 log = logging.getLogger(__name__)
@@ -145,10 +147,12 @@ class RecommenderEngine:
         self._generation: dict[str, int] = {}
         self._masks: dict[tuple, torch.Tensor] = {}
         self._vectors: torch.Tensor | None = None
-        # One thread runs the model: a millisecond of CPU per request gains nothing from more
-        # threads on a few cores, and a pool of them fighting the event loop for the GIL
-        # turns a short stall into a lasting backlog. Store calls (I/O) get their own pool.
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="recommender-model")
+        # The model runs on the event loop, not in a thread: a forward pass is ~50 torch ops,
+        # each of which releases the GIL, and a thread must win it back from a busy loop up to
+        # the interpreter's 5 ms switch interval per op. Under a burst that made a 2 ms call
+        # take 20-100 ms, the model thread fell behind, requests waited out the timeout behind
+        # calls whose requests had already given up, and the backlog never drained. Store
+        # calls (I/O: a socket for Redis) keep their own small pool.
         self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="feature-store")
         if model is not None:
             rec = model.recommender
@@ -260,7 +264,7 @@ class RecommenderEngine:
         ]
 
     def score(self, history: list[str], k: int, category, in_stock_only, exclude_seen) -> list[ScoredItem]:
-        """The model's top k for one history (blocking; runs in a worker thread)."""
+        """The model's top k for one history (a few milliseconds of CPU, on the event loop)."""
         rec = self.model.recommender
         encoded = rec.encode(history)[-rec.model.config.max_len :]
         # Positions are right-aligned and padding is masked, so the unpadded history scores the
@@ -323,6 +327,7 @@ class RecommenderEngine:
         return response
 
     async def _recommend(self, req: RecommendRequest) -> tuple[list[ScoredItem], str, str | None]:
+        started = time.monotonic()
         stored = await self.read_sequence(req.user_id)
         fallback = "feature_store_down" if stored is None else None
         history = (stored or []) + list(req.session_item_ids)
@@ -332,18 +337,12 @@ class RecommenderEngine:
             return self.popular(req.k, *filters, seen), POPULARITY, fallback or "no_model"
         if not len(self.model.recommender.encode(history)):
             return self.popular(req.k, *filters, seen), POPULARITY, fallback or "empty_sequence"
-        try:
-            items = await in_thread(
-                self.score,
-                history,
-                req.k,
-                *filters,
-                req.exclude_seen,
-                timeout_s=self.config.model_timeout_s,
-                executor=self._model_thread,
-            )
-        except TimeoutError:
+        # A call on the loop cannot be abandoned: a request already late when the model would
+        # start (a slow store read, a busy loop) gets the cheap answer, so a backlog drains.
+        if time.monotonic() - started > self.config.model_timeout_s:
             return self.popular(req.k, *filters, seen), POPULARITY, "model_timeout"
+        try:
+            items = self.score(history, req.k, *filters, req.exclude_seen)
         except Exception:
             log.exception("recommender model failed for user %r", req.user_id)
             return self.popular(req.k, *filters, seen), POPULARITY, "model_error"
@@ -445,17 +444,7 @@ class RecommenderEngine:
             category = req.category or info.category
             items = self.popular(req.k, category, req.in_stock_only, frozenset([req.item_id]))
             return items, POPULARITY, "no_model" if self.model is None else "unknown_item"
-        try:
-            items = await in_thread(
-                self.neighbours, req, timeout_s=self.config.model_timeout_s, executor=self._model_thread
-            )
-        except TimeoutError:
-            return (
-                self.popular(req.k, req.category, req.in_stock_only, frozenset([req.item_id])),
-                POPULARITY,
-                "model_timeout",
-            )
-        return items, self.model_version, None
+        return self.neighbours(req), self.model_version, None  # one matrix-vector product, on the loop
 
     def neighbours(self, req: SimilarRequest) -> list[ScoredItem]:
         """Cosine neighbours of the item's vector under the request's filters."""
@@ -466,7 +455,6 @@ class RecommenderEngine:
         return self._top(scores, req.k, banned, None)
 
     def close(self) -> None:
-        self._model_thread.shutdown(wait=False, cancel_futures=True)
         self._store_threads.shutdown(wait=False, cancel_futures=True)
         if self._sequences is not None:
             self._sequences.close()

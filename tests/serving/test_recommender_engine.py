@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import duckdb
@@ -147,16 +148,39 @@ def test_breaker_stops_calling_a_failing_store_and_closes_when_it_is_back(shop_s
     assert out.fallback is None and engine.breaker.state == "closed"
 
 
-def test_model_timeout_falls_back_to_popularity(shop_settings, recommender_tag):
-    class SlowModel(RecommenderEngine):
-        def score(self, *args):
-            time.sleep(0.3)
-            return super().score(*args)
+def test_a_request_already_late_for_the_model_falls_back_to_popularity(shop_settings, recommender_tag):
+    class SlowStore(CountingStore):
+        def read(self, user_id):
+            time.sleep(0.1)  # within the store's timeout, past the model's
+            return super().read(user_id)
 
-    engine = make_engine(shop_settings, recommender_tag, model_timeout_s=0.05)
-    engine.__class__ = SlowModel
+    store = SlowStore(open_online_store(shop_settings))
+    engine = make_engine(shop_settings, recommender_tag, store, store_timeout_s=1.0, model_timeout_s=0.05)
+    engine._sequences = store
     out = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
     assert out.fallback == "model_timeout" and out.model_version == "popularity" and len(out.items) == 3
+    assert store.reads == 1
+
+
+def test_the_model_runs_on_the_event_loop_not_in_a_thread(shop_settings, recommender_tag):
+    # A thread would have to win the GIL back from a busy loop after each of the forward
+    # pass's torch ops: under a burst that made each call 10-50x slower (the lasting backlog).
+    threads = []
+
+    class Recording(RecommenderEngine):
+        def score(self, *args):
+            threads.append(threading.current_thread())
+            return super().score(*args)
+
+        def neighbours(self, *args):
+            threads.append(threading.current_thread())
+            return super().neighbours(*args)
+
+    engine = make_engine(shop_settings, recommender_tag)
+    engine.__class__ = Recording
+    assert run(engine.recommend(RecommendRequest(user_id="u0", k=3))).fallback is None
+    assert run(engine.similar(SimilarRequest(item_id="i3", k=2))).fallback is None
+    assert threads == [threading.main_thread()] * 2
 
 
 def test_a_promoted_baseline_answers_flagged_as_a_baseline(shop_settings, shop):

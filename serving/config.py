@@ -45,6 +45,9 @@ class ServingConfig:
     # A request that has already taken this long when its model call would start gets the
     # fallback answer instead (the call runs on the event loop and cannot be abandoned).
     model_timeout_s: float = 0.25
+    # Requests on the API paths in progress at once per worker; past it the answer is 503 with
+    # Retry-After at once, instead of a queue that grows without bound (0: no limit).
+    max_in_flight: int = 32
     # Consecutive store failures that open the circuit breaker, and how long it stays open.
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
@@ -77,6 +80,7 @@ class ServingConfig:
             store_timeout_s=_number("STORE_TIMEOUT_S", "0.05", float),
             append_timeout_s=_number("APPEND_TIMEOUT_S", "1", float),
             model_timeout_s=_number("MODEL_TIMEOUT_S", "0.25", float),
+            max_in_flight=_number("MAX_IN_FLIGHT", "32", int),
             breaker_failures=_number("BREAKER_FAILURES", "3", int),
             breaker_reset_s=_number("BREAKER_RESET_S", "5", float),
             cache_entries=_number("CACHE_ENTRIES", "10000", int),

@@ -1,4 +1,5 @@
-"""The HTTP guard in front of both services: JSON only, bounded bodies, API key on writes.
+"""The HTTP guard in front of both services: bounded load, JSON only, bounded bodies, API key
+on writes.
 
 An ASGI middleware, so a rejected request costs no parsing and every rejection is a JSON
 ``{"error": ...}`` with a 4xx status. Validation of the body itself is left to the typed
@@ -13,6 +14,9 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import ServingConfig
+
+# Seconds a shed request is told to wait (one second at the limit is hundreds of requests served).
+RETRY_AFTER_S = 1
 
 
 def error_body(message: str) -> bytes:
@@ -48,6 +52,9 @@ def api_key_of(headers: dict[bytes, bytes]) -> str | None:
 class GuardMiddleware:
     """Rejects what the APIs should never see.
 
+    - a request past ``max_in_flight`` requests in progress → 503 with ``Retry-After``: a
+      burst beyond what the worker can serve is refused at once, at no cost, instead of
+      queueing without bound behind the ones in progress (every one of them late);
     - a body on an API path that is not ``application/json`` → 415 (BentoML would try its
       multipart and pickle decoders, and a broken multipart body ends in a 500);
     - a body over ``max_body_bytes`` → 413 (read at most that much, whatever the headers say);
@@ -69,11 +76,29 @@ class GuardMiddleware:
         self.write_paths = write_paths
         self.api_key = config.api_key
         self.max_body_bytes = config.max_body_bytes
+        self.max_in_flight = config.max_in_flight
+        # Only the worker's event loop touches it: no lock.
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.api_paths:
             await self.app(scope, receive, send)
             return
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            await send_error(
+                send,
+                503,
+                f"the service has {self.in_flight} requests in progress, its limit: retry shortly",
+                [(b"retry-after", str(RETRY_AFTER_S).encode())],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         if self.api_key and scope["path"] in self.write_paths:
             given = api_key_of(headers)

@@ -5,7 +5,7 @@ each body and keeps only the first branch of an ``anyOf``, so a field that may b
 (``fallback``, ``rec_id``, ``category``…) reads as never null; it marks every request body
 optional although an empty body is a 400; it documents its error body with a string
 ``detail`` where the 400 it sends carries a list of field errors; and it knows nothing of the
-API key or of the guard's 401/413/415. This module builds the document again from the models
+API key or of the guard's 401/413/415/503. This module builds the document again from the models
 (JSON Schema 2020-12, hence OpenAPI 3.1), keeps BentoML's paths, tags, descriptions and
 probes, and adds what the guard and each API send. A middleware serves it in place of
 BentoML's, so it holds for any field a model gains.
@@ -63,6 +63,7 @@ COMMON_ERRORS = {
     415: "the body is not application/json",
     429: "too many requests in flight (the service's max_concurrency)",
     500: "a bug: the server log has the traceback",
+    503: "overloaded: more requests in progress than SHOPML_MAX_IN_FLIGHT; retry after Retry-After seconds",
     504: "the request took longer than the service's timeout",
 }
 UNAUTHORIZED = "the API key is missing or wrong"
@@ -143,6 +144,13 @@ def openapi_document(
             "200": {"description": "Successful Response", "content": _json(response)},
             **{str(s): {"description": answers[s], "content": _json(error)} for s in sorted(answers)},
         }
+        if "503" in operation["responses"]:
+            operation["responses"]["503"]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait, sent when the worker is overloaded",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            }
         if api.route in write_paths:
             operation["responses"]["401"]["headers"] = {
                 "WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
 from serving.logs import quiet_client_errors  # noqa: E402
-from serving.openapi import publish  # noqa: E402
+from serving.openapi import COMMON_ERRORS, publish  # noqa: E402
 from serving.recommender.engine import EventLogError, RecommenderEngine, UnknownItemError  # noqa: E402
 from serving.recommender.schemas import (  # noqa: E402
     EventRequest,
@@ -88,7 +88,10 @@ publish(
     RecommenderService,
     write_paths=WRITE_PATHS,
     errors={
-        "/events": {503: "the event log cannot be written: the event was not recorded, retry"},
+        "/events": {
+            503: f"{COMMON_ERRORS[503]}, or the event log cannot be written: the event was not "
+            "recorded, retry"
+        },
         "/similar": {404: "the item is neither in the catalog nor in the model"},
     },
 )

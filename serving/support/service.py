@@ -79,7 +79,7 @@ publish(
         "/feedback": {
             400: f"{COMMON_ERRORS[400]}, or the reply cannot take feedback",
             404: "no reply or recommendation with this id (recommendations: served in the last days)",
-            503: "the feedback could not be logged: retry",
+            503: f"{COMMON_ERRORS[503]}, or the feedback could not be logged: retry",
         },
     },
 )

@@ -111,3 +111,46 @@ def test_probes_and_metrics(client):
     assert "bentoml_service_request_duration_seconds" in text
     spec = client.get("/docs.json").json()
     assert {"/recommend", "/events", "/similar"} <= set(spec["paths"])
+
+
+def test_past_max_in_flight_a_request_is_shed_with_503_and_retry_after(
+    shop_settings, recommender_tag, monkeypatch, asgi_client
+):
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.recommender.engine import RecommenderEngine
+
+    monkeypatch.setenv("SHOPML_RECOMMENDER_TAG", recommender_tag)
+    monkeypatch.setenv("SHOPML_MAX_IN_FLIGHT", "1")
+    started, release = threading.Event(), threading.Event()
+    answer = RecommenderEngine.recommend
+
+    async def slow(self, request):
+        # The first request holds its slot until the test lets it go (5 s at most).
+        if not started.is_set():
+            started.set()
+            for _ in range(500):
+                if release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+        return await answer(self, request)
+
+    monkeypatch.setattr(RecommenderEngine, "recommend", slow)
+    from serving.recommender.service import RecommenderService
+
+    client = asgi_client(RecommenderService)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/recommend", json={"user_id": "u0"})
+        assert started.wait(5)
+        shed = client.post("/recommend", json={"user_id": "u1"})
+        release.set()
+        assert first.result(10).status_code == 200
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1", shed.text
+    assert "limit" in shed.json()["error"]
+    # Probes are not API paths: never shed. The slot is free again once the first answered.
+    assert client.get("/livez").status_code == 200
+    assert client.post("/recommend", json={"user_id": "u1"}).status_code == 200
+    documented = client.get("/docs.json").json()["paths"]["/recommend"]["post"]["responses"]["503"]
+    assert "Retry-After" in documented["headers"] and "SHOPML_MAX_IN_FLIGHT" in documented["description"]

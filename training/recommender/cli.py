@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from data_contracts.settings import Settings, use_model_store
-from training.recommender.losses import LOSSES
-from training.recommender.pipeline import PROFILES, Features
+from training.flags import add_flags, flag_values
+from training.recommender.pipeline import PROFILES, TRAIN_FLAGS, Features, TrainSettings
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,40 +28,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", choices=sorted(PROFILES), default="quick", help="training preset (default quick)"
     )
-    parser.add_argument(
-        "--loss",
-        choices=list(LOSSES),
-        help="training loss (default ce): full softmax, logQ-corrected sampled softmax, gBCE, one-negative BCE",
-    )
-    parser.add_argument(
-        "--negative-sampling",
-        choices=["uniform", "popularity"],
-        help="where sampled_softmax draws negatives (default uniform)",
-    )
-    parser.add_argument("--max-epochs", type=int)
-    parser.add_argument("--max-minutes", type=float, help="wall-clock cap on training")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument(
-        "--lr-schedule", choices=["constant", "cosine"], help="cosine decays the rate to 0 at --max-epochs"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "bf16-mixed", "32-true"],
-        help="auto: bf16 on a GPU, fp32 on a CPU; bf16-mixed pays on CPUs with AVX512-BF16 or AMX",
+    # Every training setting as a flag, named, typed and explained by TrainSettings itself.
+    add_flags(
+        parser,
+        TrainSettings,
+        TRAIN_FLAGS,
+        defaults=PROFILES["quick"].train,
+        defaults_from="in the quick profile",
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    parser.add_argument("--devices", default="auto", help="devices per node (Lightning), e.g. 2")
-    parser.add_argument("--num-nodes", type=int, default=1)
-    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     parser.add_argument(
         "--text", action="store_true", help="use text features (from --item-text or the catalog)"
     )
     parser.add_argument("--category", action="store_true", help="use the catalog category feature")
     parser.add_argument("--price", action="store_true", help="use the catalog price-bucket feature")
-    parser.add_argument(
-        "--output-dir", type=Path, default=None, help="checkpoints and CSV logs (default data/recommender)"
-    )
     parser.add_argument("--no-save", action="store_true", help="do not save the model to the BentoML store")
     parser.add_argument(
         "--promote",
@@ -104,22 +84,9 @@ def train(args: argparse.Namespace) -> int:
     from training.recommender.artifact import save_to_store
 
     data = _load_data(args, settings)
-    train_settings = pipeline.settings_for(
-        args.profile,
-        loss=args.loss,
-        negative_sampling=args.negative_sampling,
-        max_epochs=args.max_epochs,
-        max_minutes=args.max_minutes,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        precision=args.precision,
-        num_threads=args.threads,
-        devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
-        num_nodes=args.num_nodes,
-        strategy=args.strategy,
-        output_dir=args.output_dir or settings.data_dir / "recommender",
-    )
+    flags = flag_values(args, TrainSettings)
+    flags.setdefault("output_dir", settings.data_dir / "recommender")
+    train_settings = pipeline.settings_for(args.profile, num_threads=args.threads, **flags)
     features = Features(category=args.category, price=args.price, text=args.text)
     result = pipeline.train(data, args.profile, features, train_settings)
     from pytorch_lightning.utilities import rank_zero_only

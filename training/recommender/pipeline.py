@@ -50,44 +50,87 @@ LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "bf16-mixed", "32-true"]
 
 
+def _setting(default, help: str):
+    """A field whose help text is also its command-line flag's (``training.flags``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainSettings:
-    """How to train; ``PROFILES`` holds the two presets, flags override single fields."""
+    """How to train; ``PROFILES`` holds the presets, flags override single fields."""
 
-    # "ce": full softmax over the catalogue (default); "sampled_softmax": softmax over the target
-    # and num_negatives shared negatives, logQ-corrected (SASRec+SS); "gbce": generalised BCE
-    # over num_negatives uniform negatives per sequence (gSASRec); "bce": one negative, the historical baseline.
-    loss: LossName = "ce"
-    num_negatives: int = 1024  # negatives per batch (sampled_softmax) or per sequence (gbce)
-    # Where sampled_softmax draws negatives: "uniform", or "popularity" (training counts), whose
-    # bias towards popular items the logQ correction removes.
-    negative_sampling: Sampling = "uniform"
-    gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec uses 0.75)
-    lr: float = 1e-3
-    # "cosine": a short warm-up, then the rate falls to zero at max_epochs (set max_epochs to
-    # what the time budget allows); "constant" keeps lr throughout.
-    lr_schedule: LrSchedule = "constant"
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    max_epochs: int = 200
-    max_minutes: float | None = None  # wall-clock cap on training plus validation; None = no cap
-    # CPU-time cap (all threads of this process): on a shared machine it stands in for
-    # "N minutes on an idle machine", which a wall-clock cap cannot measure; None = no cap.
-    max_cpu_minutes: float | None = None
-    patience: int = 10  # validation rounds without a better NDCG@10 before stopping
-    val_every: int = 1  # epochs between validation rounds
-    window_stride: int = 0  # >0 also trains on older windows of histories longer than max_len
-    seed: int = 0
+    loss: LossName = _setting(
+        "ce",
+        "training loss: ce = full softmax over the catalogue; sampled_softmax = softmax over the "
+        "target and num_negatives shared negatives, logQ-corrected (SASRec+SS); gbce = generalised "
+        "BCE over num_negatives uniform negatives per sequence (gSASRec); bce = one negative",
+    )
+    num_negatives: int = _setting(1024, "negatives per batch (sampled_softmax) or per sequence (gbce)")
+    negative_sampling: Sampling = _setting(
+        "uniform",
+        "where sampled_softmax draws negatives: uniform, or popularity (training counts; the logQ "
+        "correction removes its bias towards popular items)",
+    )
+    gbce_t: float = _setting(
+        0.75, "gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec uses 0.75)"
+    )
+    lr: float = _setting(1e-3, "learning rate")
+    lr_schedule: LrSchedule = _setting(
+        "constant",
+        "cosine: a short warm-up, then the rate falls to 0 at max_epochs (set max_epochs to what "
+        "the time budget allows); constant keeps it",
+    )
+    weight_decay: float = _setting(0.0, "AdamW weight decay")
+    batch_size: int = _setting(128, "sequences per batch")
+    max_epochs: int = _setting(200, "epochs at most")
+    max_minutes: float | None = _setting(None, "wall-clock cap on training plus validation, in minutes")
+    # On a shared machine it stands in for "N minutes on an idle machine", which a
+    # wall-clock cap cannot measure.
+    max_cpu_minutes: float | None = _setting(
+        None, "CPU-time cap (all threads of this process) on training plus validation, in minutes"
+    )
+    patience: int = _setting(10, "validation rounds without a better NDCG@10 before stopping")
+    val_every: int = _setting(1, "epochs between validation rounds")
+    window_stride: int = _setting(0, ">0 also trains on older windows of histories longer than max_len")
+    seed: int = _setting(0, "random seed")
     num_threads: int = 2  # CPU threads for torch; set explicitly, the default oversubscribes
     accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # "ddp" for several GPUs or nodes; "ddp_spawn" in tests
-    # "auto": bf16 autocast on a GPU, fp32 on a CPU. "bf16-mixed" on a CPU with native bf16
-    # (AVX512-BF16 or AMX) makes the matrix products about twice as fast; without it, slower.
-    precision: Precision = "auto"
-    output_dir: Path = Path("data/recommender")  # checkpoints and CSV logs
+    devices: int | str = _setting("auto", "devices per node (Lightning), e.g. 2")
+    num_nodes: int = _setting(1, "nodes (Lightning)")
+    strategy: str = _setting("auto", "Lightning strategy: ddp for several GPUs or nodes (ddp_spawn in tests)")
+    # Without native bf16 (AVX512-BF16 or AMX) bf16 on a CPU is slower than fp32.
+    precision: Precision = _setting(
+        "auto",
+        "auto: bf16 autocast on a GPU, fp32 on a CPU; bf16-mixed makes a CPU with AVX512-BF16 or AMX "
+        "about twice as fast",
+    )
+    output_dir: Path = _setting(Path("data/recommender"), "checkpoints and CSV logs")
     progress_bar: bool = True
+
+
+# The fields ``shopml train recommender`` takes as flags.
+TRAIN_FLAGS = (
+    "loss",
+    "num_negatives",
+    "negative_sampling",
+    "gbce_t",
+    "lr",
+    "lr_schedule",
+    "weight_decay",
+    "batch_size",
+    "max_epochs",
+    "max_minutes",
+    "max_cpu_minutes",
+    "patience",
+    "val_every",
+    "window_stride",
+    "seed",
+    "precision",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "output_dir",
+)
 
 
 @dataclass

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from training.support.decoding import LlamaDecoder, supports
+from training.support.decoding import LlamaDecoder, sample_tokens, supports
 from training.support.generator import Generator, load_base
 
 
@@ -81,3 +81,67 @@ def test_other_architectures_fall_back_to_generate(tiny_lm):
     generator.quantize()
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in generator.model.modules())
     assert isinstance(generator.generate([("user", "hi")], ["p"], exact=True), str)
+
+
+def test_batched_sampling_writes_num_replies_greedy_first_and_is_seeded(tiny_lm):
+    model, tokenizer, _ = tiny_lm
+    decoder = LlamaDecoder(model)
+    ids = prompt_ids(tokenizer)
+    rows = decoder.sample(ids, 4, 10, temperature=1.0, top_p=0.95, seed=3, min_new_tokens=10)
+    assert len(rows) == 4 and all(len(r) == 10 for r in rows)
+    # Row 0 reads the shared prompt cache like a batch of one: the greedy reply.
+    assert rows[0] == decoder.generate(ids, 10, min_new_tokens=10) == hf_greedy(model, ids, 10, 10)
+    assert decoder.sample(ids, 4, 10, temperature=1.0, top_p=0.95, seed=3, min_new_tokens=10) == rows
+    other = decoder.sample(ids, 4, 10, temperature=1.0, top_p=0.95, seed=4, min_new_tokens=10)
+    assert other[0] == rows[0] and other[1:] != rows[1:]
+    assert len({tuple(r) for r in rows[1:]}) > 1  # the sampled rows differ from each other
+    # Not greedy first, and a temperature of 0: every row is the greedy reply.
+    assert decoder.sample(ids, 3, 10, temperature=0.0, greedy_first=False, min_new_tokens=10) == [rows[0]] * 3
+
+
+def test_sampled_rows_stop_at_their_own_eos(tiny_lm_dir, tmp_path):
+    model, tokenizer, _ = load_base(str(tiny_lm_dir), tmp_path)
+    eos = model.generation_config.eos_token_id
+    with torch.no_grad():
+        model.model.embed_tokens.weight[eos] *= 1000  # EOS wins every step
+    decoder = LlamaDecoder(model)
+    assert decoder.sample(prompt_ids(tokenizer), 3, 8, seed=0) == [[], [], []]
+    forced = decoder.sample(prompt_ids(tokenizer), 3, 8, seed=0, min_new_tokens=8)
+    assert all(len(r) == 8 and eos not in r for r in forced)
+
+
+def test_nucleus_sampling_keeps_the_smallest_set_reaching_top_p():
+    # probabilities 0.5, 0.3, 0.15, 0.05: top_p 0.7 keeps the first two tokens only.
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]])).expand(2000, -1)
+    drawn = sample_tokens(logits, 1.0, 0.7, torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn, minlength=4).float() / 2000
+    assert counts[0] == 0 and counts[2] == 0
+    assert counts[1] == pytest.approx(0.5 / 0.8, abs=0.04) and counts[3] == pytest.approx(0.3 / 0.8, abs=0.04)
+    # top_p 0: only the most likely token; temperature 0: argmax.
+    assert set(sample_tokens(logits, 1.0, 0.0, torch.Generator().manual_seed(0)).tolist()) == {1}
+    assert set(sample_tokens(logits, 0.0, 0.9, torch.Generator()).tolist()) == {1}
+
+
+def test_generator_candidates_one_batched_pass_per_path(tiny_lm):
+    model, tokenizer, info = tiny_lm
+    turns, passages = [("user", "where is my order")], ["p"]
+    generator = Generator(model, tokenizer, info, 8)
+    texts = generator.candidates(turns, passages, 4, seed=1, temperature=1.0, exact=True)
+    assert 1 < len(texts) <= 4 and len(set(texts)) == len(texts)
+    assert texts[0] == generator.generate(turns, passages, exact=True)
+    assert generator.candidates(turns, passages, 4, seed=1, temperature=1.0, exact=True) == texts
+    # The facts of the products in the conversation are in the prompt the decoder reads.
+    with_facts = generator.candidates(
+        turns, passages, 4, facts=["Lamp by Acme: $5.00, in stock"], seed=1, exact=True
+    )
+    assert with_facts != texts
+    # Other architectures: transformers' generate, greedy first then num_return_sequences sampled.
+    config = LlamaConfig(**{**model.config.to_dict(), "attention_bias": True})
+    torch.manual_seed(0)
+    biased = Generator(LlamaForCausalLM(config).eval(), tokenizer, info, 8)
+    before = torch.random.get_rng_state()
+    hf = biased.candidates(turns, passages, 4, seed=1, temperature=1.0, exact=True)
+    assert torch.equal(before, torch.random.get_rng_state())  # the caller's generator is untouched
+    assert 1 < len(hf) <= 4 and hf[0] == biased.generate(turns, passages, exact=True)
+    assert biased.candidates(turns, passages, 4, seed=1, temperature=1.0, exact=True) == hf
+    assert biased.decoder is None

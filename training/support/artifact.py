@@ -254,7 +254,9 @@ def load_generator(folder: Path, cache_dir: Path) -> Generator:
             model = PeftModel.from_pretrained(model, folder / "adapter").merge_and_unload()
         except Exception as exc:  # safetensors and peft raise many types for a bad file
             raise ArtifactError(f"generator adapter in {folder / 'adapter'} is corrupt ({exc})") from exc
-    return Generator(model.eval(), tokenizer, info, int(spec.get("max_new_tokens", 60)))
+    return Generator(
+        model.eval(), tokenizer, info, int(spec.get("max_new_tokens", 60)), lora=bool(spec.get("lora"))
+    )
 
 
 def generator_cache(settings: Settings) -> Path:

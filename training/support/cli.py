@@ -64,7 +64,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--encoder", help="sentence encoder folder for retriever and ranker (default: all-MiniLM-L6-v2)"
     )
     parser.add_argument(
-        "--generator-steps", type=int, help="LoRA steps (default: 0 for quick, 1500 for full)"
+        "--generator-steps", type=int, help="LoRA steps (default: 12 for quick, 1500 for full; 0: zero-shot)"
     )
     parser.add_argument("--ranker-steps", type=int, help="ranker fine-tuning steps")
     parser.add_argument("--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads")

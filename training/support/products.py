@@ -98,6 +98,12 @@ class Product:
     category: str | None = None
     description: str | None = None
 
+    def fact_line(self) -> str:
+        """The product's facts as the generator's prompt lists them (from the catalog row)."""
+        by = f" by {self.brand}" if self.brand else ""
+        stock = "in stock" if self.in_stock else "out of stock"
+        return f"{self.title}{by}: {format_price(self.price, self.currency)}, {stock}"
+
     def card(self) -> dict:
         """What a site renders: the reply's structured ``products``."""
         return {
@@ -354,6 +360,15 @@ class ProductAssistant:
     @property
     def available(self) -> bool:
         return self.engine is not None and self.catalog is not None and len(self.catalog) > 0
+
+    def facts(self, state: ProductState, limit: int = 3) -> list[str]:
+        """Fact lines of the products in the conversation (the one talked about last, then the
+        last list shown), for a support answer's prompt; [] without a catalog."""
+        if self.catalog is None:
+            return []
+        ids = list(dict.fromkeys([state.focus, *state.shown] if state.focus else state.shown))
+        products = [p for p in (self.catalog.get(i) for i in ids) if p is not None]
+        return [p.fact_line() for p in products[:limit]]
 
     # --- reading a message ---------------------------------------------------------------
 

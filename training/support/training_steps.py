@@ -5,8 +5,10 @@ The orchestrator wraps each of these; none of them knows about it.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import random
 from pathlib import Path
 
 import numpy as np
@@ -122,32 +124,65 @@ def support_generator(
     adapter = None
     if config.generator_steps > 0:
         train = corpus.train()
+        # The rows the steps read (each once), not the whole split: a short CPU fine-tune.
+        needed = config.generator_steps * config.generator_batch_size
+        train = train.sample(n=min(needed, train.height), seed=config.seed)
         # Passages retrieved among articles only: the answer itself must not be in the prompt.
         embeddings = retriever.encoder.encode(train["question"].to_list())
         hits = retriever.search_embeddings(embeddings, config.prompt_passages, kind="article")
         passages = [[h.doc.text for h in row] for row in hits]
-        examples = generator_examples(tokenizer, train, passages, config.generator_max_length)
+        facts = prompt_facts(settings, train.height, config)
+        examples = generator_examples(
+            tokenizer, train, passages, config.generator_max_length, config.generator_reply_tokens, facts
+        )
         adapter = train_generator(model, tokenizer, examples, config, log_dir)
-        model = adapter
-    generator = Generator(model, tokenizer, info, config.max_new_tokens)
+        # The adapter is saved as it is; replies come from a merged copy (a plain Llama model,
+        # which the fast decoder reads), as a loaded artifact's do.
+        model = copy.deepcopy(adapter).merge_and_unload().eval()
+    generator = Generator(model, tokenizer, info, config.max_new_tokens, lora=adapter is not None)
     return generator, adapter
+
+
+def warehouse_catalog(settings: Settings) -> ProductCatalog | None:
+    """The warehouse's catalog, or None when there is none (or it cannot be read now)."""
+    from data_contracts import warehouse
+
+    path = Path(settings.warehouse_path)
+    if not path.exists():
+        return None
+    try:
+        with warehouse.connect(path, read_only=True) as conn:
+            if warehouse.table_exists(conn, "catalog"):
+                catalog = ProductCatalog.from_frame(warehouse.read(conn, "SELECT * FROM catalog"))
+                return catalog if len(catalog) else None
+    except Exception as e:  # a locked or unready warehouse: the callers have a fallback
+        log.warning("cannot read the catalog from %s (%s)", path, e)
+    return None
+
+
+def prompt_facts(settings: Settings, rows: int, config: SupportConfig) -> list[list[str]]:
+    """Product facts for generator training prompts: a ``generator_facts_share`` of the rows
+    get one to three catalog products (as a product turn before the question would leave
+    them), the others none; all empty without a catalog. Seeded."""
+    catalog = warehouse_catalog(settings)
+    lines = [p.fact_line() for p in catalog.products.values()] if catalog is not None else []
+    rng = random.Random(config.seed)
+    return [
+        rng.sample(lines, rng.randint(1, min(3, len(lines))))
+        if lines and rng.random() < config.generator_facts_share
+        else []
+        for _ in range(rows)
+    ]
 
 
 def router_vocabulary(settings: Settings) -> dict:
     """The catalog's words for the router's templates: the warehouse's catalog when there is
     one, else the synthetic shop's (``data_contracts.synthetic``, what ``shopml run`` builds)."""
-    from data_contracts import synthetic, warehouse
+    from data_contracts import synthetic
 
-    path = Path(settings.warehouse_path)
-    if path.exists():
-        try:
-            with warehouse.connect(path, read_only=True) as conn:
-                if warehouse.table_exists(conn, "catalog"):
-                    catalog = ProductCatalog.from_frame(warehouse.read(conn, "SELECT * FROM catalog"))
-                    if len(catalog):
-                        return catalog.vocabulary.router_vocabulary()
-        except Exception as e:  # a locked or unready warehouse: the synthetic words still teach the goals
-            log.warning("router vocabulary: cannot read the catalog from %s (%s)", path, e)
+    catalog = warehouse_catalog(settings)
+    if catalog is not None:
+        return catalog.vocabulary.router_vocabulary()
     return {
         "categories": list(synthetic.TOP_CATEGORIES),
         "subcategories": list(synthetic.SUB_CATEGORIES),

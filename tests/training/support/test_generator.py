@@ -5,9 +5,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from training.support.decoding import supports
 from training.support.generator import (
     PASSAGE_WORDS,
     Generator,
+    GeneratorModule,
+    add_lora,
     build_prompt,
     encode_example,
     generator_examples,
@@ -16,7 +19,7 @@ from training.support.generator import (
     resolve_generator,
     train_generator,
 )
-from training.support.losses import IGNORE_INDEX
+from training.support.losses import IGNORE_INDEX, reply_token_loss
 
 
 @pytest.fixture
@@ -34,6 +37,11 @@ def test_prompt_holds_passages_and_dialogue(tiny_lm):
     assert "Passage about cancelling." in prompt
     assert prompt.index("cancel order 1") < prompt.index("Which one?") < prompt.index("the shoes")
     assert prompt.endswith("Agent:")
+    with_facts = build_prompt(
+        tokenizer, [("user", "can I return it?")], ["P."], ["Lamp by Acme: $5.00, in stock"]
+    )
+    assert "Products in this conversation:\n- Lamp by Acme: $5.00, in stock" in with_facts
+    assert with_facts.index("P.") < with_facts.index("Lamp by Acme") < with_facts.index("can I return it?")
 
 
 def test_prompt_clips_long_passages(tiny_lm):
@@ -102,3 +110,87 @@ def test_default_gguf_generator_converts_once_and_reloads_fast(tmp_path):
     assert info2 == info
     ids = tokenizer("Hello", return_tensors="pt")
     assert torch.allclose(model(**ids).logits, again(**ids).logits)
+
+
+def test_reply_tokens_cut_the_reply_and_its_eos(tiny_lm):
+    _, tokenizer, _ = tiny_lm
+    full = encode_example(tokenizer, "Shopper: hi\nAgent:", "Hello there, how can I help you today", 128)
+    cut = encode_example(tokenizer, "Shopper: hi\nAgent:", "Hello there, how can I help you today", 128, 3)
+    assert sum(t != IGNORE_INDEX for t in cut["labels"]) == 3
+    assert cut["input_ids"] == full["input_ids"][: len(cut["input_ids"])]
+    assert tokenizer.eos_token_id not in cut["input_ids"][-3:]
+
+
+def test_left_padded_step_computes_the_reply_loss_of_the_full_logits(tiny_lm):
+    """The training step keeps the output head to the reply positions: same loss as all of them."""
+    model, tokenizer, _ = tiny_lm
+    examples = [
+        encode_example(tokenizer, "Shopper: where is my parcel, it is late\nAgent:", "It is on its way.", 64),
+        encode_example(
+            tokenizer, "Shopper: hi\nAgent:", "Hello! How can I help you with your order today?", 64
+        ),
+    ]
+    right = pad_batch(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                reply_token_loss(
+                    model(input_ids=torch.tensor([e["input_ids"]])).logits, torch.tensor([e["labels"]])
+                )
+                for e in examples
+            ]
+        )
+        # Token-weighted mean over the batch, as cross-entropy over all reply tokens is.
+        weights = torch.tensor([sum(t != IGNORE_INDEX for t in e["labels"][1:]) for e in examples]).float()
+        expected = (expected * weights).sum() / weights.sum()
+        full = reply_token_loss(
+            model(**{k: right[k] for k in ("input_ids", "attention_mask")}).logits, right["labels"]
+        )
+        step = GeneratorModule(model, 1e-3).training_step(
+            pad_batch(examples, tokenizer.pad_token_id, "left"), 0
+        )
+    assert float(full) == pytest.approx(float(expected), abs=1e-4)
+    assert float(step) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_lora_adapts_the_top_layers_only(tiny_lm, tiny_config):
+    model, _, _ = tiny_lm
+    adapted = add_lora(model, replace(tiny_config, lora_layers=1))
+    layers = {int(n.split("layers.")[1].split(".")[0]) for n, _ in adapted.named_parameters() if "lora_" in n}
+    assert layers == {model.config.num_hidden_layers - 1}
+
+
+def test_quick_profile_fine_tunes_the_generator_with_lora(
+    tiny_config, sample_corpus, tiny_sentence_encoder, tmp_path, monkeypatch
+):
+    """The quick profile's own settings (a few steps fewer): the LoRA step runs, on prompts
+    with retrieved passages and, for some rows, product facts from the catalog."""
+    from data_contracts.settings import Settings
+    from training.support import training_steps
+    from training.support.config import SupportConfig
+    from training.support.products import Product, ProductCatalog
+
+    quick = SupportConfig.for_profile("quick")
+    assert quick.generator_steps > 0 and quick.generator_reply_tokens and quick.lora_layers
+    config = SupportConfig.for_profile(
+        "quick",
+        encoder=tiny_config.encoder,
+        generator=tiny_config.generator,
+        generator_steps=2,
+        lora_layers=1,
+    )
+    catalog = ProductCatalog({"i1": Product("i1", "Desk Lamp", 12.5, "USD", True, "Acme")})
+    monkeypatch.setattr(training_steps, "warehouse_catalog", lambda settings: catalog)
+    facts = training_steps.prompt_facts(Settings(data_dir=tmp_path), 200, config)
+    assert 0.1 < sum(bool(f) for f in facts) / 200 < 0.4
+    assert ["Desk Lamp by Acme: $12.50, in stock"] in facts
+
+    retriever = training_steps.support_retriever(sample_corpus, tiny_sentence_encoder)
+    generator, adapter = training_steps.support_generator(
+        sample_corpus, retriever, config, Settings(data_dir=tmp_path)
+    )
+    assert adapter is not None and generator.lora
+    assert supports(generator.model)  # replies from a merged copy, through the fast decoder
+    lora = {n: p for n, p in adapter.named_parameters() if "lora_B" in n}
+    assert lora and any(p.abs().sum() > 0 for p in lora.values())  # B starts at zero: it trained
+    assert isinstance(generator.candidates([("user", "cancel my order")], ["p"], 2), list)

@@ -16,7 +16,9 @@ numbers copied from the question they answered. ``fill_reply`` turns each into s
   example from the corpus and is treated as the order (or invoice) placeholder.
 
 ``leaks`` finds what must never reach a shopper; ``fill_reply`` drops any sentence that
-still has one, so its result never contains a leak.
+still has one, so its result never contains a leak. A generated reply first goes through
+``clean_generated``: its unfinished last sentence and any sentence stating contact details or
+a price of its own are dropped.
 """
 
 from __future__ import annotations
@@ -239,3 +241,33 @@ def ask_for(missing: list[str]) -> str:
     things = [SLOT_QUESTIONS[m] for m in missing]
     listed = things[0] if len(things) == 1 else ", ".join(things[:-1]) + " and " + things[-1]
     return f"Could you tell me {listed}?"
+
+
+# What a generated reply must not state on its own: contact details and prices come from the
+# shop profile (through its placeholders) and the catalog, never from the language model.
+_URL = re.compile(r"https?://\S+|\bwww\.\S+|\b[\w-]+\.(?:com|net|org|io|co|shop|store)\b", re.I)
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
+_PHONE = re.compile(r"\+?\(?\d[\d\s().-]{6,}\d")
+_PRICE = re.compile(r"[$€£]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:USD|EUR|GBP|dollars|euros)\b", re.I)
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)|\n")
+
+
+def clean_generated(text: str, profile: ShopProfile) -> str:
+    """A generated reply as a candidate: cut after its last complete sentence (a reply stopped
+    at ``max_new_tokens`` ends mid-sentence) and without the sentences that state a URL, an
+    e-mail address, a phone number or a price the shop profile does not hold. "" when nothing
+    is left. ``fill_reply`` then resolves its placeholders like a retrieved answer's."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if not ends:
+        return ""
+    text = text[: ends[-1]]
+    known = {str(v) for v in (profile.site_url, profile.support_email, profile.support_phone) if v}
+
+    def invented(sentence: str) -> bool:
+        for pattern in (_URL, _EMAIL, _PHONE):
+            for m in pattern.finditer(sentence):
+                if not any(m.group(0).rstrip(".,;:)") in k or k in m.group(0) for k in known):
+                    return True
+        return bool(_PRICE.search(sentence))
+
+    return "".join(s for s in _sentences(text) if not invented(s)).strip()

@@ -39,7 +39,7 @@ from training.support.dialogue import (
 )
 from training.support.encoder import Hit
 from training.support.language import LanguageConfig, LanguageDetector, handover_text
-from training.support.placeholders import ask_for, fill_reply
+from training.support.placeholders import ask_for, clean_generated, fill_reply
 from training.support.products import ProductAnswer, ProductAssistant, ProductState
 from training.support.router import CLARIFY
 from training.support.small_talk import out_of_scope_reply, small_talk_reply
@@ -81,6 +81,12 @@ def candidates_from(hits: list[Hit]) -> list[Candidate]:
             seen.add(hit.doc.text)
             out.append(Candidate(hit.doc.text, hit.doc.doc_id, hit.doc.category))
     return out
+
+
+def reply_seed(seed: int, context: str) -> int:
+    """The sampling seed of a reply: fixed by the model's seed and the dialogue, so the same
+    dialogue gets the same candidates in every process."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\x00{context}".encode()).digest()[:4], "big")
 
 
 def feedback_log_path(settings: Settings) -> Path:
@@ -234,25 +240,7 @@ class SupportRuntime:
     ) -> dict:
         """retrieve → generate → rank, the placeholders filled; a handover below the threshold."""
         config = self.model.config
-        start = time.perf_counter()
-        retriever = self.model.retriever
-        query = retriever.encoder.encode([context])
-        # Sources and passages from everything; reply candidates from answered questions only.
-        hits = retriever.search_embeddings(query, max(config.retrieve_k, config.prompt_passages))[0]
-        qa_hits = retriever.search_embeddings(query, config.retrieve_k * 2, kind="qa")[0]
-        timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
-        candidates = candidates_from(qa_hits)[: config.retrieve_k]
-
-        if self.use_generator:
-            start = time.perf_counter()
-            passages = [h.doc.text for h in hits[: config.prompt_passages]]
-            generated = self.model.generator.generate(
-                turns, passages, config.max_new_tokens, exact=self.exact_generation
-            )
-            timings["generate_ms"] = (time.perf_counter() - start) * 1000
-            if generated:
-                candidates.append(Candidate(generated, "generated", hits[0].doc.category if hits else None))
-
+        hits, candidates = self.support_candidates(session_id, turns, context, timings)
         start = time.perf_counter()
         scores = self.rank(context, candidates) if candidates else np.zeros(0)
         timings["rank_ms"] = (time.perf_counter() - start) * 1000
@@ -313,6 +301,50 @@ class SupportRuntime:
             "products": [],
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
+
+    def support_candidates(
+        self, session_id: str, turns: list[Turn], context: str, timings: dict[str, float]
+    ) -> tuple[list[Hit], list[Candidate]]:
+        """The retrieved hits and the reply candidates of a support turn: the retrieved answers,
+        then (with the generator) up to ``generator_candidates`` replies written in one batched
+        decode from the dialogue, the passages and the facts of the products in the
+        conversation. A generated reply is cleaned (``clean_generated``) and dropped when no
+        text of it would reach the shopper once its placeholders are resolved."""
+        config = self.model.config
+        start = time.perf_counter()
+        retriever = self.model.retriever
+        query = retriever.encoder.encode([context])
+        # Sources and passages from everything; reply candidates from answered questions only.
+        hits = retriever.search_embeddings(query, max(config.retrieve_k, config.prompt_passages))[0]
+        qa_hits = retriever.search_embeddings(query, config.retrieve_k * 2, kind="qa")[0]
+        timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
+        candidates = candidates_from(qa_hits)[: config.retrieve_k]
+        if not self.use_generator or config.generator_candidates < 1:
+            return hits, candidates
+
+        start = time.perf_counter()
+        passages = [h.doc.text for h in hits[: config.prompt_passages]]
+        facts = self.products.facts(ProductState.from_dict(self.store.state(session_id)))
+        texts = self.model.generator.candidates(
+            turns,
+            passages,
+            config.generator_candidates,
+            facts=facts,
+            seed=reply_seed(config.seed, context),
+            temperature=config.generator_temperature,
+            top_p=config.generator_top_p,
+            max_new_tokens=config.max_new_tokens,
+            exact=self.exact_generation,
+        )
+        timings["generate_ms"] = (time.perf_counter() - start) * 1000
+        slots = self.store.slots(session_id)
+        said = " ".join(t for role, t in turns if role == "user")
+        category = hits[0].doc.category if hits else None
+        for text in texts:
+            cleaned = clean_generated(text, self.profile)
+            if cleaned and fill_reply(cleaned, slots, self.profile, said)[0]:
+                candidates.append(Candidate(cleaned, "generated", category))
+        return hits, candidates
 
     def _answer_goal(
         self,

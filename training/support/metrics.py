@@ -34,6 +34,26 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def rouge_l_f1(predictions: list[str], references: list[str]) -> np.ndarray:
+    """ROUGE-L F1 per pair as published (Google's ``rouge-score``: its tokenizer, Porter
+    stemming), for generation figures meant to be compared with other work."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return np.array(
+        [
+            scorer.score(ref, pred)["rougeL"].fmeasure
+            for pred, ref in zip(predictions, references, strict=True)
+        ]
+    )
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (0 for a zero row)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-12), 0.0)
+
+
 def recall_at_k(retrieved: list[list[str]], relevant: list[str], k: int) -> np.ndarray:
     """1.0 for each query whose top-k labels contain its relevant label, else 0.0."""
     return np.array([float(rel in labels[:k]) for labels, rel in zip(retrieved, relevant, strict=True)])

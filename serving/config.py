@@ -59,8 +59,10 @@ class ServingConfig:
     # Serve this model tag instead of the promoted one (None: the promoted version).
     recommender_tag: str | None = None
     support_tag: str | None = None
-    # The support reply: generate a candidate with the LM (slow) or retrieve and rank only.
-    support_generate: bool = False
+    # The support reply: retrieve, generate (``generator_candidates`` replies of the model's
+    # config in one batched decode) and rank; False (SHOPML_SUPPORT_GENERATE=0): retrieve and
+    # rank only, the fast path (no generator loaded).
+    support_generate: bool = True
     # int8 generator: 1.45x faster generation on CPU (benchmarks/support.py prints both). The
     # ranker stays fp32: int8 costs it about 1.5 points of R@1. Off on a GPU.
     support_int8: bool = True
@@ -88,7 +90,7 @@ class ServingConfig:
             torch_threads=_number("TORCH_THREADS", "1", int),
             recommender_tag=_env("RECOMMENDER_TAG", "") or None,
             support_tag=_env("SUPPORT_TAG", "") or None,
-            support_generate=_env("SUPPORT_GENERATE", "0").lower() in ("1", "true", "yes"),
+            support_generate=_env("SUPPORT_GENERATE", "1").lower() in ("1", "true", "yes"),
             support_int8=_env("SUPPORT_INT8", "1").lower() in ("1", "true", "yes"),
             support_torch_threads=_number("SUPPORT_TORCH_THREADS", "2", int),
             chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),

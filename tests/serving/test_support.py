@@ -219,3 +219,13 @@ def test_the_reply_log_holds_no_personal_data_in_clear(engine, settings):
     for secret in ("12345678", "jo.doe@example.com"):
         assert secret not in json.dumps(logged), logged
     assert logged["message"] == "cancel order <redacted> please, my email is <redacted>"  # the slots
+
+
+def test_the_service_generates_by_default_and_a_switch_turns_it_off(monkeypatch):
+    from data_contracts.settings import Settings
+
+    monkeypatch.delenv("SHOPML_SUPPORT_GENERATE", raising=False)
+    assert ServingConfig().support_generate and ServingConfig.from_env(Settings()).support_generate
+    for off in ("0", "false", "no"):
+        monkeypatch.setenv("SHOPML_SUPPORT_GENERATE", off)
+        assert not ServingConfig.from_env(Settings()).support_generate

@@ -1,6 +1,6 @@
 """Shopping assistant benchmark: the dev set's test half through the runtime /chat runs; one JSON line.
 
-    python benchmarks/assistant.py [--tag support:...] [--threads 2] [--generate]
+    python benchmarks/assistant.py [--tag support:...] [--threads 2] [--generate [--zero-shot]]
 
 Protocol:
 - Dialogues: ``tests/data/assistant_dialogues`` (its README), the ``test`` half only (22
@@ -11,7 +11,14 @@ Protocol:
   support`` trains one). Runtime: ``SupportRuntime.reply``, the code the service's /chat runs,
   with the example shop profile, the catalog titles as the language detector's vocabulary,
   and an in-memory dialogue store. Generation is off unless ``--generate`` (``generation`` in
-  the output says which).
+  the output says which); with it the generator is int8 as the service runs it on a CPU and
+  writes ``generator_candidates`` (the model's config, 4 by default; ``--candidates``) replies
+  per support turn in one batched decode, ranked with the retrieved answers.
+- Generated replies against references (``--generate``): ``--generation-rows`` (200) rows of
+  the model's own held-out Bitext split (``training.support.evaluate.held_out_sample``, the
+  model's seed), each question a one-turn dialogue through the support path
+  (``evaluate.generation_figures``). ``--zero-shot`` also runs the same rows with the
+  generator's base model (no LoRA adapter, int8 too) under ``zero_shot``.
 - Catalog and index: the synthetic shop's catalog as ``shopml run`` lands it
   (``data_contracts.synthetic``, default ``ShopConfig``: 1,000 items, seed 7, the mid-month
   price and stock changes applied, rows the catalog contract rejects dropped), indexed with
@@ -38,7 +45,15 @@ Figures:
   stand-in. Must be 0.
 - ``other_language_english_replies``: other-language turns answered (not handed over) or
   handed over in English. Must be 0.
-- ``chat_p50_ms`` / ``chat_p95_ms``: wall time of ``reply`` per turn, all turns.
+- ``chat_p50_ms`` / ``chat_p95_ms``: wall time of ``reply`` per turn, all turns;
+  ``chat_support_p50_ms`` / ``chat_support_p95_ms``: the turns that took the support path
+  (the only ones that generate).
+- ``rouge_l``, ``semantic_similarity``: ROUGE-L F1 (Google's ``rouge-score``, stemmed) and
+  MiniLM cosine similarity of the chosen reply (as ranked, placeholders kept, like the
+  references) to the reference answer, mean over the rows; ``*_generated``: of the
+  best-ranked generated candidate (the generator's own answer); ``chosen_generated_share``:
+  rows where a generated candidate won the ranking; ``support_reply_p50_ms``: retrieve,
+  generate and rank per row.
 Targets (DESIGN.md, issue 15): router macro accuracy >= 0.9; handover <= 15% on product and
 small-talk turns; product turns with products >= 0.9; 0 fact errors, 0 leaks, 0 English replies
 to other languages; chat p50 <= 1.5 s with generation on.
@@ -55,6 +70,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,11 +184,46 @@ def constraints_met(turn, products: list[dict], before: list[dict]) -> bool:
     return True
 
 
+def generation_report(model, settings, args) -> dict:
+    """The held-out reply figures of ``model`` (and of its generator's base with --zero-shot)."""
+    from training.support import training_steps
+    from training.support.artifact import generator_cache
+    from training.support.evaluate import generation_figures, held_out_sample
+    from training.support.generator import Generator, load_base
+
+    corpus = training_steps.support_corpus(settings, model.config, model.retriever.encoder)
+    sample = held_out_sample(corpus, model.config, args.generation_rows)
+    started = time.perf_counter()
+    out = {
+        "generator_lora": model.generator.lora,
+        "generator_precision": "int8 (as served on a CPU)",
+        **generation_figures(model, sample),
+        "generation_s": round(time.perf_counter() - started, 1),
+        "generation_load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if args.zero_shot:
+        base, tokenizer, info = load_base(model.generator.base["spec"], generator_cache(settings))
+        zero_shot = Generator(base, tokenizer, info, model.generator.max_new_tokens).quantize()
+        started = time.perf_counter()
+        out["zero_shot"] = {
+            **generation_figures(replace(model, generator=zero_shot), sample),
+            "generation_s": round(time.perf_counter() - started, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", help="support model (default: the promoted one)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--generate", action="store_true", help="generate a candidate (default: off)")
+    parser.add_argument("--generate", action="store_true", help="generate candidates (default: off)")
+    parser.add_argument("--candidates", type=int, help="generated candidates per turn (default: the model's)")
+    parser.add_argument(
+        "--generation-rows", type=int, default=200, help="held-out rows for the reply figures"
+    )
+    parser.add_argument("--zero-shot", action="store_true", help="also score the generator's base model")
+    parser.add_argument("--skip-dialogues", action="store_true", help="only the held-out reply figures")
     args = parser.parse_args(argv)
 
     import torch
@@ -189,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     model = load_support_model(args.tag, settings, with_generator=args.generate)
+    if args.generate:
+        if model.generator is None:
+            raise SystemExit(f"{model.tag} has no generator")
+        model.generator.quantize()  # as the service runs it on a CPU
+        if args.candidates is not None:
+            model = replace(model, config=replace(model.config, generator_candidates=args.candidates))
     if model.router is None:
         raise SystemExit(f"{model.tag} has no turn router: train one with `shopml train support`")
     frame = shop_catalog()
@@ -208,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     runtime.reply("warm-up", "hello")
 
-    rows, times, fact_log = [], [], []
-    for dialogue in load_dev_set("test"):
+    generation = (
+        generation_report(model, settings, args) if args.generate and args.generation_rows > 0 else {}
+    )
+    rows, times, order_times, fact_log = [], [], [], []
+    for dialogue in [] if args.skip_dialogues else load_dev_set("test"):
         session = f"bench-{dialogue[0].dialogue_id}"
         shown: list[dict] = []
         said = []
@@ -218,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             out = runtime.reply(session, turn.text)
             times.append((time.perf_counter() - start) * 1000)
+            order_times.append(times[-1])
             errors = fact_errors(out, " ".join(said), catalog)
             fact_log += [f"{turn.dialogue_id}/{turn.turn}: {e}" for e in errors]
             row = {"turn": turn, "out": out, "errors": errors, "before": shown}
@@ -246,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     foreign = [r for r in rows if r["turn"].goal == "other_language"]
     english = handover_text("en")
     times.sort()
+    support_times = sorted(t for t, r in zip(order_times, rows, strict=True) if r["out"]["goal"] == "support")
+    if args.skip_dialogues:
+        print(json.dumps({"bench": "assistant", "model": model.tag, **generation, "threads": args.threads}))
+        return 0
     print(
         json.dumps(
             {
@@ -278,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "chat_p50_ms": round(statistics.median(times), 1),
                 "chat_p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+                "chat_support_p50_ms": round(statistics.median(support_times), 1) if support_times else None,
+                "chat_support_p95_ms": (
+                    round(support_times[int(0.95 * (len(support_times) - 1))], 1) if support_times else None
+                ),
+                **generation,
+                "load_average_1m": round(os.getloadavg()[0], 2),
                 "index_s": round(index_s, 1),
                 "threads": args.threads,
             }

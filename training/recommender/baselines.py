@@ -306,8 +306,9 @@ class BaselineModel(nn.Module):
         x = torch.zeros(B, self.config.num_items + 1, device=seq.device)
         return x.scatter_add_(1, seq, w)
 
-    def full_sort_scores(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, T) histories -> (B, N+1) scores of every item for the next step; column 0 is -inf."""
+    def full_sort_scores(self, seq: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) histories -> (B, N+1) scores of every item for the next step; column 0 is -inf.
+        ``item_table`` is ignored: the scores are one product with the fixed weights."""
         scores = self.history_weights(seq) @ self.weights + self.bias
         scores[:, 0] = float("-inf")
         return scores

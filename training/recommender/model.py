@@ -195,9 +195,11 @@ class SASRec(nn.Module):
             x = block(x, mask)
         return self.ln_f(x)
 
-    def full_sort_scores(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, T) histories -> (B, N+1) scores of every item for the next step; column 0 is -inf."""
+    def full_sort_scores(self, seq: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) histories -> (B, N+1) scores of every item for the next step; column 0 is -inf.
+        ``item_table``: ``item_vectors()`` computed once by a caller whose weights are fixed
+        (serving), instead of again for every call."""
         h = self(seq)[:, -1, :]  # (B, C)
-        scores = h @ self.item_vectors().T
+        scores = h @ (self.item_vectors() if item_table is None else item_table).T
         scores[:, 0] = float("-inf")
         return scores

@@ -24,6 +24,10 @@ def test_shapes_and_full_sort_scores():
     scores = model.full_sort_scores(seq)
     assert scores.shape == (2, 21)
     assert torch.isneginf(scores[:, 0]).all()
+    # Serving passes the item table it computed once: the same scores.
+    with torch.inference_mode():
+        table = model.item_vectors()
+        assert torch.equal(model.full_sort_scores(seq, table), model.full_sort_scores(seq))
     with pytest.raises(ValueError, match="max_len"):
         model(torch.ones(1, 9, dtype=torch.long))
 

@@ -224,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--zero-shot", action="store_true", help="also score the generator's base model")
     parser.add_argument("--skip-dialogues", action="store_true", help="only the held-out reply figures")
+    parser.add_argument(
+        "--split",
+        choices=("test", "dev"),
+        default="test",
+        help="dialogue half (default test; look at the dev half's misses when changing anything)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -269,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         generation_report(model, settings, args) if args.generate and args.generation_rows > 0 else {}
     )
     rows, times, order_times, fact_log = [], [], [], []
-    for dialogue in [] if args.skip_dialogues else load_dev_set("test"):
+    for dialogue in [] if args.skip_dialogues else load_dev_set(args.split):
         session = f"bench-{dialogue[0].dialogue_id}"
         shown: list[dict] = []
         said = []
@@ -316,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "bench": "assistant",
                 "model": model.tag,
-                "split": "test",
+                "split": args.split,
                 "dialogues": len({r["turn"].dialogue_id for r in rows}),
                 "turns": len(rows),
                 "generation": args.generate,
@@ -329,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
                     for goal in by_goal
                 },
                 "product_turns_with_products": share(bool(r["out"]["products"]) for r in requests),
+                "product_turns_without_products": [
+                    f"{r['turn'].dialogue_id}/{r['turn'].turn} {r['turn'].text!r} -> {r['out']['goal']}: "
+                    f"{r['out']['reply'][:80]!r}"
+                    for r in requests
+                    if not r["out"]["products"]
+                ][:10],
                 "product_constraints_met": share(
                     constraints_met(r["turn"], r["out"]["products"], r["before"]) for r in answered
                 ),

@@ -115,7 +115,7 @@ def _config(args: argparse.Namespace):
 def _print_report(report, corpus, decision: dict | None = None) -> None:
     keys = (
         "rows_in", "rows_clean", "rows_duplicate", "rows_rejected", "articles", "feedback_rows",
-        "feedback_rejected", "train_rows", "test_rows", "near_duplicate_threshold",
+        "feedback_rejected", "train_rows", "validation_rows", "test_rows", "near_duplicate_threshold",
         "leaked_test_rows_random_split", "leaked_test_rows", "leak_by_threshold",
     )  # fmt: skip
     print("corpus:", json.dumps({k: corpus.stats[k] for k in keys}))

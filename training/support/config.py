@@ -80,6 +80,14 @@ class SupportConfig:
     generator_top_p: float = 0.9
     # Passages from the retriever placed in the generator's prompt.
     prompt_passages: int = 2
+    # The generation gate: a generated candidate is ranked only when its MiniLM cosine to the
+    # closest passage of its prompt is at least this; above 1 the gate is shut and no reply is
+    # generated. The cross-encoder alone ranked vague generated replies above informative
+    # retrieved ones, so the gate is fitted at training time on the validation rows
+    # (``training.support.evaluate.fit_generation_gate``), never on the test rows.
+    generation_min_grounding: float = 0.0
+    # Validation rows the gate is fitted on (0: not fitted; the value above stands).
+    generation_gate_rows: int = 24
     # Dialogue turns (user and assistant) kept as context.
     context_turns: int = 6
     # --- turn router (MiniLM + classification head, training.support.router)
@@ -123,6 +131,7 @@ PROFILES: dict[str, dict] = {
         "router_per_label": 40,
         "eval_limit": 30,
         "generation_eval_limit": 0,
+        "generation_gate_rows": 0,
         "latency_queries": 3,
     },
     "quick": {},
@@ -141,5 +150,6 @@ PROFILES: dict[str, dict] = {
         "router_per_label": 2000,
         "eval_limit": None,
         "generation_eval_limit": 200,
+        "generation_gate_rows": 200,
     },
 }

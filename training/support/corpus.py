@@ -265,7 +265,12 @@ class SupportCorpus:
     def train(self) -> pl.DataFrame:
         return self.qa.filter(pl.col("split") == "train")
 
+    def validation(self) -> pl.DataFrame:
+        """Held-out rows that training may fit choices on (half of the held-out groups)."""
+        return self.qa.filter(pl.col("split") == "validation")
+
     def test(self) -> pl.DataFrame:
+        """Held-out rows that only measure."""
         return self.qa.filter(pl.col("split") == "test")
 
 
@@ -299,12 +304,21 @@ def build_corpus(
             f"the split at near-duplicate threshold {threshold} leaves one side empty "
             f"({len(np.unique(groups))} groups of {qa.height} questions); raise the threshold"
         )
+    # Half of the held-out groups validate what training fits on held-out rows (the generation
+    # gate); the other half only measures.
+    held_out = np.flatnonzero(is_test)
+    is_validation = np.zeros(qa.height, dtype=bool)
+    is_validation[held_out] = group_split(
+        groups[held_out], qa["intent"].gather(held_out).to_list(), 0.5, seed + 1
+    )
+    if is_validation[held_out].all():  # too few groups to halve: measuring comes first
+        is_validation[:] = False
     # The figure to beat: a random row split of the same size.
     random_test = np.zeros(qa.height, dtype=bool)
     random_test[np.random.default_rng(seed).permutation(qa.height)[: int(is_test.sum())]] = True
     qa = qa.with_columns(
         pl.Series("group", groups, dtype=pl.Int64),
-        pl.Series("split", np.where(is_test, "test", "train")),
+        pl.Series("split", np.where(is_validation, "validation", np.where(is_test, "test", "train"))),
     )
     stats = {
         "bitext_file": str(bitext),
@@ -322,7 +336,8 @@ def build_corpus(
         "near_duplicate_groups": int(len(np.unique(groups))),
         "largest_group": int(np.bincount(groups).max()),
         "train_rows": int((~is_test).sum()),
-        "test_rows": int(is_test.sum()),
+        "validation_rows": int(is_validation.sum()),
+        "test_rows": int((is_test & ~is_validation).sum()),
         "leaked_test_rows_random_split": leaked_test_rows(embeddings, random_test, threshold),
         "leaked_test_rows": leaked_test_rows(embeddings, is_test, threshold),
         # The same count at other thresholds: how close the nearest training question still is.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from training.support.runtime import InMemoryStore, SupportRuntime, candidates_f
 # The figure promotion compares (higher is better), and those it must not lose much on.
 PRIMARY_METRIC = "ranker_r@1"
 GUARD_METRICS = ("retrieval_recall@5",)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -168,56 +171,146 @@ def evaluate_model(
     return report
 
 
+# Grounding thresholds the gate is fitted over; GATE_SHUT (no cosine reaches it) stops generating.
+GATE_SHUT = 1.01
+GATE_THRESHOLDS = (-1.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, GATE_SHUT)
+
+
+@dataclass
+class SupportCase:
+    """One held-out question through the support path with every generated candidate kept
+    (the gate not applied): the candidates, their ranker scores and the reference answer."""
+
+    candidates: list
+    scores: np.ndarray
+    reference: str
+    milliseconds: float
+
+
+def support_cases(model: SupportModel, rows: pl.DataFrame, exact: bool = False) -> list[SupportCase]:
+    """``rows`` (one-turn dialogues) through retrieve → generate → rank, ungated. ``exact``:
+    every candidate writes ``max_new_tokens`` tokens (latency benchmarks)."""
+    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=True, exact_generation=exact, route=False)
+    cases = []
+    for i, (question, answer) in enumerate(rows.select("question", "answer").rows()):
+        start = time.perf_counter()
+        _, candidates = pipeline.support_candidates(
+            f"generation-{i}", [("user", question)], question, {}, gate=False
+        )
+        scores = pipeline.rank(question, candidates) if candidates else np.zeros(0)
+        cases.append(SupportCase(candidates, scores, answer, (time.perf_counter() - start) * 1000))
+    return cases
+
+
+def chosen_index(case: SupportCase, min_grounding: float, sources: str = "all") -> int:
+    """The best-scored candidate the gate at ``min_grounding`` lets through (-1: none);
+    ``sources``: "all", "generated" or "retrieved" candidates only."""
+    allowed = [
+        j
+        for j, c in enumerate(case.candidates)
+        if (c.source != "generated" or c.grounding >= min_grounding)
+        and sources in ("all", "generated" if c.source == "generated" else "retrieved")
+    ]
+    return max(allowed, key=lambda j: case.scores[j]) if allowed else -1
+
+
+def fit_generation_gate(model: SupportModel, rows: pl.DataFrame) -> tuple[float, dict]:
+    """The grounding threshold (of ``GATE_THRESHOLDS``) whose chosen replies are closest to
+    the references of ``rows`` (mean MiniLM cosine); a tie goes to the stricter threshold,
+    as generating costs time. ``rows`` must not be the rows the figures are reported on."""
+    cases = support_cases(model, rows)
+    encode = model.retriever.encoder.encode
+    similarity = [
+        (encode([c.text for c in case.candidates]) @ encode([case.reference])[0]) if case.candidates else None
+        for case in cases
+    ]
+    by_threshold = {}
+    for threshold in GATE_THRESHOLDS:
+        chosen = [chosen_index(case, threshold) for case in cases]
+        by_threshold[threshold] = float(
+            np.mean([sims[j] if j >= 0 else 0.0 for sims, j in zip(similarity, chosen, strict=True)])
+        )
+    best = max(GATE_THRESHOLDS, key=lambda t: (round(by_threshold[t], 3), t))
+    log.info("generation gate, mean similarity by threshold: %s", by_threshold)
+    return best, {
+        "generation_gate_threshold": best,
+        "generation_gate_rows": len(cases),
+        "generation_gate_similarity_open": by_threshold[GATE_THRESHOLDS[0]],
+        "generation_gate_similarity_shut": by_threshold[GATE_SHUT],
+        "generation_gate_similarity": by_threshold[best],
+    }
+
+
 def generation_figures(model: SupportModel, rows: pl.DataFrame, exact: bool = False) -> dict:
     """Held-out questions (one-turn dialogues) through the support path with generation: the
     retrieved answers and the generated candidates, ranked by the cross-encoder.
 
     ``rouge_l`` and ``semantic_similarity``: ROUGE-L F1 (``rouge_l_f1``) and the retriever's
     encoder's cosine similarity (MiniLM in a real model) of the chosen candidate to the
-    reference answer, both as the ranker saw them (placeholders kept, as in the references);
-    ``*_generated``: the same for the best-ranked generated candidate of each row, what the
-    generator alone would answer; ``chosen_generated_share``: rows whose chosen candidate is
-    a generated one; ``handover_rate``: rows whose best score is under the threshold (the
-    chosen candidate is still scored: it is what the ranker preferred); ``support_reply_*``:
-    wall time of candidates and ranking per row. ``exact``: every candidate writes
-    ``max_new_tokens`` tokens (latency benchmarks).
+    reference answer, both as the ranker saw them (placeholders kept, as in the references),
+    with the model's generation gate, as serving chooses; ``*_ungated``: the ranker's choice
+    among every candidate; ``*_retrieved``: the best-ranked retrieved answer, what
+    retrieve-and-rank alone answers; ``*_generated``: the best-ranked generated candidate,
+    over the rows where the generator left one; ``chosen_generated_share``: rows whose chosen
+    candidate (gated) is a generated one; ``generation_handover_rate``: rows whose chosen
+    candidate scores under the handover threshold (it is still scored: it is what the ranker
+    preferred); ``support_reply_*``: wall time of candidates (all generated) and ranking per
+    row. ``exact``: every candidate writes ``max_new_tokens`` tokens (latency benchmarks).
     """
     config = model.config
-    pipeline = SupportRuntime(model, InMemoryStore(), use_generator=True, exact_generation=exact, route=False)
-    chosen, best_generated, references, from_generator, handovers, counts, times = [], [], [], [], [], [], []
-    for i, (question, answer) in enumerate(rows.select("question", "answer").rows()):
-        start = time.perf_counter()
-        _, candidates = pipeline.support_candidates(f"generation-{i}", [("user", question)], question, {})
-        scores = pipeline.rank(question, candidates) if candidates else np.zeros(0)
-        times.append((time.perf_counter() - start) * 1000)
-        generated = [
-            (float(s), c.text) for c, s in zip(candidates, scores, strict=True) if c.source == "generated"
-        ]
-        counts.append(len(generated))
-        best = int(np.argmax(scores)) if len(scores) else -1
-        chosen.append(candidates[best].text if best >= 0 else "")
-        from_generator.append(float(best >= 0 and candidates[best].source == "generated"))
-        handovers.append(float(best < 0 or scores[best] < config.handover_threshold))
-        best_generated.append(max(generated)[1] if generated else "")
-        references.append(answer)
+    cases = support_cases(model, rows, exact)
+    references = [case.reference for case in cases]
     encode = model.retriever.encoder.encode
     ref_vectors = encode(references)
-    latency = percentiles(times)
-    # The generator's own figures over the rows where it left a candidate.
-    has = np.array(counts) > 0
-    gen_refs = [r for r, h in zip(references, has, strict=True) if h]
-    gen_texts = [t for t, h in zip(best_generated, has, strict=True) if h]
+
+    def texts(min_grounding: float, sources: str = "all") -> list[str]:
+        chosen = [chosen_index(case, min_grounding, sources) for case in cases]
+        return [case.candidates[j].text if j >= 0 else "" for case, j in zip(cases, chosen, strict=True)]
+
+    def figures(suffix: str, chosen: list[str], refs: list[str] = references, vectors=ref_vectors) -> dict:
+        if not chosen:
+            return {f"rouge_l{suffix}": None, f"semantic_similarity{suffix}": None}
+        return {
+            f"rouge_l{suffix}": float(rouge_l_f1(chosen, refs).mean()),
+            f"semantic_similarity{suffix}": float(cosine_rows(encode(chosen), vectors).mean()),
+        }
+
+    gate = config.generation_min_grounding
+    served = [chosen_index(case, gate) for case in cases]
+    generated = texts(-np.inf, "generated")
+    has = np.array([bool(t) for t in generated])
+    latency = percentiles([case.milliseconds for case in cases])
     return {
-        "rouge_l": float(rouge_l_f1(chosen, references).mean()),
-        "semantic_similarity": float(cosine_rows(encode(chosen), ref_vectors).mean()),
-        "rouge_l_generated": float(rouge_l_f1(gen_texts, gen_refs).mean()) if gen_texts else None,
-        "semantic_similarity_generated": (
-            float(cosine_rows(encode(gen_texts), ref_vectors[has]).mean()) if gen_texts else None
+        **figures("", texts(gate)),
+        **figures("_ungated", texts(-np.inf)),
+        **figures("_retrieved", texts(-np.inf, "retrieved")),
+        **figures(
+            "_generated",
+            [t for t in generated if t],
+            [r for r, h in zip(references, has, strict=True) if h],
+            ref_vectors[has],
         ),
         "rows_with_generated": int(has.sum()),
-        "chosen_generated_share": float(np.mean(from_generator)),
-        "generated_candidates_mean": float(np.mean(counts)),
-        "generation_handover_rate": float(np.mean(handovers)),
+        "chosen_generated_share": float(
+            np.mean(
+                [
+                    j >= 0 and case.candidates[j].source == "generated"
+                    for case, j in zip(cases, served, strict=True)
+                ]
+            )
+        ),
+        "generated_candidates_mean": float(
+            np.mean([sum(c.source == "generated" for c in case.candidates) for case in cases])
+        ),
+        "generation_handover_rate": float(
+            np.mean(
+                [
+                    j < 0 or case.scores[j] < config.handover_threshold
+                    for case, j in zip(cases, served, strict=True)
+                ]
+            )
+        ),
+        "generation_min_grounding": gate,
         "generated_rows": rows.height,
         "generator_candidates": config.generator_candidates,
         "support_reply_p50_ms": round(latency["p50"], 1),

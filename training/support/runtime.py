@@ -65,6 +65,8 @@ class Candidate:
     text: str
     source: str  # "generated" or the doc_id of a retrieved answer
     category: str | None = None
+    # A generated reply's cosine to the closest passage of its prompt (None when retrieved).
+    grounding: float | None = None
 
 
 def context_text(turns: list[Turn], user_turns: int = 2) -> str:
@@ -303,13 +305,19 @@ class SupportRuntime:
         }
 
     def support_candidates(
-        self, session_id: str, turns: list[Turn], context: str, timings: dict[str, float]
+        self,
+        session_id: str,
+        turns: list[Turn],
+        context: str,
+        timings: dict[str, float],
+        gate: bool = True,
     ) -> tuple[list[Hit], list[Candidate]]:
         """The retrieved hits and the reply candidates of a support turn: the retrieved answers,
         then (with the generator) up to ``generator_candidates`` replies written in one batched
         decode from the dialogue, the passages and the facts of the products in the
         conversation. A generated reply is cleaned (``clean_generated``) and dropped when no
-        text of it would reach the shopper once its placeholders are resolved."""
+        text of it would reach the shopper once its placeholders are resolved, or (``gate``)
+        when it is further from its prompt's passages than ``generation_min_grounding``."""
         config = self.model.config
         start = time.perf_counter()
         retriever = self.model.retriever
@@ -319,7 +327,8 @@ class SupportRuntime:
         qa_hits = retriever.search_embeddings(query, config.retrieve_k * 2, kind="qa")[0]
         timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
         candidates = candidates_from(qa_hits)[: config.retrieve_k]
-        if not self.use_generator or config.generator_candidates < 1:
+        shut = gate and config.generation_min_grounding > 1
+        if not self.use_generator or config.generator_candidates < 1 or shut:
             return hits, candidates
 
         start = time.perf_counter()
@@ -340,11 +349,24 @@ class SupportRuntime:
         slots = self.store.slots(session_id)
         said = " ".join(t for role, t in turns if role == "user")
         category = hits[0].doc.category if hits else None
-        for text in texts:
-            cleaned = clean_generated(text, self.profile)
-            if cleaned and fill_reply(cleaned, slots, self.profile, said)[0]:
-                candidates.append(Candidate(cleaned, "generated", category))
+        kept = [
+            cleaned
+            for cleaned in (clean_generated(text, self.profile) for text in texts)
+            if cleaned and fill_reply(cleaned, slots, self.profile, said)[0]
+        ]
+        start = time.perf_counter()
+        for text, grounding in zip(kept, self.grounding(kept, passages), strict=True):
+            if not gate or grounding >= config.generation_min_grounding:
+                candidates.append(Candidate(text, "generated", category, grounding))
+        timings["ground_ms"] = (time.perf_counter() - start) * 1000
         return hits, candidates
+
+    def grounding(self, texts: list[str], passages: list[str]) -> list[float]:
+        """Each text's MiniLM cosine to the closest passage (0 without passages)."""
+        if not texts or not passages:
+            return [0.0] * len(texts)
+        vectors = self.model.retriever.encoder.encode(texts + passages)
+        return (vectors[: len(texts)] @ vectors[len(texts) :].T).max(axis=1).tolist()
 
     def _answer_goal(
         self,

@@ -9,6 +9,8 @@ import copy
 import json
 import logging
 import random
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,13 @@ from training.support.artifact import (
 from training.support.config import SupportConfig
 from training.support.corpus import SupportCorpus, build_corpus
 from training.support.encoder import Document, Retriever, SentenceEncoder
-from training.support.evaluate import SupportReport, evaluate_model, promote_if_better, render_table
+from training.support.evaluate import (
+    SupportReport,
+    evaluate_model,
+    fit_generation_gate,
+    promote_if_better,
+    render_table,
+)
 from training.support.generator import Generator, generator_examples, load_base, train_generator
 from training.support.products import ProductCatalog
 from training.support.ranker import CrossEncoder, train_ranker
@@ -250,28 +258,58 @@ def train_support_model(
     SupportModel. ``vocabulary``: the catalog words of the router's templates (default
     ``router_vocabulary(settings)``); ``bitext``: its support questions (default the corpus's file)."""
     torch.set_num_threads(config.num_threads)
+    seconds: dict[str, float] = {}  # wall time of each stage, in the metrics as train_seconds_*
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[f"train_seconds_{stage}"] = round(now - clock, 1)
+        clock = now
+
     encoder = encoder or SentenceEncoder.load(config.encoder)
     corpus = corpus or support_corpus(settings, config, encoder)
     log_dir = Path(settings.data_dir) / "support" / "logs"
     retriever = support_retriever(corpus, encoder)
+    lap("corpus_and_index")
     ranker = support_ranker(corpus, config, log_dir=log_dir)
+    lap("ranker")
     generator, adapter = support_generator(corpus, retriever, config, settings, log_dir)
+    lap("generator")
     router, figures = None, {}
     if config.router:
         router, figures = support_router(config, vocabulary or router_vocabulary(settings), bitext)
         log.info("router: %s", figures)
+        lap("router")
     model = SupportModel(config, retriever, ranker, generator, adapter=adapter, router=router)
     model.metrics = dict(figures)
+    validation = corpus.validation()
+    if generator is not None and config.generation_gate_rows and validation.height:
+        rows = validation.sample(n=min(config.generation_gate_rows, validation.height), seed=config.seed)
+        threshold, gate = fit_generation_gate(model, rows)
+        model.config = replace(config, generation_min_grounding=threshold)
+        model.metrics.update(gate)
+        log.info("generation gate: %s", gate)
+        lap("generation_gate")
+    model.metrics.update(seconds)
+    log.info("support training stages: %s", seconds)
     return model, corpus
 
 
 def support_evaluation(model: SupportModel, corpus: SupportCorpus) -> SupportReport:
     """The held-out figures, with the router's dev-half figures from its training step."""
     torch.set_num_threads(model.config.num_threads)
+    start = time.perf_counter()
     report = evaluate_model(model, corpus)
-    router = {k: v for k, v in model.metrics.items() if k.startswith("router_")}
-    if router:
-        report.metrics.update(router)
+    report.metrics["evaluation_seconds"] = round(time.perf_counter() - start, 1)
+    # What training fitted on its own held-out rows: the router's dev half, the generation gate.
+    fitted = {
+        k: v
+        for k, v in model.metrics.items()
+        if k.startswith(("router_", "generation_gate_", "train_seconds_"))
+    }
+    if fitted:
+        report.metrics.update(fitted)
         report.table = render_table(report.metrics, report.by_intent)
     return report
 

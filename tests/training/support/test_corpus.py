@@ -154,6 +154,18 @@ def test_build_corpus_split_is_leak_free_where_a_random_split_leaks(tmp_path):
     assert corpus.qa.group_by("group").agg(pl.col("split").n_unique().alias("sides"))["sides"].max() == 1
     assert set(corpus.test()["intent"]) == {"cancel_order", "track_order", "get_refund", "check_invoice"}
     assert stats["leak_by_threshold"]["0.95"]["leak_free_split"] == 0
+    # Half of the held-out groups validate, the other half only measure: whole groups, no overlap.
+    validation, test = corpus.validation(), corpus.test()
+    assert validation.height == stats["validation_rows"] > 0 and test.height == stats["test_rows"] > 0
+    assert not set(validation["group"]) & set(test["group"])
+    assert stats["train_rows"] + stats["validation_rows"] + stats["test_rows"] == 200
+
+
+def test_build_corpus_keeps_every_held_out_row_for_measuring_when_it_cannot_halve(tmp_path):
+    rows = [(f"cancel variant{v} {n}", "a", "cancel_order", "ORDER") for v in range(5) for n in range(2)]
+    corpus = build_corpus(bag_of_words, write_bitext(tmp_path / "b.csv", rows), ABCD_SAMPLE, threshold=0.95)
+    assert corpus.stats["test_rows"] == corpus.test().height == 2  # one group of two held out
+    assert corpus.validation().height == 0
 
 
 def test_group_split_keeps_a_giant_cluster_in_training():

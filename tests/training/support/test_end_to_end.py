@@ -17,6 +17,7 @@ from training.support.artifact import (
     promoted_tag,
     save_support_model,
 )
+from training.support.evaluate import GATE_THRESHOLDS
 from training.support.runtime import SupportRuntime, UnknownReplyError
 
 
@@ -40,7 +41,9 @@ def test_train_evaluate_save_and_reload(trained):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["retrieval_recall@1"] <= m["retrieval_recall@5"]
     assert m["generated_rows"] == 2
-    assert "latency_rank_p50_ms" in m and "latency_generate_p50_ms" in m
+    assert "latency_rank_p50_ms" in m
+    # Replies are generated unless the gate fitted on the validation rows is shut.
+    assert ("latency_generate_p50_ms" in m) == (model.config.generation_min_grounding <= 1)
     assert report.plot_png.startswith(b"\x89PNG")
     assert "| ranker_r@1 |" in report.table
     assert report.by_intent.height == corpus.test()["intent"].n_unique()
@@ -68,6 +71,11 @@ def test_train_evaluate_save_and_reload(trained):
         model.router.probabilities(messages, previous), abs=1e-5
     )
     assert 0.0 <= m["router_dev_accuracy"] <= 1.0 and m["router_threshold"] == model.router.threshold
+    # The generation gate was fitted on validation rows and travels with the model too.
+    assert m["generation_gate_threshold"] in GATE_THRESHOLDS and m["generation_gate_rows"] > 0
+    assert model.config.generation_min_grounding == m["generation_gate_threshold"]
+    assert loaded.config.generation_min_grounding == model.config.generation_min_grounding
+    assert m["generation_gate_similarity"] >= m["generation_gate_similarity_open"]
 
     # the same model evaluated again is not "better": it is not promoted over itself
     again = training_steps.promote_support_model(tag, report, report, settings)
@@ -77,7 +85,9 @@ def test_train_evaluate_save_and_reload(trained):
 def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):
     _, model, corpus = trained
     log = tmp_path / "feedback.jsonl"
-    # route=False: the support path itself (a tiny router's goals are arbitrary).
+    # route=False: the support path itself (a tiny router's goals are arbitrary); the gate
+    # open, as the tiny LM's noise usually shuts it.
+    model = replace(model, config=replace(model.config, generation_min_grounding=-1.0))
     pipeline = SupportRuntime(model, feedback_log=log, route=False)
     first = pipeline.reply("s1", "I want to cancel order 12345678")
     assert set(first) >= {"reply", "reply_id", "sources", "candidates", "handover"}

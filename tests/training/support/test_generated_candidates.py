@@ -14,7 +14,8 @@ from training.support.artifact import SupportModel
 from training.support.config import SupportConfig
 from training.support.placeholders import clean_generated, leaks
 from training.support.products import Product, ProductAssistant, ProductCatalog, ProductState
-from training.support.runtime import InMemoryStore, SupportRuntime, reply_seed
+from training.support.evaluate import GATE_SHUT, SupportCase, chosen_index
+from training.support.runtime import Candidate, InMemoryStore, SupportRuntime, reply_seed
 
 
 class ScriptedGenerator:
@@ -104,6 +105,70 @@ def test_generation_off_and_zero_candidates_write_nothing(retriever):
     out = off.reply("s1", "cancel my order")
     assert generator.calls == [] == off_generator.calls
     assert "generate_ms" not in out["timings_ms"]
+
+
+class EchoGenerator(ScriptedGenerator):
+    """Writes its first passage back (grounded) and a reply about nothing in it."""
+
+    def __init__(self):
+        super().__init__([])
+
+    def candidates(self, turns, passages, num, facts=None, seed=0, **kwargs) -> list[str]:
+        self.calls.append({"turns": turns, "passages": passages, "num": num})
+        return [passages[0], "GEN Zebras enjoy quantum lasagna on purple Tuesdays."]
+
+
+def gated_runtime(retriever, min_grounding: float) -> tuple[SupportRuntime, EchoGenerator]:
+    generator = EchoGenerator()
+    config = SupportConfig(router=False, generation_min_grounding=min_grounding, prompt_passages=1)
+    model = SupportModel(config, retriever, PrefersGenerated(), generator)
+    return SupportRuntime(model, InMemoryStore(), route=False), generator
+
+
+def test_the_gate_keeps_only_generated_replies_close_to_their_passages(retriever):
+    runtime, _ = gated_runtime(retriever, -1.0)
+    turns = [("user", "I want to cancel my order")]
+    _, everything = runtime.support_candidates("s1", turns, turns[0][1], {})
+    generated = [c for c in everything if c.source == "generated"]
+    assert len(generated) == 2 and all(c.grounding is not None for c in generated)
+    echo, unrelated = generated
+    assert echo.grounding > unrelated.grounding
+    assert all(c.grounding is None for c in everything if c.source != "generated")
+
+    runtime, _ = gated_runtime(retriever, (echo.grounding + unrelated.grounding) / 2)
+    timings = {}
+    _, gated = runtime.support_candidates("s1", turns, turns[0][1], timings)
+    assert [c.text for c in gated if c.source == "generated"] == [echo.text]
+    assert "ground_ms" in timings
+    # Ungated, as the gate's fitting sees them.
+    _, ungated = runtime.support_candidates("s1", turns, turns[0][1], {}, gate=False)
+    assert [c.text for c in ungated] == [c.text for c in everything]
+
+
+def test_a_shut_gate_generates_nothing(retriever):
+    runtime, generator = gated_runtime(retriever, GATE_SHUT)
+    out = runtime.reply("s1", "I want to cancel my order")
+    assert generator.calls == [] and "generate_ms" not in out["timings_ms"]
+    assert all(c["source"] != "generated" for c in out["candidates"])
+
+
+def test_chosen_index_respects_the_gate_and_the_sources():
+    case = SupportCase(
+        candidates=[
+            Candidate("retrieved", "qa-1"),
+            Candidate("vague", "generated", grounding=0.2),
+            Candidate("grounded", "generated", grounding=0.8),
+        ],
+        scores=np.array([0.5, 0.9, 0.7]),
+        reference="r",
+        milliseconds=1.0,
+    )
+    assert chosen_index(case, -1.0) == 1
+    assert chosen_index(case, 0.5) == 2
+    assert chosen_index(case, GATE_SHUT) == 0
+    assert chosen_index(case, -1.0, "retrieved") == 0
+    assert chosen_index(case, 0.5, "generated") == 2
+    assert chosen_index(SupportCase([], np.zeros(0), "r", 1.0), -1.0) == -1
 
 
 def test_the_products_in_the_conversation_are_in_the_prompt(retriever):

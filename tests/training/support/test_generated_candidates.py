@@ -12,9 +12,9 @@ from data_contracts.shop import ShopProfile
 from training.support import training_steps
 from training.support.artifact import SupportModel
 from training.support.config import SupportConfig
+from training.support.evaluate import GATE_SHUT, SupportCase, chosen_index
 from training.support.placeholders import clean_generated, leaks
 from training.support.products import Product, ProductAssistant, ProductCatalog, ProductState
-from training.support.evaluate import GATE_SHUT, SupportCase, chosen_index
 from training.support.runtime import Candidate, InMemoryStore, SupportRuntime, reply_seed
 
 

@@ -15,10 +15,11 @@ Protocol:
   writes ``generator_candidates`` (the model's config, 4 by default; ``--candidates``) replies
   per support turn in one batched decode, ranked with the retrieved answers.
 - Generated replies against references (``--generate``): ``--generation-rows`` (200) rows of
-  the model's own held-out Bitext split (``training.support.evaluate.held_out_sample``, the
-  model's seed), each question a one-turn dialogue through the support path
+  the model's own held-out Bitext test split (``training.support.evaluate.held_out_sample``,
+  the model's seed; the generation gate was fitted at training time on the other half of the
+  held-out groups, ``validation``), each question a one-turn dialogue through the support path
   (``evaluate.generation_figures``). ``--zero-shot`` also runs the same rows with the
-  generator's base model (no LoRA adapter, int8 too) under ``zero_shot``.
+  generator's base model (no LoRA adapter, int8 too, the same gate) under ``zero_shot``.
 - Catalog and index: the synthetic shop's catalog as ``shopml run`` lands it
   (``data_contracts.synthetic``, default ``ShopConfig``: 1,000 items, seed 7, the mid-month
   price and stock changes applied, rows the catalog contract rejects dropped), indexed with
@@ -50,10 +51,13 @@ Figures:
   (the only ones that generate).
 - ``rouge_l``, ``semantic_similarity``: ROUGE-L F1 (Google's ``rouge-score``, stemmed) and
   MiniLM cosine similarity of the chosen reply (as ranked, placeholders kept, like the
-  references) to the reference answer, mean over the rows; ``*_generated``: of the
-  best-ranked generated candidate (the generator's own answer); ``chosen_generated_share``:
-  rows where a generated candidate won the ranking; ``support_reply_p50_ms``: retrieve,
-  generate and rank per row.
+  references) to the reference answer, mean over the rows, chosen as serving chooses (the
+  model's generation gate applied); ``*_ungated``: the ranker's choice among every candidate;
+  ``*_retrieved``: the best-ranked retrieved answer (retrieve-and-rank alone);
+  ``*_generated``: the best-ranked generated candidate (the generator's own answer);
+  ``chosen_generated_share``: rows where a generated candidate won the ranking, gated;
+  ``generation_min_grounding``: the model's gate; ``support_reply_p50_ms``: retrieve,
+  generate (every candidate, ungated) and rank per row.
 Targets (DESIGN.md, issue 15): router macro accuracy >= 0.9; handover <= 15% on product and
 small-talk turns; product turns with products >= 0.9; 0 fact errors, 0 leaks, 0 English replies
 to other languages; chat p50 <= 1.5 s with generation on.

@@ -246,6 +246,15 @@ def support_router(
     return router, figures
 
 
+def as_served(model: SupportModel) -> SupportModel:
+    """``model`` as the service runs it: on a CPU its generator is an int8 copy (the trained
+    generator stays as it is, to be saved). What is fitted and measured on generated replies
+    uses this one."""
+    if model.generator is None or torch.cuda.is_available():
+        return model
+    return replace(model, generator=copy.deepcopy(model.generator).quantize())
+
+
 def train_support_model(
     settings: Settings,
     config: SupportConfig,
@@ -286,7 +295,7 @@ def train_support_model(
     validation = corpus.validation()
     if generator is not None and config.generation_gate_rows and validation.height:
         rows = validation.sample(n=min(config.generation_gate_rows, validation.height), seed=config.seed)
-        threshold, gate = fit_generation_gate(model, rows)
+        threshold, gate = fit_generation_gate(as_served(model), rows)
         model.config = replace(config, generation_min_grounding=threshold)
         model.metrics.update(gate)
         log.info("generation gate: %s", gate)
@@ -300,7 +309,7 @@ def support_evaluation(model: SupportModel, corpus: SupportCorpus) -> SupportRep
     """The held-out figures, with the router's dev-half figures from its training step."""
     torch.set_num_threads(model.config.num_threads)
     start = time.perf_counter()
-    report = evaluate_model(model, corpus)
+    report = evaluate_model(as_served(model), corpus)
     report.metrics["evaluation_seconds"] = round(time.perf_counter() - start, 1)
     # What training fitted on its own held-out rows: the router's dev half, the generation gate.
     fitted = {

@@ -103,6 +103,10 @@ SUPPORT_REPLY_SCHEMA: dict[str, pl.DataType] = {
     "top_score": pl.Float64(),
     "handover": pl.Boolean(),
     "model_version": pl.String(),
+    # What the turn was taken for (support, product_request, small_talk, ...; null in lines
+    # written before the router) and the products the reply showed, in order.
+    "goal": pl.String(),
+    "products": pl.List(pl.String()),
 }
 FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
     "feedback_id": pl.String(),

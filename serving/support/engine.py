@@ -195,6 +195,8 @@ class SupportEngine:
             "model_version": self.model_version
             if response.fallback is None
             else f"fallback:{response.fallback}",
+            "goal": response.goal,
+            "products": [p.item_id for p in response.products],
         }
         try:
             self.landing.write("replies", record)

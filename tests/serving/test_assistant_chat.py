@@ -4,6 +4,7 @@ structured data in the response; no index is a plain answer, never a 500."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import polars as pl
@@ -80,6 +81,14 @@ def test_a_product_request_is_answered_with_catalog_products(indexed, product_ta
         row = rows[card.item_id]  # no warehouse here: the facts are the indexed catalog rows
         assert (card.price, card.in_stock, card.brand) == (row["price"], row["in_stock"], row["brand"])
         assert card.title in out.reply
+    # The replies log says what the turn was and which products it showed.
+    (logged,) = [
+        json.loads(line)
+        for path in sorted((indexed.landing_dir / "replies").rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert logged["goal"] == "product_request"
+    assert logged["products"] == [card.item_id for card in out.products]
 
 
 def test_without_a_search_index_a_product_turn_says_so(settings, product_tag):

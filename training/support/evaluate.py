@@ -214,30 +214,49 @@ def chosen_index(case: SupportCase, min_grounding: float, sources: str = "all") 
     return max(allowed, key=lambda j: case.scores[j]) if allowed else -1
 
 
+def choose_gate(per_row: dict[float, np.ndarray]) -> tuple[float, float, float]:
+    """(threshold, gain, standard error) from each threshold's per-row similarity to the
+    references: the open threshold with the largest mean gain over the shut gate, provided
+    the gain is more than twice the standard error of the paired differences; else shut.
+    ``gain`` and its error are the best open threshold's, whether or not it passed."""
+    shut = per_row[GATE_SHUT]
+    gain, error = {}, {}
+    for threshold, rows in per_row.items():
+        if threshold != GATE_SHUT:
+            diff = rows - shut
+            gain[threshold] = float(diff.mean())
+            error[threshold] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else np.inf
+    best = max(gain, key=lambda t: (gain[t], t))
+    chosen = best if gain[best] > 2 * error[best] else GATE_SHUT
+    return chosen, gain[best], error[best]
+
+
 def fit_generation_gate(model: SupportModel, rows: pl.DataFrame) -> tuple[float, dict]:
-    """The grounding threshold (of ``GATE_THRESHOLDS``) whose chosen replies are closest to
-    the references of ``rows`` (mean MiniLM cosine); a tie goes to the stricter threshold,
-    as generating costs time. ``rows`` must not be the rows the figures are reported on."""
+    """The generation gate for ``model`` from ``rows`` (``choose_gate``): generating costs
+    seconds a turn, and a gain inside the noise of a few rows is no reason to pay them.
+    ``rows`` must not be the rows the figures are reported on."""
     cases = support_cases(model, rows)
     encode = model.retriever.encoder.encode
     similarity = [
         (encode([c.text for c in case.candidates]) @ encode([case.reference])[0]) if case.candidates else None
         for case in cases
     ]
-    by_threshold = {}
+    per_row = {}
     for threshold in GATE_THRESHOLDS:
         chosen = [chosen_index(case, threshold) for case in cases]
-        by_threshold[threshold] = float(
-            np.mean([sims[j] if j >= 0 else 0.0 for sims, j in zip(similarity, chosen, strict=True)])
+        per_row[threshold] = np.array(
+            [sims[j] if j >= 0 else 0.0 for sims, j in zip(similarity, chosen, strict=True)]
         )
-    best = max(GATE_THRESHOLDS, key=lambda t: (round(by_threshold[t], 3), t))
-    log.info("generation gate, mean similarity by threshold: %s", by_threshold)
+    best, gain, error = choose_gate(per_row)
+    log.info("generation gate, mean similarity by threshold: %s", {t: v.mean() for t, v in per_row.items()})
     return best, {
         "generation_gate_threshold": best,
         "generation_gate_rows": len(cases),
-        "generation_gate_similarity_open": by_threshold[GATE_THRESHOLDS[0]],
-        "generation_gate_similarity_shut": by_threshold[GATE_SHUT],
-        "generation_gate_similarity": by_threshold[best],
+        "generation_gate_similarity_open": float(per_row[GATE_THRESHOLDS[0]].mean()),
+        "generation_gate_similarity_shut": float(per_row[GATE_SHUT].mean()),
+        "generation_gate_similarity": float(per_row[best].mean()),
+        "generation_gate_best_gain": gain,
+        "generation_gate_best_gain_error": error,
     }
 
 

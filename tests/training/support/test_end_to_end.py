@@ -75,7 +75,7 @@ def test_train_evaluate_save_and_reload(trained):
     assert m["generation_gate_threshold"] in GATE_THRESHOLDS and m["generation_gate_rows"] > 0
     assert model.config.generation_min_grounding == m["generation_gate_threshold"]
     assert loaded.config.generation_min_grounding == model.config.generation_min_grounding
-    assert m["generation_gate_similarity"] >= m["generation_gate_similarity_open"]
+    assert m["generation_gate_similarity"] >= m["generation_gate_similarity_shut"]
 
     # the same model evaluated again is not "better": it is not promoted over itself
     again = training_steps.promote_support_model(tag, report, report, settings)

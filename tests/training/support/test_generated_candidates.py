@@ -12,7 +12,7 @@ from data_contracts.shop import ShopProfile
 from training.support import training_steps
 from training.support.artifact import SupportModel
 from training.support.config import SupportConfig
-from training.support.evaluate import GATE_SHUT, SupportCase, chosen_index
+from training.support.evaluate import GATE_SHUT, SupportCase, choose_gate, chosen_index
 from training.support.placeholders import clean_generated, leaks
 from training.support.products import Product, ProductAssistant, ProductCatalog, ProductState
 from training.support.runtime import Candidate, InMemoryStore, SupportRuntime, reply_seed
@@ -210,3 +210,14 @@ def test_clean_generated(text, cleaned):
 def test_clean_generated_knows_only_the_profile_contacts():
     profile = replace(ShopProfile(), support_phone=None)
     assert clean_generated("Call +1 555 0100 now. Bye.", profile) == "Bye."
+
+
+def test_the_gate_opens_only_for_a_gain_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    shut = rng.uniform(0.5, 0.9, 40)
+    clear = shut + 0.05 + rng.normal(0, 0.02, 40)  # better on nearly every row
+    noise = shut + rng.normal(0.002, 0.1, 40)  # better on average by less than its noise
+    assert choose_gate({0.5: clear, 0.7: noise, GATE_SHUT: shut})[0] == 0.5
+    threshold, gain, error = choose_gate({0.5: noise, GATE_SHUT: shut})
+    assert threshold == GATE_SHUT and gain < 2 * error
+    assert choose_gate({0.5: shut - 0.1, GATE_SHUT: shut})[0] == GATE_SHUT

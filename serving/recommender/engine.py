@@ -36,7 +36,8 @@ from serving.recommender.schemas import (
     SimilarResponse,
 )
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache
-from training.recommender.inference import Recommender, top_k
+from training.recommender.inference import Recommender, TracedScorer, top_k
+from training.recommender.model import SASRec
 
 log = logging.getLogger(__name__)
 SERVICE = "recommender"
@@ -122,6 +123,26 @@ def load_model(settings: Settings, tag: str | None) -> Model | None:
     return Model(Recommender(artifact.model, artifact.items), artifact.tag or tag, baseline)
 
 
+def traced_scorer(rec: Recommender, item_table: torch.Tensor) -> TracedScorer | None:
+    """The trained model's traces for serving, if they score as the model does; else None
+    (the eager model serves: slower, never different)."""
+    if not isinstance(rec.model, SASRec):
+        return None  # a promoted baseline: a lookup, nothing to trace
+    try:
+        traced = TracedScorer(rec.model, item_table)
+        rng = np.random.default_rng(0)
+        lengths = {min(n, rec.model.config.max_len) for n in (1, 7, 33, rec.model.config.max_len)}
+        probes = [rng.integers(1, len(rec.items) + 1, n) for n in sorted(lengths)]
+        worst = traced.check(rec.model, item_table, probes)
+    except Exception as e:  # a model the tracer cannot follow still serves, eagerly
+        log.warning("recommender model not traced (%s); serving it eagerly", e)
+        return None
+    if worst > 1e-3:
+        log.warning("traced recommender differs from the model by %.3g; serving it eagerly", worst)
+        return None
+    return traced
+
+
 class RecommenderEngine:
     def __init__(
         self,
@@ -148,6 +169,7 @@ class RecommenderEngine:
         self._masks: dict[tuple, torch.Tensor] = {}
         self._vectors: torch.Tensor | None = None
         self._item_table: torch.Tensor | None = None
+        self._traced: TracedScorer | None = None
         # The model runs on the event loop, not in a thread: a forward pass is ~50 torch ops,
         # each of which releases the GIL, and a thread must win it back from a busy loop up to
         # the interpreter's 5 ms switch interval per op. Under a burst that made a 2 ms call
@@ -165,6 +187,7 @@ class RecommenderEngine:
                 # (it was a tenth of the worker's CPU at 200 requests/s).
                 self._item_table = rec.model.item_vectors()
                 self._vectors = torch.nn.functional.normalize(self._item_table.float(), dim=1)
+            self._traced = traced_scorer(rec, self._item_table)
             # One forward pass now, so the first request does not pay for the allocations.
             self.score(rec.items[:1], 1, None, True, True)
 
@@ -274,9 +297,12 @@ class RecommenderEngine:
         # Positions are right-aligned and padding is masked, so the unpadded history scores the
         # same as score_histories' left-padded one, at the cost of its real length, not max_len.
         with torch.inference_mode():
-            scores = rec.model.full_sort_scores(
-                torch.from_numpy(encoded).unsqueeze(0), self._item_table
-            ).float()
+            if self._traced is not None:
+                scores = self._traced(encoded).float()
+            else:
+                scores = rec.model.full_sort_scores(
+                    torch.from_numpy(encoded).unsqueeze(0), self._item_table
+                ).float()
         return self._top(scores, k, self._mask(category, in_stock_only), [encoded] if exclude_seen else None)
 
     def _item(self, item_id: str, score: float) -> ScoredItem:

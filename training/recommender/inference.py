@@ -137,3 +137,60 @@ class Recommender:
             for v, i in zip(values[0].tolist(), indices[0].tolist(), strict=True)
             if i > 0 and v > float("-inf")
         ]
+
+
+class TracedScorer:
+    """Next-item scores of one history through TorchScript traces of the model, for serving.
+
+    A forward pass on one short history is about fifty small torch ops, and Python's dispatch
+    of each costs more than its arithmetic: a trace runs the same ops without it (0.56 against
+    1.4 ms per call for the quick profile's shape on one core here). A trace is fixed-shape, so
+    there is one per length bucket (8, 16, 32, ... up to ``max_len``) and a history is
+    left-padded to the smallest bucket that holds it. Padding is masked and positions are
+    right-aligned, so the scores are the eager model's; ``check`` compares them at load.
+    """
+
+    def __init__(self, model: SASRec, item_table: torch.Tensor) -> None:
+        import warnings
+
+        self.max_len = model.config.max_len
+        self.buckets = sorted({min(2**p, self.max_len) for p in range(3, 16) if 2 ** (p - 1) < self.max_len})
+        self._traces = {}
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            wrapper = _ScoresWithTable(model.eval(), item_table)
+            # The trace records shape arithmetic as constants: right for its one length.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            for length in self.buckets:
+                probe = torch.ones(1, length, dtype=torch.long)
+                self._traces[length] = torch.jit.trace(wrapper, probe, check_trace=False)
+
+    def bucket(self, length: int) -> int:
+        return next(b for b in self.buckets if b >= length)
+
+    def __call__(self, encoded: np.ndarray) -> torch.Tensor:
+        """(T,) item indices (at most max_len) -> (1, N+1) scores; column 0 is -inf."""
+        length = self.bucket(max(len(encoded), 1))
+        seq = torch.from_numpy(left_pad([encoded], length))
+        return self._traces[length](seq)
+
+    def check(self, model: SASRec, item_table: torch.Tensor, histories: Sequence[np.ndarray]) -> float:
+        """Largest difference from the eager model's scores over ``histories``."""
+        worst = 0.0
+        with torch.no_grad():
+            for history in histories:
+                eager = model.full_sort_scores(torch.from_numpy(np.asarray(history)).unsqueeze(0), item_table)
+                traced = self(np.asarray(history))
+                worst = max(worst, float((traced[:, 1:] - eager[:, 1:]).abs().max()))
+        return worst
+
+
+class _ScoresWithTable(torch.nn.Module):
+    def __init__(self, model: SASRec, item_table: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        # A plain copy: the caller's table may be an inference-mode tensor, which a trace
+        # cannot hold.
+        self.register_buffer("item_table", item_table.detach().clone(), persistent=False)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.model.full_sort_scores(seq, self.item_table)

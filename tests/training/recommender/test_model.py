@@ -210,3 +210,32 @@ def test_training_step_keeps_items_without_interactions_out_of_the_softmax():
     model.set_side_features(has_id=torch.ones(21, dtype=torch.bool))
     module.on_fit_start()
     assert module._excluded is None  # every item has interactions: no masking pass
+
+
+@pytest.mark.parametrize("max_len", [5, 8, 20])
+def test_traced_scorer_scores_as_the_model_at_every_length(max_len):
+    from training.recommender.inference import TracedScorer
+
+    torch.manual_seed(0)
+    config = RecommenderConfig(
+        num_items=20, max_len=max_len, hidden=32, num_blocks=2, num_heads=2, num_categories=3, dropout=0.3
+    )
+    model = SASRec(config).eval()
+    model.set_side_features(category=torch.randint(0, 4, (21,)))
+    with torch.inference_mode():
+        table = model.item_vectors()
+    traced = TracedScorer(model, table)
+    assert traced.buckets[-1] == max_len and all(b <= max_len for b in traced.buckets)
+    gen = torch.Generator().manual_seed(1)
+    for length in range(1, max_len + 1):
+        history = torch.randint(1, 21, (length,), generator=gen).numpy()
+        with torch.inference_mode():
+            eager = model.full_sort_scores(torch.from_numpy(history).unsqueeze(0), table)
+            got = traced(history)
+        assert got.shape == (1, 21) and torch.isneginf(got[0, 0])
+        torch.testing.assert_close(got[:, 1:], eager[:, 1:], atol=1e-5, rtol=1e-5)
+    # The check the service runs at load sees a trace that scores unlike the model.
+    assert traced.check(model, table, [history]) < 1e-5
+    other = SASRec(config).eval()
+    other.set_side_features(category=torch.randint(0, 4, (21,)))
+    assert traced.check(other, table, [history]) > 1e-4

@@ -56,6 +56,9 @@ class ServingConfig:
     cache_ttl_s: float = 5.0
     # torch threads per worker (set explicitly: torch's default oversubscribes shared cores).
     torch_threads: int = 1
+    # Worker processes per service. A worker's event loop runs the model itself, so one
+    # worker uses one core at most; more workers share the listening socket.
+    workers: int = 1
     # Serve this model tag instead of the promoted one (None: the promoted version).
     recommender_tag: str | None = None
     support_tag: str | None = None
@@ -88,6 +91,7 @@ class ServingConfig:
             cache_entries=_number("CACHE_ENTRIES", "10000", int),
             cache_ttl_s=_number("CACHE_TTL_S", "5", float),
             torch_threads=_number("TORCH_THREADS", "1", int),
+            workers=_number("WORKERS", "1", int),
             recommender_tag=_env("RECOMMENDER_TAG", "") or None,
             support_tag=_env("SUPPORT_TAG", "") or None,
             support_generate=_env("SUPPORT_GENERATE", "1").lower() in ("1", "true", "yes"),
@@ -96,6 +100,8 @@ class ServingConfig:
             chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),
             support_session_ttl_s=_number("SUPPORT_SESSION_TTL_S", "86400", float),
         )
+        if config.workers < 1:
+            raise ValueError(f"SHOPML_WORKERS must be at least 1, not {config.workers}")
         if settings.profile == "production" and not config.api_key:
             raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")
         return config

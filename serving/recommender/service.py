@@ -9,7 +9,7 @@ from serving.startup import check_recommender, preflight
 
 # Before BentoML is imported and before any worker starts: invalid settings or a model that
 # does not load end the process here with one line, instead of a worker restarted for ever.
-preflight("recommender", check_recommender)
+CONFIG = preflight("recommender", check_recommender)
 
 import bentoml  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
@@ -32,7 +32,7 @@ from serving.recommender.schemas import (  # noqa: E402
 from serving.recommender.search import ProductSearch, load_search_engine  # noqa: E402
 
 
-@bentoml.service(name="recommender", traffic={"timeout": 10, "max_concurrency": 512})
+@bentoml.service(name="recommender", workers=CONFIG.workers, traffic={"timeout": 10, "max_concurrency": 512})
 class RecommenderService:
     def __init__(self) -> None:
         quiet_client_errors()  # a client's 4xx: one INFO line, no traceback

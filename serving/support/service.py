@@ -9,7 +9,7 @@ from serving.startup import check_support, preflight
 
 # Before BentoML is imported and before any worker starts: invalid settings or a model that
 # does not load end the process here with one line, instead of a worker restarted for ever.
-preflight("support", check_support)
+CONFIG = preflight("support", check_support)
 
 import bentoml  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
@@ -28,7 +28,7 @@ from serving.support.engine import (  # noqa: E402
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse  # noqa: E402
 
 
-@bentoml.service(name="support", traffic={"timeout": 30, "max_concurrency": 64})
+@bentoml.service(name="support", workers=CONFIG.workers, traffic={"timeout": 30, "max_concurrency": 64})
 class SupportService:
     def __init__(self) -> None:
         quiet_client_errors()  # a client's 4xx: one INFO line, no traceback

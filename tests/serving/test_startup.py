@@ -51,6 +51,15 @@ def test_a_malformed_number_names_its_variable(settings, monkeypatch):
         preflight("recommender", lambda *_: None)
 
 
+def test_workers_per_service_is_read_and_checked(settings, monkeypatch):
+    assert preflight("recommender", lambda *_: None).workers == 1
+    monkeypatch.setenv("SHOPML_WORKERS", "2")
+    assert preflight("recommender", lambda *_: None).workers == 2
+    monkeypatch.setenv("SHOPML_WORKERS", "0")
+    with pytest.raises(StartupRefused, match="SHOPML_WORKERS must be at least 1, not 0"):
+        preflight("recommender", lambda *_: None)
+
+
 def test_a_model_that_does_not_load_is_refused_naming_the_file(settings, monkeypatch, recommender_tag):
     monkeypatch.setenv("SHOPML_RECOMMENDER_TAG", recommender_tag)
     preflight("recommender", check_recommender)

@@ -54,7 +54,11 @@ class LandingLog:
         path = self.path(kind, now.date())
         line = json.dumps(record, default=_json_default, separators=(",", ":")) + "\n"
         with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as handle:
+            try:
+                handle = open(path, "a", encoding="utf-8")
+            except FileNotFoundError:  # a new day or kind: its folder first (not on every write)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(path, "a", encoding="utf-8")
+            with handle:
                 handle.write(line)
         return path

@@ -53,3 +53,15 @@ def test_concurrent_writers_never_interleave_lines(settings):
 def test_unknown_kind_is_refused(settings):
     with pytest.raises(ValueError, match="unknown landing log kind"):
         LandingLog(settings).write("gossip", {})
+
+
+def test_a_folder_removed_while_serving_is_made_again(settings):
+    import shutil
+
+    log = LandingLog(settings)
+    now = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    first = log.write("served", {"rec_id": "a"}, now=now)
+    shutil.rmtree(first.parent)  # e.g. an operator clearing a day that was ingested
+    second = log.write("served", {"rec_id": "b"}, now=now)
+    assert second == first
+    assert [json.loads(line)["rec_id"] for line in second.read_text().splitlines()] == ["b"]

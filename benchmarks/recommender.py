@@ -39,7 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="training cap of each cold-start run (default --max-minutes)",
     )
-    p.add_argument("--profile", choices=["quick", "full"], default="full")
+    p.add_argument(
+        "--profile",
+        choices=["auto", "quick", "full"],
+        default="auto",
+        help="auto (default): shape, length, loss and epochs chosen from the data and the cap "
+        "(training/recommender/auto.py); a flag below overrides its one choice",
+    )
     p.add_argument(
         "--max-minutes",
         type=float,
@@ -52,29 +58,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="CPU-time cap (all threads): stands in for an idle machine when the machine is shared",
     )
-    # The defaults below learned the most per minute of 2-core CPU so far: hidden 128, two
-    # heads, a 4x feed-forward layer, older windows of long histories every 100 items, bf16
-    # matrix products, a cosine rate over 21 epochs (~26 minutes on a CPU with native bf16).
-    # --max-epochs sets the schedule's length: fit it to the cap on a slower or faster machine.
-    p.add_argument("--max-epochs", type=int, default=21)
-    p.add_argument("--loss", choices=["ce", "sampled_softmax", "gbce", "bce"], default="ce")
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--loss", choices=["ce", "sampled_softmax", "gbce", "bce"], default=None)
     p.add_argument(
-        "--num-negatives", type=int, default=1024, help="per batch (sampled_softmax) or per sequence (gbce)"
+        "--num-negatives", type=int, default=None, help="per batch (sampled_softmax) or per sequence (gbce)"
     )
     p.add_argument(
         "--negative-sampling",
         choices=["uniform", "popularity"],
-        default="uniform",
+        default=None,
         help="where sampled_softmax draws negatives; logQ corrects popularity sampling",
     )
-    p.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration (gSASRec: 0.75)")
-    # Smaller batches and a higher rate than the published 128 / 1e-3 learn more per minute,
-    # which is what a 30-minute CPU budget needs.
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--gbce-t", type=float, default=None, help="gBCE calibration (gSASRec: 0.75)")
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument(
         "--lr-schedule",
         choices=["constant", "cosine"],
-        default="cosine",
+        default=None,
         help="cosine decays to 0 at --max-epochs",
     )
     p.add_argument(
@@ -84,17 +84,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="auto: bf16 on a GPU, fp32 on a CPU; bf16-mixed (the default where the CPU has "
         "AVX512-BF16 or AMX) makes CPU steps about 1.5x faster",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-len", type=int, default=None)
-    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--blocks", type=int, default=None)
-    p.add_argument("--heads", type=int, default=2, help="attention heads per block")
-    p.add_argument("--ffn-mult", type=int, default=4, help="feed-forward width / hidden")
+    p.add_argument("--heads", type=int, default=None, help="attention heads per block")
+    p.add_argument("--ffn-mult", type=int, default=None, help="feed-forward width / hidden")
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument(
         "--window-stride",
         type=int,
-        default=100,
+        default=None,
         help="older windows of histories longer than max_len; 0: off",
     )
     p.add_argument("--patience", type=int, default=None)
@@ -137,28 +137,41 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="shopml-rec-bench-"))
 
     def run(text: bool, cold: float, minutes: float, name: str) -> pipeline.TrainResult:
+        given = {
+            k: v
+            for k, v in {
+                "loss": args.loss,
+                "num_negatives": args.num_negatives,
+                "negative_sampling": args.negative_sampling,
+                "gbce_t": args.gbce_t,
+                "lr": args.lr,
+                "lr_schedule": args.lr_schedule,
+                "batch_size": args.batch_size,
+                "max_epochs": args.max_epochs,
+                "window_stride": args.window_stride,
+                "patience": args.patience,
+            }.items()
+            if v is not None
+        }
         settings = pipeline.settings_for(
             args.profile,
-            loss=args.loss,
-            num_negatives=args.num_negatives,
-            negative_sampling=args.negative_sampling,
-            gbce_t=args.gbce_t,
-            lr=args.lr,
-            lr_schedule=args.lr_schedule,
+            **given,
             precision=args.precision,
-            batch_size=args.batch_size,
-            max_epochs=args.max_epochs,
             max_minutes=minutes,
             max_cpu_minutes=args.max_cpu_minutes,
-            window_stride=args.window_stride,
-            patience=args.patience,
             num_threads=args.threads,
             seed=args.seed,
             output_dir=work / name,
             progress_bar=args.progress,
         )
         return pipeline.train(
-            data, args.profile, pipeline.Features(text=text), settings, overrides, cold_fraction=cold
+            data,
+            args.profile,
+            pipeline.Features(text=text),
+            settings,
+            overrides,
+            cold_fraction=cold,
+            given=given,
         )
 
     result = run(args.item_text is not None, 0.0, args.max_minutes, "main")
@@ -181,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         "text_features": args.item_text is not None,
         "data": str(args.data),
         "config": result.artifact.model.config.to_dict() | {"item_text": None},
-        "loss": args.loss,
-        "lr_schedule": args.lr_schedule,
+        "profile": args.profile,
+        "chosen": m.get("auto"),
+        "train_settings": {
+            k: result.artifact.extra["train_settings"][k]
+            for k in ("loss", "lr", "lr_schedule", "batch_size", "max_epochs", "window_stride", "patience")
+        },
         "precision": args.precision,
         "threads": args.threads,
     }

@@ -26,7 +26,11 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _data_arguments(parser)
     parser.add_argument(
-        "--profile", choices=sorted(PROFILES), default="quick", help="training preset (default quick)"
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="training preset (default quick); auto chooses shape, length, loss and epochs from the "
+        "data within --max-minutes (30 by default)",
     )
     # Every training setting as a flag, named, typed and explained by TrainSettings itself.
     add_flags(
@@ -88,7 +92,7 @@ def train(args: argparse.Namespace) -> int:
     flags.setdefault("output_dir", settings.data_dir / "recommender")
     train_settings = pipeline.settings_for(args.profile, num_threads=args.threads, **flags)
     features = Features(category=args.category, price=args.price, text=args.text)
-    result = pipeline.train(data, args.profile, features, train_settings)
+    result = pipeline.train(data, args.profile, features, train_settings, given=flags)
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:

@@ -45,7 +45,7 @@ from training.recommender.inference import Recommender, score_histories
 from training.recommender.losses import LossName, Sampling
 from training.recommender.model import RecommenderConfig, SASRec
 
-ProfileName = Literal["smoke", "quick", "full"]
+ProfileName = Literal["smoke", "quick", "full", "auto"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "bf16-mixed", "32-true"]
 
@@ -166,6 +166,9 @@ PROFILES: dict[str, Profile] = {
             "window_stride": 200,
         },
     ),
+    # Shape, length, loss and the schedule's length chosen from the data and the budget
+    # (``training.recommender.auto``): what a shop's data needs without a flag per data set.
+    "auto": Profile(train={"max_minutes": 30.0, "patience": 10, "lr_schedule": "cosine"}),
 }
 
 
@@ -423,13 +426,34 @@ def train(
     settings: TrainSettings | None = None,
     model_overrides: dict | None = None,
     cold_fraction: float = 0.0,
+    given: dict | None = None,
 ) -> TrainResult:
-    """Split, train, evaluate on the test split; the metrics land in the artifact."""
+    """Split, train, evaluate on the test split; the metrics land in the artifact.
+
+    With the ``auto`` profile the rule of ``training.recommender.auto`` fills in the model and
+    the schedule; ``model_overrides`` and ``given`` (training values set explicitly, e.g. by
+    flags) are kept as they are."""
     settings = settings or replace(TrainSettings(), **PROFILES[profile].train)
     split = leave_one_out(data, cold_fraction=cold_fraction, seed=settings.seed)
+    chosen = None
+    if profile == "auto":
+        from training.recommender import auto
+
+        choice = auto.choose(
+            data,
+            split,
+            settings.max_minutes or settings.max_cpu_minutes,
+            settings.num_threads,
+            given_model=model_overrides,
+            given_train=given,
+        )
+        settings = replace(settings, **choice.train)
+        model_overrides, chosen = choice.model, choice.why
     config = model_config(data, profile, features, **(model_overrides or {}))
     result = fit(data, split, config, settings)
     metrics = evaluate(result.artifact.model, split, data.num_items)
+    if chosen is not None:
+        metrics["auto"] = chosen
     metrics.update(
         train_seconds=result.train_seconds,
         train_cpu_seconds=result.train_cpu_seconds,

@@ -1,0 +1,196 @@
+"""The ``auto`` profile: shape, regularisation, length, loss and schedule chosen from the data.
+
+The rule, in order (every choice and its reason lands in the training report):
+
+1. **Length**: ``max_len`` is the smallest of 50, 100 and 200 that holds the 90th percentile
+   of the training histories (SASRec used 50 on its Amazon and Steam sets, 200 on ML-1M).
+2. **Shape and regularisation** follow how long a typical history is. Short histories
+   (median under 20 items: a shop's reviews or orders, the Amazon sets at about 8) get the
+   SASRec paper's setting for its sparse sets: hidden 64, two blocks, one head, a 1x
+   feed-forward layer and dropout 0.5, batch 128 at rate 1e-3. The paper used 0.5 on the
+   sparse sets "due to their sparsity" and 0.2 on ML-1M; the wider model that suits ML-1M
+   here overfit a 9-item history within six epochs. Long histories (ML-1M's median is
+   96) keep the setting that measured best on ML-1M: hidden 128, two heads, a 4x
+   feed-forward layer, dropout 0.2, batch 64 at 2e-3 and older windows every 100 items.
+3. **Loss**: full-softmax cross-entropy, the strongest published SASRec loss, unless its
+   epochs are so dear that fewer than ``MIN_EPOCHS`` fit the budget and the sampled softmax
+   over 1,024 shared negatives (logQ-corrected) makes an epoch at least ``SAMPLED_SAVING``
+   times cheaper; when the transformer, not the catalogue, is what costs, the full softmax stays.
+   The cost of an epoch is measured, not guessed: a few training steps of each candidate
+   are timed on the data's own batches before training.
+4. **Schedule**: a cosine rate decaying to zero over as many epochs as the budget holds
+   (validation rounds included), at most ``MAX_EPOCHS``; early stopping and the best
+   checkpoint still apply. Without a budget, ``MAX_EPOCHS``.
+
+Explicit flags win over every choice; the report says which values were chosen and which given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from training.recommender.data import LeaveOneOut, SequenceData
+
+MIN_EPOCHS = 30  # below this a cosine schedule has not converged on the sets measured
+MAX_EPOCHS = 200  # the published runs' ceiling
+SHORT_MEDIAN = 20  # median history length under which the sparse setting applies
+SAMPLED_SAVING = 2.0  # the sampled softmax must make an epoch this many times cheaper
+PROBE_BATCHES = 12  # timed training steps per candidate loss
+BUDGET_SHARE = 0.92  # of the cap planned for; the rest absorbs the estimate's error
+
+SPARSE = {
+    "model": {"hidden": 64, "num_blocks": 2, "num_heads": 1, "ffn_mult": 1, "dropout": 0.5},
+    "train": {"batch_size": 128, "lr": 1e-3, "window_stride": 0},
+}
+DENSE = {
+    "model": {"hidden": 128, "num_blocks": 2, "num_heads": 2, "ffn_mult": 4, "dropout": 0.2},
+    "train": {"batch_size": 64, "lr": 2e-3, "window_stride": 100},
+}
+
+
+@dataclass
+class Choice:
+    model: dict  # RecommenderConfig values
+    train: dict  # TrainSettings values
+    why: dict = field(default_factory=dict)  # the data's figures and the reason of each choice
+
+
+def history_figures(split: LeaveOneOut) -> dict:
+    lengths = np.array([len(s) for s in split.train]) if split.train else np.zeros(1)
+    return {
+        "users": len(split.train),
+        "median_history": float(np.median(lengths)),
+        "p90_history": float(np.percentile(lengths, 90)),
+        "interactions": int(lengths.sum()),
+    }
+
+
+def choose_shape(split: LeaveOneOut) -> Choice:
+    """Steps 1 and 2: the model's length, shape and regularisation, and the batch and rate."""
+    figures = history_figures(split)
+    max_len = next((n for n in (50, 100, 200) if n >= figures["p90_history"]), 200)
+    sparse = figures["median_history"] < SHORT_MEDIAN
+    preset = SPARSE if sparse else DENSE
+    why = {
+        **figures,
+        "max_len": f"smallest of 50/100/200 holding the 90th percentile history ({figures['p90_history']:.0f})",
+        "shape": (
+            f"median history {figures['median_history']:.0f} < {SHORT_MEDIAN}: the sparse setting"
+            if sparse
+            else f"median history {figures['median_history']:.0f} >= {SHORT_MEDIAN}: the long-history setting"
+        ),
+    }
+    return Choice({"max_len": max_len, **preset["model"]}, dict(preset["train"]), why)
+
+
+def seconds_per_epoch(
+    data: SequenceData, split: LeaveOneOut, model_values: dict, train_values: dict, loss: str, threads: int
+) -> float:
+    """Times ``PROBE_BATCHES`` training steps (after one untimed) on the data's own batches."""
+    from training.recommender.lightning import SequenceDataModule
+    from training.recommender.losses import compute_loss
+    from training.recommender.model import RecommenderConfig, SASRec
+
+    torch.set_num_threads(threads)
+    model = SASRec(RecommenderConfig(num_items=data.num_items, **model_values)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_values["lr"])
+    loader = SequenceDataModule(
+        split, model_values["max_len"], train_values["batch_size"], train_values.get("window_stride", 0)
+    ).train_dataloader()
+    batches = iter(loader)
+    elapsed = []
+    for step in range(PROBE_BATCHES + 1):
+        batch = next(batches, None)
+        if batch is None:
+            break
+        start = time.perf_counter()
+        loss_value = compute_loss(
+            loss,
+            model(batch["seq"]),
+            model.item_vectors(),
+            batch["targets"],
+            train_values.get("num_negatives", 1024),
+        )
+        optimizer.zero_grad()
+        loss_value.backward()
+        optimizer.step()
+        if step:  # the first step pays for allocations
+            elapsed.append(time.perf_counter() - start)
+    return float(np.mean(elapsed)) * len(loader) if elapsed else 0.0
+
+
+def seconds_per_validation(data: SequenceData, split: LeaveOneOut, model_values: dict) -> float:
+    """One validation round: full-catalogue scores for every validation case, timed on 512."""
+    from training.recommender.data import left_pad
+    from training.recommender.model import RecommenderConfig, SASRec
+
+    cases = split.valid.histories
+    if not len(cases):
+        return 0.0
+    model = SASRec(RecommenderConfig(num_items=data.num_items, **model_values)).eval()
+    sample = cases[:512]
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.full_sort_scores(torch.from_numpy(left_pad(list(sample), model_values["max_len"])))
+    return (time.perf_counter() - start) * len(cases) / len(sample)
+
+
+def choose(
+    data: SequenceData,
+    split: LeaveOneOut,
+    minutes: float | None,
+    threads: int,
+    given_model: dict | None = None,
+    given_train: dict | None = None,
+) -> Choice:
+    """The whole rule; ``given_*`` are the caller's explicit values, kept as they are."""
+    given_model, given_train = given_model or {}, given_train or {}
+    choice = choose_shape(split)
+    model = {**choice.model, **given_model}
+    train = {**choice.train, **given_train}
+    why = choice.why
+    budget = minutes * 60 * BUDGET_SHARE if minutes else None
+    validation = seconds_per_validation(data, split, model) / max(train.get("val_every", 1), 1)
+
+    def fits(loss: str) -> float:
+        return budget / (epoch[loss] + validation) if budget else float(MAX_EPOCHS)
+
+    # The full softmax first; the sampled one only when too few full-softmax epochs fit.
+    epoch: dict[str, float] = {}
+    for loss in [given_train["loss"]] if "loss" in given_train else ["ce", "sampled_softmax"]:
+        epoch[loss] = seconds_per_epoch(data, split, model, train, loss, threads)
+        if fits(loss) >= MIN_EPOCHS:
+            break
+    loss = list(epoch)[-1]
+    if "loss" in given_train:
+        why["loss"] = "given"
+    elif loss == "ce":
+        why["loss"] = f"full softmax: {fits('ce'):.0f} epochs fit the budget (>= {MIN_EPOCHS})"
+    elif epoch["sampled_softmax"] * SAMPLED_SAVING > epoch["ce"]:
+        # The loss is not what makes an epoch dear (the transformer is): keep the better one.
+        loss = "ce"
+        why["loss"] = (
+            f"full softmax: only {fits('ce'):.0f} epochs fit, but the sampled softmax would not "
+            f"make an epoch {SAMPLED_SAVING:g}x cheaper"
+        )
+    else:
+        why["loss"] = f"sampled softmax: only {fits('ce'):.0f} full-softmax epochs would fit (< {MIN_EPOCHS})"
+    train["loss"] = loss
+    if "max_epochs" in given_train:
+        why["max_epochs"] = "given"
+    else:
+        train["max_epochs"] = int(min(MAX_EPOCHS, max(1, fits(loss))))
+        why["max_epochs"] = (
+            f"{epoch[loss]:.1f} s per epoch and {validation:.1f} s per validation round measured: "
+            f"{train['max_epochs']} epochs fit {BUDGET_SHARE:.0%} of the {minutes:g}-minute cap"
+            if budget
+            else f"no cap: {MAX_EPOCHS}"
+        )
+    why["seconds_per_epoch"] = {name: round(s, 2) for name, s in epoch.items()}
+    why["seconds_per_validation"] = round(validation, 2)
+    train.setdefault("lr_schedule", "cosine")
+    return Choice(model, train, why)

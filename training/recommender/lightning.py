@@ -173,6 +173,7 @@ class SASRecModule(pl.LightningModule):
         self.proposal = proposal
         self.gbce_t = gbce_t
         self._excluded: torch.Tensor | None = None
+        self.schedule: CosineWithWarmup | None = None  # set by configure_optimizers (cosine only)
         self._ranks: list[torch.Tensor] = []
         self._cases: list[torch.Tensor] = []
         self.save_hyperparameters(ignore=["model", "proposal"])
@@ -204,6 +205,8 @@ class SASRecModule(pl.LightningModule):
             gbce_t=self.gbce_t,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
+        if self.schedule is not None:
+            self.log("train/lr", self.lr * self.schedule(self.global_step), batch_size=batch["seq"].shape[0])
         return loss
 
     def _rank_step(self, batch: dict[str, torch.Tensor]) -> None:
@@ -256,21 +259,33 @@ class SASRecModule(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not np.isfinite(total):
             raise ValueError("lr_schedule='cosine' needs a finite max_epochs to decay over")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(int(total)))
+        self.schedule = cosine_with_warmup(int(total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def cosine_with_warmup(total_steps: int, warmup_fraction: float = 0.02):
-    """Multiplier of the base rate at each step: linear warm-up, then cosine down to zero."""
-    warmup = max(1, int(total_steps * warmup_fraction))
+class CosineWithWarmup:
+    """Multiplier of the base rate at each step: linear warm-up, then cosine down to zero at
+    ``total_steps``. ``total_steps`` may be shortened during training (``TimeBudget`` does it
+    when the cap holds fewer epochs than planned), so the rate still reaches its end."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    def __init__(self, total_steps: int, warmup_fraction: float = 0.02) -> None:
+        self.warmup_fraction = warmup_fraction
+        self.shorten(total_steps)
+
+    def shorten(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.warmup = max(1, int(total_steps * self.warmup_fraction))
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
         return 0.5 * (1.0 + float(np.cos(np.pi * progress)))
 
-    return factor
+
+def cosine_with_warmup(total_steps: int, warmup_fraction: float = 0.02) -> CosineWithWarmup:
+    return CosineWithWarmup(total_steps, warmup_fraction)
 
 
 class TimeBudget(Callback):
@@ -283,10 +298,12 @@ class TimeBudget(Callback):
     """
 
     MARGIN = 1.25  # reserve this many times the validation round's measured time
+    PACE_SHARE = 0.97  # of the cap that the refitted schedule plans for
 
     def __init__(self, minutes: float | None, cpu_minutes: float | None = None) -> None:
         self.limits = {"max_minutes": minutes, "max_cpu_minutes": cpu_minutes}
         self.reason: str | None = None
+        self.refitted: int | None = None  # the epochs the schedule was last shortened to
         self._start = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
         self._val_start = dict(self._start)
         self.val_seconds = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
@@ -338,6 +355,25 @@ class TimeBudget(Callback):
         for k in self.limits:
             self.val_seconds[k] = max(self.val_seconds[k], now[k] - self._val_start[k])
         self._last = now
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Fit the schedule to the pace measured so far: when the cap holds fewer epochs than
+        planned, ``max_epochs`` and a cosine rate's end move to the last epoch that fits, so
+        the rate decays inside the cap instead of being cut off halfway down."""
+        done = trainer.current_epoch + 1
+        schedule = getattr(pl_module, "schedule", None)
+        if schedule is None or trainer.should_stop or all(v is None for v in self.limits.values()):
+            return  # a constant rate loses nothing by being cut off: the cap alone decides
+        now = self._now()
+        fits = min(
+            int(limit * 60 * self.PACE_SHARE / ((now[k] - self._start[k]) / done))
+            for k, limit in self.limits.items()
+            if limit is not None
+        )
+        if done <= fits < trainer.fit_loop.max_epochs:
+            trainer.fit_loop.max_epochs = fits
+            schedule.shorten(min(schedule.total_steps, fits * trainer.num_training_batches))
+            self.refitted = fits
 
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.should_stop or all(v is None for v in self.limits.values()):

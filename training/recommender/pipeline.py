@@ -190,7 +190,8 @@ class TrainResult:
     epochs: int
     best_epoch: int | None
     # Why training ended: "max_epochs", "early_stopping" (patience rounds without a better
-    # validation NDCG@10), "max_minutes" or "max_cpu_minutes" (the cap, validation included).
+    # validation NDCG@10), "max_minutes" or "max_cpu_minutes" (the cap, validation included),
+    # "max_epochs_fitted_to_cap" (the schedule shortened to the epochs the cap held).
     stop_reason: str
     checkpoint: str | None
     log_dir: str | None
@@ -359,6 +360,10 @@ def fit(
         stop_reason = budget.reason
     elif early_stopping.stopped_epoch > 0:
         stop_reason = "early_stopping"
+    elif budget.refitted is not None and trainer.current_epoch >= budget.refitted:
+        # The cap held fewer epochs than planned at the pace measured: the schedule was
+        # shortened to end inside it, and it did.
+        stop_reason = "max_epochs_fitted_to_cap"
     elif trainer.current_epoch >= settings.max_epochs:
         stop_reason = "max_epochs"
     else:

@@ -226,6 +226,34 @@ def test_the_wall_clock_cap_holds_for_training_plus_validation(rule_data, tmp_pa
     assert result.best_epoch is not None and result.checkpoint
 
 
+def test_a_cosine_schedule_is_shortened_to_end_inside_the_cap(rule_data, tmp_path):
+    from training.recommender.data import leave_one_out
+
+    split = leave_one_out(rule_data)
+    config = pipeline.model_config(rule_data, "quick", **TINY)
+    cap_minutes = 0.15
+    settings = tiny_settings(
+        tmp_path, max_epochs=10_000, patience=10_000, max_minutes=cap_minutes, lr_schedule="cosine"
+    )
+    result = pipeline.fit(rule_data, split, config, settings)
+    # Planned for 10,000 epochs, the schedule ended with the epochs the cap held at the pace
+    # measured (or, if the pace slowed, the cap cut in first); the rate decayed on the way.
+    assert result.stop_reason in ("max_epochs_fitted_to_cap", "max_minutes"), result.stop_reason
+    assert 1 <= result.epochs < 10_000 and result.train_seconds < cap_minutes * 60
+    lrs = _logged_lrs(result)
+    assert lrs and lrs[-1] < max(lrs)
+    if result.stop_reason == "max_epochs_fitted_to_cap":
+        assert lrs[-1] < 0.1 * max(lrs), lrs[-5:]
+
+
+def _logged_lrs(result) -> list[float]:
+    import csv
+    from pathlib import Path
+
+    rows = csv.DictReader(open(Path(result.log_dir) / "metrics.csv"))
+    return [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+
+
 def test_early_stopping_says_so_and_keeps_the_best_checkpoint(rule_data, tmp_path):
     from training.recommender.data import leave_one_out
 

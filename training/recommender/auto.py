@@ -90,7 +90,13 @@ def choose_shape(split: LeaveOneOut) -> Choice:
 def seconds_per_epoch(
     data: SequenceData, split: LeaveOneOut, model_values: dict, train_values: dict, loss: str, threads: int
 ) -> float:
-    """Times ``PROBE_BATCHES`` training steps (after one untimed) on the data's own batches."""
+    """An epoch's training time, from ``PROBE_BATCHES`` timed steps on the data's own batches.
+
+    Batches are cut to their longest window, so their cost varies with length, and a shop's
+    lengths are skewed: a few long batches cost as much as many short ones, and a random few
+    batches miss them (that under-estimated a Sports epoch by half). The probe times batches
+    spread over the range of padded sizes and sums a line fitted to them over every batch.
+    """
     from training.recommender.lightning import SequenceDataModule
     from training.recommender.losses import compute_loss
     from training.recommender.model import RecommenderConfig, SASRec
@@ -98,15 +104,19 @@ def seconds_per_epoch(
     torch.set_num_threads(threads)
     model = SASRec(RecommenderConfig(num_items=data.num_items, **model_values)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_values["lr"])
-    loader = SequenceDataModule(
+    module = SequenceDataModule(
         split, model_values["max_len"], train_values["batch_size"], train_values.get("window_stride", 0)
-    ).train_dataloader()
-    batches = iter(loader)
-    elapsed = []
-    for step in range(PROBE_BATCHES + 1):
-        batch = next(batches, None)
-        if batch is None:
-            break
+    )
+    batches = module.train_dataloader().batch_sampler.batches()
+    if not batches:
+        return 0.0
+    lengths = module.windows.lengths
+    sizes = np.array([len(b) * max(int(lengths[b].max()), 1) for b in batches], dtype=np.float64)
+    order = np.argsort(sizes)
+    picks = order[np.linspace(0, len(order) - 1, min(PROBE_BATCHES, len(order))).astype(int)]
+    timed_sizes, elapsed = [], []
+    for step, pick in enumerate([picks[-1], *picks]):  # the first step pays for allocations
+        batch = module._collate_windows(batches[pick].tolist())
         start = time.perf_counter()
         loss_value = compute_loss(
             loss,
@@ -118,9 +128,13 @@ def seconds_per_epoch(
         optimizer.zero_grad()
         loss_value.backward()
         optimizer.step()
-        if step:  # the first step pays for allocations
+        if step:
             elapsed.append(time.perf_counter() - start)
-    return float(np.mean(elapsed)) * len(loader) if elapsed else 0.0
+            timed_sizes.append(sizes[pick])
+    if len(set(timed_sizes)) < 2:
+        return float(np.mean(elapsed)) * len(batches)
+    slope, intercept = np.polyfit(timed_sizes, elapsed, 1)
+    return float(max(slope * sizes.sum() + intercept * len(batches), np.min(elapsed) * len(batches)))
 
 
 def seconds_per_validation(data: SequenceData, split: LeaveOneOut, model_values: dict) -> float:

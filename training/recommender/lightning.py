@@ -53,7 +53,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[np.ndarray]:
+    def batches(self) -> list[np.ndarray]:
+        """This epoch's batches (window indices), in the order they will be served."""
         rng = np.random.default_rng(self.seed + self.epoch)
         # Jitter the lengths so batches differ between epochs.
         order = np.argsort(self.lengths + rng.uniform(0, 8, len(self.lengths)), kind="stable")
@@ -65,7 +66,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches[:usable][self.rank :: self.world_size]
 
     def __iter__(self):
-        batches = self._batches()
+        batches = self.batches()
         self.epoch += 1
         return iter([b.tolist() for b in batches])
 

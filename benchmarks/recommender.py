@@ -110,6 +110,11 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024.0  # Linux reports KiB
 
 
+def given(**values) -> dict:
+    """The values a flag set (None: left to the profile)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,40 +127,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no data file at {args.data}", file=sys.stderr)
         return 2
     data = pipeline.build_dataset(args.data, args.item_text)
-    overrides = {
-        k: v
-        for k, v in {
-            "max_len": args.max_len,
-            "hidden": args.hidden,
-            "num_blocks": args.blocks,
-            "num_heads": args.heads,
-            "ffn_mult": args.ffn_mult,
-            "dropout": args.dropout,
-        }.items()
-        if v is not None
-    }
+    overrides = given(
+        max_len=args.max_len,
+        hidden=args.hidden,
+        num_blocks=args.blocks,
+        num_heads=args.heads,
+        ffn_mult=args.ffn_mult,
+        dropout=args.dropout,
+    )
+    # Training values set by a flag: the auto profile keeps them instead of choosing.
+    train_given = given(
+        loss=args.loss,
+        num_negatives=args.num_negatives,
+        negative_sampling=args.negative_sampling,
+        gbce_t=args.gbce_t,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        batch_size=args.batch_size,
+        max_epochs=args.max_epochs,
+        window_stride=args.window_stride,
+        patience=args.patience,
+    )
     work = Path(tempfile.mkdtemp(prefix="shopml-rec-bench-"))
 
     def run(text: bool, cold: float, minutes: float, name: str) -> pipeline.TrainResult:
-        given = {
-            k: v
-            for k, v in {
-                "loss": args.loss,
-                "num_negatives": args.num_negatives,
-                "negative_sampling": args.negative_sampling,
-                "gbce_t": args.gbce_t,
-                "lr": args.lr,
-                "lr_schedule": args.lr_schedule,
-                "batch_size": args.batch_size,
-                "max_epochs": args.max_epochs,
-                "window_stride": args.window_stride,
-                "patience": args.patience,
-            }.items()
-            if v is not None
-        }
         settings = pipeline.settings_for(
             args.profile,
-            **given,
+            **train_given,
             precision=args.precision,
             max_minutes=minutes,
             max_cpu_minutes=args.max_cpu_minutes,
@@ -171,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             overrides,
             cold_fraction=cold,
-            given=given,
+            given=train_given,
         )
 
     result = run(args.item_text is not None, 0.0, args.max_minutes, "main")

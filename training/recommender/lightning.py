@@ -206,8 +206,7 @@ class SASRecModule(pl.LightningModule):
             gbce_t=self.gbce_t,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
-        if self.schedule is not None:
-            self.log("train/lr", self.lr * self.schedule(self.global_step), batch_size=batch["seq"].shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch["seq"].shape[0])
         return loss
 
     def _rank_step(self, batch: dict[str, torch.Tensor]) -> None:
@@ -260,7 +259,7 @@ class SASRecModule(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not np.isfinite(total):
             raise ValueError("lr_schedule='cosine' needs a finite max_epochs to decay over")
-        self.schedule = cosine_with_warmup(int(total))
+        self.schedule = CosineWithWarmup(int(total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -283,10 +282,6 @@ class CosineWithWarmup:
             return (step + 1) / self.warmup
         progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
         return 0.5 * (1.0 + float(np.cos(np.pi * progress)))
-
-
-def cosine_with_warmup(total_steps: int, warmup_fraction: float = 0.02) -> CosineWithWarmup:
-    return CosineWithWarmup(total_steps, warmup_fraction)
 
 
 class TimeBudget(Callback):

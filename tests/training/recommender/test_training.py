@@ -283,9 +283,9 @@ def test_the_sampled_losses_learn_the_rule(rule_data, tmp_path, loss, sampling, 
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from training.recommender.lightning import cosine_with_warmup
+    from training.recommender.lightning import CosineWithWarmup
 
-    factor = cosine_with_warmup(total_steps=1000, warmup_fraction=0.02)
+    factor = CosineWithWarmup(total_steps=1000, warmup_fraction=0.02)
     assert factor(0) == pytest.approx(1 / 20) and factor(19) == pytest.approx(1.0)
     assert factor(20 + 490) == pytest.approx(0.5, abs=0.01)
     assert factor(999) < 1e-4 and factor(5000) == 0.0

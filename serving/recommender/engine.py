@@ -294,8 +294,8 @@ class RecommenderEngine:
         """The model's top k for one history (a few milliseconds of CPU, on the event loop)."""
         rec = self.model.recommender
         encoded = rec.encode(history)[-rec.model.config.max_len :]
-        # Positions are right-aligned and padding is masked, so the unpadded history scores the
-        # same as score_histories' left-padded one, at the cost of its real length, not max_len.
+        # Positions are right-aligned and padding is masked, so a history padded to its trace's
+        # length bucket (or unpadded, eagerly) scores the same as score_histories' max_len one.
         with torch.inference_mode():
             if self._traced is not None:
                 scores = self._traced(encoded).float()

@@ -206,7 +206,8 @@ class SASRecModule(pl.LightningModule):
             gbce_t=self.gbce_t,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["seq"].shape[0])
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch["seq"].shape[0])
+        if self.schedule is not None:  # the rate the scheduler set for this step
+            self.log("train/lr", self.lr * self.schedule(self.global_step), batch_size=batch["seq"].shape[0])
         return loss
 
     def _rank_step(self, batch: dict[str, torch.Tensor]) -> None:

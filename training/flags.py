@@ -16,6 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+def setting(default, help: str):
+    """A dataclass field whose help text is also its command-line flag's."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def _int_or_str(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 

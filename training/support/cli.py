@@ -6,14 +6,16 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from training.support.config import PROFILES
+from training.flags import add_flags, flag_values
+from training.support.config import EVALUATE_FLAGS, PROFILES, TRAIN_FLAGS, SupportConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, flags: tuple[str, ...]) -> None:
     parser.add_argument(
         "--profile",
         choices=list(PROFILES),
@@ -33,82 +35,31 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="extra feedback JSON-lines file (repeatable)",
     )
-    parser.add_argument("--max-rows", type=int, help="read at most this many Bitext rows")
-    parser.add_argument(
-        "--eval-limit", type=int, help="held-out rows scored by the ranker (default: profile's)"
-    )
-    parser.add_argument(
-        "--generation-eval-limit", type=int, help="held-out rows answered by the generator for ROUGE-L"
-    )
-    parser.add_argument(
-        "--latency-queries", type=int, help="replies timed for the latency figures (default 20)"
-    )
     parser.add_argument("--threads", type=int, help="CPU threads (default 2)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
-    parser.add_argument(
-        "--near-duplicate-threshold",
-        type=float,
-        help="cosine at which questions stay on one side (default 0.85)",
-    )
     parser.add_argument("--report-dir", type=Path, help="write metrics.json, report.md, report.png here")
+    # Every other setting as a flag, named, typed and explained by SupportConfig itself.
+    add_flags(parser, SupportConfig, flags, defaults=PROFILES["quick"], defaults_from="in the quick profile")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument(
-        "--generator",
-        help="causal LM for the generator: a Hugging Face name or local folder (default: SmolLM2-135M-Instruct GGUF)",
-    )
+    _common(parser, EVALUATE_FLAGS + TRAIN_FLAGS)
     parser.add_argument("--no-generator", action="store_true", help="retrieve and rank only")
-    parser.add_argument(
-        "--encoder", help="sentence encoder folder for retriever and ranker (default: all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--generator-steps", type=int, help="LoRA steps (default: 12 for quick, 1500 for full; 0: zero-shot)"
-    )
-    parser.add_argument("--ranker-steps", type=int, help="ranker fine-tuning steps")
-    parser.add_argument("--ranker-max-length", type=int, help="tokens of (question, reply) the ranker reads")
-    parser.add_argument("--router-steps", type=int, help="turn router fine-tuning steps")
-    parser.add_argument(
-        "--no-router", action="store_true", help="train no turn router (every turn is support)"
-    )
     parser.add_argument("--no-promote", action="store_true", help="save the model but do not promote it")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    _common(parser, EVALUATE_FLAGS)
     parser.add_argument(
         "--tag", help="support model to evaluate (default: the promoted one, else the latest)"
     )
     parser.add_argument("--no-generator", action="store_true", help="skip generation (faster)")
 
 
-def _config(args: argparse.Namespace):
-    from training.support.config import SupportConfig
-
-    generator = None if getattr(args, "no_generator", False) else getattr(args, "generator", None)
-    overrides = {
-        "max_rows": args.max_rows,
-        "eval_limit": args.eval_limit,
-        "num_threads": args.threads,
-        "seed": args.seed,
-        "generator": generator,
-        "generator_steps": getattr(args, "generator_steps", None),
-        "ranker_steps": getattr(args, "ranker_steps", None),
-        "ranker_max_length": getattr(args, "ranker_max_length", None),
-        "router_steps": getattr(args, "router_steps", None),
-        "encoder": getattr(args, "encoder", None),
-        "near_duplicate_threshold": args.near_duplicate_threshold,
-        "generation_eval_limit": args.generation_eval_limit,
-        "latency_queries": args.latency_queries,
-    }
-    config = SupportConfig.for_profile(args.profile, **overrides)
-    from dataclasses import replace
-
-    if getattr(args, "no_generator", False):
+def _config(args: argparse.Namespace) -> SupportConfig:
+    given = {k: v for k, v in flag_values(args, SupportConfig).items() if k != "profile"}
+    config = SupportConfig.for_profile(args.profile, num_threads=args.threads, **given)
+    if args.no_generator:
         config = replace(config, generator=None)
-    if getattr(args, "no_router", False):
-        config = replace(config, router=False)
     return config
 
 

@@ -72,3 +72,38 @@ def test_train_then_evaluate(settings, tiny_encoder_dir, tiny_lm_dir, tmp_path, 
 def test_bad_profile_is_rejected():
     with pytest.raises(SystemExit):
         parse(cli.add_train_arguments, ["--profile", "huge"])
+
+
+def test_every_support_setting_flag_reaches_the_config():
+    from training.support.config import EVALUATE_FLAGS, TRAIN_FLAGS
+
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    text = parser.format_help()
+    assert all(f"--{name.replace('_', '-')}" in text for name in EVALUATE_FLAGS + TRAIN_FLAGS)
+    args = parser.parse_args(
+        [
+            "--profile",
+            "full",
+            "--generator-candidates",
+            "2",
+            "--no-router",
+            "--lora-layers",
+            "4",
+            "--threads",
+            "1",
+        ]
+    )
+    config = cli._config(args)
+    assert (config.generator_candidates, config.router, config.lora_layers, config.num_threads) == (
+        2,
+        False,
+        4,
+        1,
+    )
+    assert config.generator_steps == 1500  # the full profile's, as no flag was given
+    assert cli._config(parser.parse_args(["--no-generator"])).generator is None
+    # Evaluation takes only the flags that change what is evaluated, not how a model trains.
+    evaluate = argparse.ArgumentParser()
+    cli.add_evaluate_arguments(evaluate)
+    assert "--generator-steps" not in evaluate.format_help() and "--eval-limit" in evaluate.format_help()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.recommender.data import LeaveOneOut, SequenceData
+from training.recommender.data import SequenceData, Split
 
 MIN_EPOCHS = 30  # below this a cosine schedule has not converged on the sets measured
 MAX_EPOCHS = 200  # the published runs' ceiling
@@ -59,7 +59,7 @@ class Choice:
     why: dict = field(default_factory=dict)  # the data's figures and the reason of each choice
 
 
-def history_figures(split: LeaveOneOut) -> dict:
+def history_figures(split: Split) -> dict:
     lengths = np.array([len(s) for s in split.train]) if split.train else np.zeros(1)
     return {
         "users": len(split.train),
@@ -69,7 +69,7 @@ def history_figures(split: LeaveOneOut) -> dict:
     }
 
 
-def choose_shape(split: LeaveOneOut) -> Choice:
+def choose_shape(split: Split) -> Choice:
     """Steps 1 and 2: the model's length, shape and regularisation, and the batch and rate."""
     figures = history_figures(split)
     max_len = next((n for n in (50, 100, 200) if n >= figures["p90_history"]), 200)
@@ -88,7 +88,7 @@ def choose_shape(split: LeaveOneOut) -> Choice:
 
 
 def seconds_per_epoch(
-    data: SequenceData, split: LeaveOneOut, model_values: dict, train_values: dict, loss: str, threads: int
+    data: SequenceData, split: Split, model_values: dict, train_values: dict, loss: str, threads: int
 ) -> float:
     """An epoch's training time, from ``PROBE_BATCHES`` timed steps on the data's own batches.
 
@@ -137,7 +137,7 @@ def seconds_per_epoch(
     return float(max(slope * sizes.sum() + intercept * len(batches), np.min(elapsed) * len(batches)))
 
 
-def seconds_per_validation(data: SequenceData, split: LeaveOneOut, model_values: dict) -> float:
+def seconds_per_validation(data: SequenceData, split: Split, model_values: dict) -> float:
     """One validation round: full-catalogue scores for every validation case, timed on 512."""
     from training.recommender.data import left_pad
     from training.recommender.model import RecommenderConfig, SASRec
@@ -155,7 +155,7 @@ def seconds_per_validation(data: SequenceData, split: LeaveOneOut, model_values:
 
 def choose(
     data: SequenceData,
-    split: LeaveOneOut,
+    split: Split,
     minutes: float | None,
     threads: int,
     given_model: dict | None = None,

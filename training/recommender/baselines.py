@@ -40,8 +40,13 @@ EASE_L2 = 200.0
 EASE_SEARCH_MAX_ITEMS = 5_000
 
 
-def _counts(train: Sequence[np.ndarray], num_items: int) -> np.ndarray:
-    counts = np.bincount(np.concatenate(list(train)), minlength=num_items + 1).astype(np.float32)
+def _counts(
+    train: Sequence[np.ndarray], num_items: int, positive: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """Training interactions per item; only the positives when context steps are told apart."""
+    steps = list(train) if positive is None else [s[p] for s, p in zip(train, positive, strict=True)]
+    counts = np.bincount(np.concatenate(steps or [np.zeros(0, dtype=np.int64)]), minlength=num_items + 1)
+    counts = counts.astype(np.float32)
     counts[0] = 0
     return counts
 
@@ -116,12 +121,15 @@ class ItemToItem:
 
 
 class MostPopular(ItemToItem):
-    """Scores every item by its number of training interactions."""
+    """Scores every item by its number of training interactions (positives only, when
+    ``positive`` marks some steps as context)."""
 
     name = "most_popular"
 
-    def __init__(self, train: Sequence[np.ndarray], num_items: int) -> None:
-        super().__init__(None, _counts(train, num_items))
+    def __init__(
+        self, train: Sequence[np.ndarray], num_items: int, positive: Sequence[np.ndarray] | None = None
+    ) -> None:
+        super().__init__(None, _counts(train, num_items, positive))
         self.counts = torch.from_numpy(self.bias)
 
 
@@ -129,7 +137,8 @@ class CoOccurrence(ItemToItem):
     """Item-to-item: how often item j followed item i within ``window`` steps in training.
 
     A history scores j by the co-occurrence counts of its last ``recent`` items, newer
-    ones weighted more; popularity breaks ties among items that never co-occurred.
+    ones weighted more; popularity breaks ties among items that never co-occurred. With
+    ``positive``, only positives count as the item that followed (context steps lead to one).
     """
 
     name = "cooccurrence"
@@ -141,19 +150,24 @@ class CoOccurrence(ItemToItem):
         window: int = 3,
         recent: int = 3,
         decay: float = 0.6,
+        positive: Sequence[np.ndarray] | None = None,
     ) -> None:
         n = num_items + 1
         rows, cols = [], []
-        for seq in train:
+        for i, seq in enumerate(train):
             for offset in range(1, window + 1):
                 if len(seq) > offset:
-                    rows.append(seq[:-offset])
-                    cols.append(seq[offset:])
+                    followed = slice(offset, None)
+                    keep = (
+                        np.ones(len(seq) - offset, dtype=bool) if positive is None else positive[i][followed]
+                    )
+                    rows.append(seq[:-offset][keep])
+                    cols.append(seq[followed][keep])
         r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
         matrix = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
         matrix.sum_duplicates()
-        counts = _counts(train, num_items)
+        counts = _counts(train, num_items, positive)
         super().__init__(
             matrix, _tie_break(counts), recent, decay, {"window": window, "recent": recent, "decay": decay}
         )
@@ -194,6 +208,7 @@ class EASE(ItemToItem):
         l2: float | None = None,
         valid: EvalSet | None = None,
         max_items: int = EASE_MAX_ITEMS,
+        positive: Sequence[np.ndarray] | None = None,
     ) -> None:
         n = num_items + 1
         counts = _counts(train, num_items)
@@ -217,7 +232,8 @@ class EASE(ItemToItem):
         )
         self.kept = kept
         self._x = x
-        bias = _tie_break(counts)
+        # Every step is a row entry (the model is item-to-item); the tie-break counts positives.
+        bias = _tie_break(_counts(train, num_items, positive))
         super().__init__(None, bias)
         grid = (
             EASE_L2_GRID
@@ -252,13 +268,17 @@ class EASE(ItemToItem):
 
 
 def fit_baselines(
-    train: Sequence[np.ndarray], num_items: int, valid: EvalSet | None = None
+    train: Sequence[np.ndarray],
+    num_items: int,
+    valid: EvalSet | None = None,
+    positive: Sequence[np.ndarray] | None = None,
 ) -> dict[str, ItemToItem]:
-    """Every baseline, fitted on the training sequences (``valid`` only tunes EASE's l2)."""
+    """Every baseline, fitted on the training sequences (``valid`` only tunes EASE's l2;
+    ``positive`` marks which steps are positives, None: all)."""
     return {
-        "most_popular": MostPopular(train, num_items),
-        "cooccurrence": CoOccurrence(train, num_items),
-        "ease": EASE(train, num_items, valid=valid),
+        "most_popular": MostPopular(train, num_items, positive),
+        "cooccurrence": CoOccurrence(train, num_items, positive=positive),
+        "ease": EASE(train, num_items, valid=valid, positive=positive),
     }
 
 

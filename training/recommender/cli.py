@@ -5,21 +5,57 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from data_contracts.schemas import ITEM_EVENT_TYPES
 from data_contracts.settings import Settings, use_model_store
 from training.flags import add_flags, flag_values
+from training.recommender.data import DEFAULT_EVENT_TYPES, PROTOCOLS
 from training.recommender.pipeline import PROFILES, TRAIN_FLAGS, Features, TrainSettings
+
+
+def _event_types(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in ITEM_EVENT_TYPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type(s) {', '.join(unknown)}; the warehouse has {', '.join(ITEM_EVENT_TYPES)}"
+        )
+    return names
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", type=Path, help="SASRec-style file: 'user item' per line, in time order")
     source.add_argument(
-        "--warehouse", type=Path, help="DuckDB warehouse file (default: the configured one, SHOPML_WAREHOUSE)"
+        "--warehouse",
+        nargs="?",
+        const="",
+        type=Path,
+        help="train from the DuckDB warehouse (the default source); a path names another warehouse file "
+        "than the configured one (SHOPML_WAREHOUSE)",
     )
     parser.add_argument(
         "--item-text", type=Path, help="tab-separated 'item_id<TAB>text' file for text features"
+    )
+    parser.add_argument(
+        "--positives",
+        type=_event_types,
+        help=f"warehouse event types that are targets, comma-separated (default {','.join(DEFAULT_EVENT_TYPES)})",
+    )
+    parser.add_argument(
+        "--context",
+        type=_event_types,
+        default=(),
+        help="warehouse event types that are inputs only, never targets, e.g. view when purchases are the goal",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=[*PROTOCOLS, "both"],
+        help="evaluation split: leave-one-out (each user's last positive), time (a global split: trained "
+        "before a moment, tested after it) or both, each with its own model (default: both for the "
+        "warehouse, leave-one-out for a --data file, which has no times)",
     )
 
 
@@ -65,17 +101,23 @@ def _load_data(args: argparse.Namespace, settings: Settings):
     from training.recommender.pipeline import build_dataset
 
     if args.data is not None:
-        return build_dataset(args.data, args.item_text)
+        return build_dataset(args.data, args.item_text, args.positives, args.context)
     from data_contracts.warehouse import connect
 
-    path = args.warehouse or settings.warehouse_path
+    path = args.warehouse or settings.warehouse_path  # a bare --warehouse is the configured one
     if not Path(path).exists():
         raise SystemExit(f"no warehouse at {path}; run the ingest first or pass --data FILE")
     conn = connect(path, read_only=True)
     try:
-        return build_dataset(conn, args.item_text)
+        return build_dataset(conn, args.item_text, args.positives, args.context)
     finally:
         conn.close()
+
+
+def _protocols(args: argparse.Namespace) -> list[str]:
+    """The protocols to report, the first one the model that is saved."""
+    chosen = args.protocol or ("leave-one-out" if args.data is not None else "both")
+    return list(PROTOCOLS) if chosen == "both" else [chosen]
 
 
 def train(args: argparse.Namespace) -> int:
@@ -92,12 +134,28 @@ def train(args: argparse.Namespace) -> int:
     flags.setdefault("output_dir", settings.data_dir / "recommender")
     train_settings = pipeline.settings_for(args.profile, num_threads=args.threads, **flags)
     features = Features(category=args.category, price=args.price, text=args.text)
-    result = pipeline.train(data, args.profile, features, train_settings, given=flags)
+    protocols = _protocols(args)
+    results = {}
+    for protocol in protocols:
+        # Each protocol's model keeps its checkpoints and logs apart; each gets the whole cap.
+        own = replace(train_settings, output_dir=Path(train_settings.output_dir) / protocol)
+        results[protocol] = pipeline.train(
+            data,
+            args.profile,
+            features,
+            own if len(protocols) > 1 else train_settings,
+            given=flags,
+            protocol=protocol,
+        )
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:
         return 0
+    result = results[protocols[0]]
     metrics = result.artifact.metrics
+    # The other protocol's model is trained for its figures only; the first one is saved.
+    for protocol in protocols[1:]:
+        metrics[protocol.replace("-", "_")] = results[protocol].artifact.metrics
     if not args.no_save:
         tag = save_to_store(result.artifact, labels={"profile": args.profile}, home=home)
         metrics["tag"] = tag
@@ -116,7 +174,7 @@ def evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     from training.recommender import pipeline
     from training.recommender.artifact import load_from_store
-    from training.recommender.data import leave_one_out
+    from training.recommender.data import make_split
     from training.recommender.evaluation import evaluate_with_baselines
     from training.recommender.inference import Recommender
 
@@ -126,12 +184,19 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     artifact = load_from_store(tag, home=home)
     data = _load_data(args, settings)
-    split = leave_one_out(data)
+    protocol = args.protocol or "leave-one-out"
+    if protocol == "both":
+        print("evaluate takes one protocol: leave-one-out or time", file=sys.stderr)
+        return 2
+    split = make_split(data, protocol)
     n = data.num_items
     scorer = pipeline.vocabulary_scorer(Recommender(artifact.model, artifact.items), data.items)
-    metrics = evaluate_with_baselines(scorer, split.train, split.test, n, valid=split.valid)
+    metrics = evaluate_with_baselines(
+        scorer, split.train, split.test, n, valid=split.valid, train_positive=split.train_positive
+    )
     metrics["tag"] = artifact.tag
-    metrics["split"] = pipeline.split_fingerprint(data)
+    metrics["protocol"] = split.describe()
+    metrics["split"] = pipeline.split_fingerprint(data, protocol=protocol)
     # One JSON line last, after Lightning's progress output.
     print(json.dumps(metrics))
     return 0

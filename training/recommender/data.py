@@ -1,13 +1,21 @@
-"""Interaction sequences: reading them, splitting them leave-one-out, making tensors.
+"""Interaction sequences: reading them, splitting them, making tensors.
 
 Item ids are strings everywhere outside this module's arrays; ``SequenceData.items`` is
 the vocabulary, and item index ``i + 1`` is ``items[i]`` (index 0 is padding).
+
+Two evaluation protocols split the same data (``split``): leave-one-out (each user's last
+positive is the test target, the one before it validation) and a global time split
+(training before one moment, validation and test after it: what a shop deploying a model
+trained up to today sees). From the warehouse, a step is either a positive (a purchase,
+say: a training and evaluation target) or context (a view: an input only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -36,6 +44,9 @@ class SequenceData:
     users: list[str]
     sequences: list[np.ndarray]  # one int64 array per user, oldest first
     side: ItemSide = field(default_factory=ItemSide)
+    # Per step, aligned with ``sequences``; None when the source has none (a pairs file).
+    times: list[np.ndarray] | None = None  # event time, epoch seconds
+    positive: list[np.ndarray] | None = None  # False: a context step (an input, never a target)
 
     @property
     def num_items(self) -> int:
@@ -45,15 +56,21 @@ class SequenceData:
         return {item: i + 1 for i, item in enumerate(self.items)}
 
 
-def _from_frame(frame: pl.DataFrame) -> SequenceData:
-    """``user``, ``item`` string columns already in per-user time order."""
+def _from_frame(frame: pl.DataFrame, per_step: tuple[str, str] | None = None) -> SequenceData:
+    """``user``, ``item`` string columns already in per-user time order; ``per_step`` names
+    the time and positive columns to keep beside each step."""
     items = frame["item"].unique(maintain_order=True).to_list()
     index = {item: i + 1 for i, item in enumerate(items)}
     frame = frame.with_columns(pl.col("item").replace_strict(index, return_dtype=pl.Int64).alias("idx"))
-    grouped = frame.group_by("user", maintain_order=True).agg(pl.col("idx"))
+    grouped = frame.group_by("user", maintain_order=True).agg(pl.col("idx"), *map(pl.col, per_step or ()))
     users = grouped["user"].to_list()
     sequences = [np.asarray(s, dtype=np.int64) for s in grouped["idx"].to_list()]
-    return SequenceData(items=items, users=users, sequences=sequences)
+    data = SequenceData(items=items, users=users, sequences=sequences)
+    if per_step:
+        time, positive = per_step
+        data.times = [np.asarray(t) for t in grouped[time].to_list()]
+        data.positive = [np.asarray(p, dtype=bool) for p in grouped[positive].to_list()]
+    return data
 
 
 def read_sasrec_file(path: Path | str) -> SequenceData:
@@ -132,32 +149,46 @@ def attach_catalog(data: SequenceData, catalog: pl.DataFrame, num_price_buckets:
 
 def dataset_from_warehouse(
     conn,
-    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES,
+    positives: tuple[str, ...] = DEFAULT_EVENT_TYPES,
+    context: tuple[str, ...] = (),
     num_price_buckets: int = 10,
     with_catalog: bool = True,
 ) -> SequenceData:
     """Sequences from the warehouse ``events`` table, side features from ``catalog``.
 
-    ``conn`` is a DuckDB connection. Consecutive repeats of the same item by one user
-    (a view then a cart of one item) are collapsed to one step.
+    ``conn`` is a DuckDB connection. Events of the ``positives`` types are targets;
+    ``context`` types (views, when purchases are the goal) only feed the history.
+    Consecutive events of one user on one item (a view then a cart) are collapsed to one
+    step, at the time of its last event, a positive if any of them was.
     """
+    overlap = set(positives) & set(context)
+    if overlap:
+        raise ValueError(f"event types {sorted(overlap)} are named as both positives and context")
+    if not positives:
+        raise ValueError("no positive event types given")
     frame = conn.execute(
         """
-        SELECT user_id AS user, item_id AS item
+        SELECT user_id AS user, item_id AS item, epoch(ts) AS ts, event_type IN (SELECT unnest(?)) AS positive
         FROM events
         WHERE user_id IS NOT NULL AND item_id IS NOT NULL AND event_type IN (SELECT unnest(?))
         ORDER BY user_id, ts, event_id
         """,
-        [list(event_types)],
+        [list(positives), [*positives, *context]],
     ).pl()
-    frame = frame.filter(
-        (pl.col("user") != pl.col("user").shift(1))
-        | (pl.col("item") != pl.col("item").shift(1))
-        | pl.col("user").shift(1).is_null()
+    if frame.filter(pl.col("positive")).height == 0:
+        raise ValueError(f"the events table has no {', '.join(positives)} events")
+    step = (
+        (pl.col("user") != pl.col("user").shift(1)) | (pl.col("item") != pl.col("item").shift(1))
+    ).fill_null(True)
+    frame = (
+        frame.with_columns(step.cum_sum().alias("step"))
+        .group_by("step", maintain_order=True)
+        .agg(pl.col("user").first(), pl.col("item").first(), pl.col("ts").max(), pl.col("positive").any())
     )
-    if frame.height == 0:
-        raise ValueError(f"the events table has no {', '.join(event_types)} events")
-    data = _from_frame(frame)
+    data = _from_frame(frame, per_step=("ts", "positive"))
+    data.times = [t.astype(np.int64) for t in data.times]
+    if not context:
+        data.positive = None  # every step is a positive: nothing to tell apart
     if with_catalog:
         tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "catalog" in tables:
@@ -179,27 +210,70 @@ class EvalSet:
     """One evaluation case per user: the input history and the item to predict."""
 
     users: np.ndarray  # (U,) user positions in SequenceData.users
-    histories: list[np.ndarray]  # full input history per case (seen items are all of it)
+    histories: list[np.ndarray]  # full input history per case
     targets: np.ndarray  # (U,)
+    # Items not ranked per case ("seen items filtered"); None: the whole history. With
+    # context steps only the history's positives are: a viewed item may well be bought.
+    seen: list[np.ndarray] | None = None
+
+    @property
+    def filtered(self) -> list[np.ndarray]:
+        return self.histories if self.seen is None else self.seen
+
+
+Protocol = Literal["leave-one-out", "time"]
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 
 
 @dataclass
-class LeaveOneOut:
-    """Last item test, second-last validation, everything before that for training."""
+class Split:
+    """Training sequences and the validation and test cases of one protocol."""
 
     train: list[np.ndarray]
     valid: EvalSet
     test: EvalSet
     cold_items: np.ndarray  # item indices withheld from training (empty unless cold start)
+    train_positive: list[np.ndarray] | None = None  # aligned with ``train``; None: all positives
+    protocol: Protocol = "leave-one-out"
+    # Time split only: validation cases from ``valid_from``, test cases from ``test_from``
+    # (ISO dates); training holds what happened before ``valid_from``.
+    valid_from: str | None = None
+    test_from: str | None = None
+
+    def describe(self) -> str:
+        if self.protocol == "time":
+            return (
+                f"global time split: trained on events before {self.valid_from}, each user's first "
+                f"positive from then validates and the first from {self.test_from} tests"
+            )
+        return "leave-one-out: each user's last positive tests, the one before validates"
 
 
-def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0) -> LeaveOneOut:
-    """Split each user's sequence; users with fewer than 3 items only train.
+class _Cases:
+    """Collects evaluation cases: the history before step ``at`` and the item at it."""
 
-    With ``cold_fraction`` > 0 that share of items is removed from the training sequences
-    entirely (never an input, never a target), so test cases whose target is one of them
-    measure cold start.
-    """
+    def __init__(self) -> None:
+        self.users: list[int] = []
+        self.histories: list[np.ndarray] = []
+        self.targets: list[int] = []
+        self.seen: list[np.ndarray] = []
+
+    def add(self, user: int, seq: np.ndarray, positive: np.ndarray | None, at: int) -> None:
+        self.users.append(user)
+        self.histories.append(seq[:at])
+        self.targets.append(int(seq[at]))
+        self.seen.append(seq[:at] if positive is None else seq[:at][positive[:at]])
+
+    def done(self, with_context: bool) -> EvalSet:
+        return EvalSet(
+            np.asarray(self.users, dtype=np.int64),
+            self.histories,
+            np.asarray(self.targets, dtype=np.int64),
+            seen=self.seen if with_context else None,
+        )
+
+
+def _cold_items(data: SequenceData, cold_fraction: float, seed: int) -> np.ndarray:
     cold = np.zeros(data.num_items + 1, dtype=bool)
     if cold_fraction > 0:
         rng = np.random.default_rng(seed)
@@ -207,32 +281,121 @@ def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0)
             np.arange(1, data.num_items + 1), int(round(cold_fraction * data.num_items)), replace=False
         )
         cold[chosen] = True
-    train, v_users, v_hist, v_tgt, t_users, t_hist, t_tgt = [], [], [], [], [], [], []
-    for u, seq in enumerate(data.sequences):
-        if len(seq) < 3:
-            part = seq
-        else:
-            part = seq[:-2]
-            v_users.append(u)
-            v_hist.append(seq[:-2])
-            v_tgt.append(seq[-2])
-            t_users.append(u)
-            t_hist.append(seq[:-1])
-            t_tgt.append(seq[-1])
-        if cold_fraction > 0:
-            part = part[~cold[part]]
-        if len(part) >= 2:
-            train.append(part)
+    return cold
 
-    def as_set(users, hist, tgt) -> EvalSet:
-        return EvalSet(np.asarray(users, dtype=np.int64), hist, np.asarray(tgt, dtype=np.int64))
 
-    return LeaveOneOut(
-        train=train,
-        valid=as_set(v_users, v_hist, v_tgt),
-        test=as_set(t_users, t_hist, t_tgt),
+def _add_training_part(split: Split, part: np.ndarray, positive: np.ndarray | None, cold: np.ndarray) -> None:
+    if cold.any():
+        keep = ~cold[part]
+        part = part[keep]
+        positive = None if positive is None else positive[keep]
+    # A window needs an input before a target.
+    if len(part) < 2 or (positive is not None and not positive[1:].any()):
+        return
+    split.train.append(part)
+    if split.train_positive is not None:
+        split.train_positive.append(positive)
+
+
+def _empty_split(data: SequenceData, cold: np.ndarray, protocol: Protocol) -> Split:
+    empty = EvalSet(np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64))
+    return Split(
+        train=[],
+        valid=empty,
+        test=empty,
         cold_items=np.flatnonzero(cold),
+        train_positive=[] if data.positive is not None else None,
+        protocol=protocol,
     )
+
+
+def positive_steps(data: SequenceData) -> bool:
+    """True when some steps are context only, so positives must be told apart."""
+    return data.positive is not None
+
+
+def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0) -> Split:
+    """Split each user's sequence at its last two positives; users with fewer than 3
+    positives only train.
+
+    With ``cold_fraction`` > 0 that share of items is removed from the training sequences
+    entirely (never an input, never a target), so test cases whose target is one of them
+    measure cold start.
+    """
+    cold = _cold_items(data, cold_fraction, seed)
+    split = _empty_split(data, cold, "leave-one-out")
+    valid, test = _Cases(), _Cases()
+    for u, seq in enumerate(data.sequences):
+        positive = data.positive[u] if data.positive is not None else None
+        targets_at = np.flatnonzero(positive) if positive is not None else np.arange(len(seq))
+        if len(targets_at) < 3:
+            _add_training_part(split, seq, positive, cold)
+            continue
+        v, t = int(targets_at[-2]), int(targets_at[-1])
+        valid.add(u, seq, positive, v)
+        test.add(u, seq, positive, t)
+        _add_training_part(split, seq[:v], None if positive is None else positive[:v], cold)
+    split.valid, split.test = valid.done(positive_steps(data)), test.done(positive_steps(data))
+    return split
+
+
+def time_split(
+    data: SequenceData,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    cold_fraction: float = 0.0,
+    seed: int = 0,
+) -> Split:
+    """A global time split at two moments taken from the positives' times: the last
+    ``test_fraction`` of them is the test period, the ``valid_fraction`` before it validation.
+
+    Training gets every step before the validation period, for every user. A user with a
+    positive in a period is one case of it: the first such positive, after the user's whole
+    history up to it (so a test history includes the validation period); a user with no
+    history before it is not a case (a new shopper gets the popular items).
+    """
+    if data.times is None:
+        raise ValueError(
+            "a time split needs event times, and a 'user item' pairs file has none: use leave-one-out"
+        )
+    if not (0 < valid_fraction and 0 < test_fraction and valid_fraction + test_fraction < 1):
+        raise ValueError(
+            f"valid and test fractions must be positive and sum under 1, got {valid_fraction}, {test_fraction}"
+        )
+    cold = _cold_items(data, cold_fraction, seed)
+    split = _empty_split(data, cold, "time")
+    positives = data.positive or [np.ones(len(s), dtype=bool) for s in data.sequences]
+    times = np.concatenate([t[p] for t, p in zip(data.times, positives, strict=True)])
+    valid_from, test_from = np.quantile(times, [1 - test_fraction - valid_fraction, 1 - test_fraction])
+    if not valid_from < test_from:
+        raise ValueError("the positives' times do not spread over distinct validation and test periods")
+    valid, test = _Cases(), _Cases()
+    for u, seq in enumerate(data.sequences):
+        positive = data.positive[u] if data.positive is not None else None
+        when, is_target = data.times[u], positives[u]
+        trained = int(np.searchsorted(when, valid_from, side="left"))
+        _add_training_part(split, seq[:trained], None if positive is None else positive[:trained], cold)
+        in_valid = np.flatnonzero(is_target & (when >= valid_from) & (when < test_from))
+        in_test = np.flatnonzero(is_target & (when >= test_from))
+        for cases, found in ((valid, in_valid), (test, in_test)):
+            found = found[found >= 1]
+            if len(found):
+                cases.add(u, seq, positive, int(found[0]))
+    split.valid, split.test = valid.done(positive_steps(data)), test.done(positive_steps(data))
+    split.valid_from, split.test_from = (
+        datetime.fromtimestamp(float(t), UTC).isoformat(timespec="seconds") for t in (valid_from, test_from)
+    )
+    return split
+
+
+def make_split(
+    data: SequenceData, protocol: Protocol = "leave-one-out", cold_fraction: float = 0.0, seed: int = 0
+) -> Split:
+    if protocol == "leave-one-out":
+        return leave_one_out(data, cold_fraction, seed)
+    if protocol == "time":
+        return time_split(data, cold_fraction=cold_fraction, seed=seed)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
 def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
@@ -246,16 +409,19 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 
 def training_windows(
-    sequences: list[np.ndarray], max_len: int, stride: int = 0
+    sequences: list[np.ndarray], max_len: int, stride: int = 0, positive: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and next-item targets, each (W, max_len), left-padded.
 
     Every sequence gives its newest window; with ``stride`` > 0 a sequence longer than
     ``max_len`` also gives older windows ending every ``stride`` steps further back, so
-    long histories are not cut off (more training signal per epoch).
+    long histories are not cut off (more training signal per epoch). With ``positive``
+    a context step is an input but never a target (its target is 0, no loss).
     """
     inputs, targets = [], []
-    for seq in sequences:
+    for i, seq in enumerate(sequences):
+        # A context step's target is 0: no loss there.
+        target_seq = seq if positive is None else np.where(positive[i], seq, 0)
         ends = [len(seq)]
         end = len(seq)
         while stride > 0 and end > max_len + 1:
@@ -263,7 +429,7 @@ def training_windows(
             if end >= 2:
                 ends.append(end)
         for end in ends:
-            window = seq[max(0, end - max_len - 1) : end]
-            inputs.append(window[:-1])
-            targets.append(window[1:])
+            start = max(0, end - max_len - 1)
+            inputs.append(seq[start : end - 1])
+            targets.append(target_seq[start + 1 : end])
     return left_pad(inputs, max_len), left_pad(targets, max_len)

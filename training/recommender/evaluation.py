@@ -1,4 +1,4 @@
-"""Leave-one-out evaluation: full ranking over all items with seen items filtered.
+"""Evaluation: full ranking over all items with seen items filtered.
 
 A scorer maps a batch of histories to full-catalogue scores (B, N+1); the model and the
 baselines (most-popular, co-occurrence, EASE: ``baselines``) are all scorers, so they
@@ -79,7 +79,7 @@ def evaluate_scorer(
         targets = torch.from_numpy(cases.targets[start : start + batch_size])
         scores = scorer(histories).float().cpu().clone()
         scores[:, 0] = float("-inf")
-        mask_seen(scores, histories)
+        mask_seen(scores, cases.filtered[start : start + batch_size])
         ranks.append(target_ranks(scores, targets))
         tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices)
         if sampled:
@@ -109,16 +109,18 @@ def evaluate_with_baselines(
     sampled: int = 100,
     baselines: dict[str, ItemToItem] | None = None,
     valid: EvalSet | None = None,
+    train_positive: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """The one place a model is compared with its baselines: the model's metrics, every
     baseline's on the same cases, the best baseline by NDCG@k and whether the model beats it.
 
-    ``baselines`` are fitted on ``train`` when not given (``valid`` tunes EASE's l2).
+    ``baselines`` are fitted on ``train`` when not given (``valid`` tunes EASE's l2;
+    ``train_positive`` tells positives from context steps).
     """
     scorer = model_scorer(model) if isinstance(model, torch.nn.Module) else model
     result = evaluate_scorer(scorer, cases, num_items, k=k, sampled=sampled)
     if baselines is None:
-        baselines = fit_baselines(train, num_items, valid)
+        baselines = fit_baselines(train, num_items, valid, train_positive)
     result["baselines"] = {}
     for name, baseline in baselines.items():
         figures = evaluate_scorer(baseline, cases, num_items, k=k, sampled=sampled)

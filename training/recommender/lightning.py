@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from training.recommender.data import EvalSet, LeaveOneOut, left_pad, training_windows
+from training.recommender.data import EvalSet, Split, left_pad, training_windows
 from training.recommender.evaluation import ranking_metrics, target_ranks
 from training.recommender.losses import LossName, compute_loss
 from training.recommender.model import SASRec
@@ -88,10 +88,10 @@ class _Cases(Dataset):
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    """Training windows and validation/test cases of a leave-one-out split."""
+    """Training windows and validation/test cases of a split."""
 
     def __init__(
-        self, split: LeaveOneOut, max_len: int, batch_size: int = 128, window_stride: int = 0, seed: int = 0
+        self, split: Split, max_len: int, batch_size: int = 128, window_stride: int = 0, seed: int = 0
     ) -> None:
         super().__init__()
         self.split = split
@@ -99,7 +99,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.window_stride = window_stride
         self.seed = seed
-        self.windows = _Windows(*training_windows(split.train, max_len, window_stride))
+        self.windows = _Windows(*training_windows(split.train, max_len, window_stride, split.train_positive))
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -125,11 +125,12 @@ class SequenceDataModule(pl.LightningDataModule):
 
         def collate(idx: list[int]) -> dict[str, torch.Tensor]:
             histories = [cases.histories[i] for i in idx]
+            seen = [cases.filtered[i] for i in idx]
             return {
                 "case": torch.as_tensor(idx),
                 "seq": torch.from_numpy(left_pad(histories, self.max_len)),
-                # Full history (maybe longer than max_len), for the seen-item filter.
-                "seen": torch.from_numpy(left_pad(histories, max(len(h) for h in histories))),
+                # Every seen item (maybe more than max_len of them), for the seen-item filter.
+                "seen": torch.from_numpy(left_pad(seen, max(len(h) for h in seen))),
                 "target": torch.from_numpy(cases.targets[idx]),
             }
 

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from training.flags import setting
 from training.recommender.artifact import (
     Artifact,
     checkpoint_state,
@@ -29,10 +30,13 @@ from training.recommender.artifact import (
 )
 from training.recommender.baselines import ItemToItem, fit_baselines
 from training.recommender.data import (
-    LeaveOneOut,
+    DEFAULT_EVENT_TYPES,
+    Protocol,
     SequenceData,
+    Split,
     dataset_from_warehouse,
     leave_one_out,
+    make_split,
     read_sasrec_file,
 )
 from training.recommender.evaluation import (
@@ -50,61 +54,54 @@ LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "bf16-mixed", "32-true"]
 
 
-def _setting(default, help: str):
-    """A field whose help text is also its command-line flag's (``training.flags``)."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class TrainSettings:
     """How to train; ``PROFILES`` holds the presets, flags override single fields."""
 
-    loss: LossName = _setting(
+    loss: LossName = setting(
         "ce",
         "training loss: ce = full softmax over the catalogue; sampled_softmax = softmax over the "
         "target and num_negatives shared negatives, logQ-corrected (SASRec+SS); gbce = generalised "
         "BCE over num_negatives uniform negatives per sequence (gSASRec); bce = one negative",
     )
-    num_negatives: int = _setting(1024, "negatives per batch (sampled_softmax) or per sequence (gbce)")
-    negative_sampling: Sampling = _setting(
+    num_negatives: int = setting(1024, "negatives per batch (sampled_softmax) or per sequence (gbce)")
+    negative_sampling: Sampling = setting(
         "uniform",
         "where sampled_softmax draws negatives: uniform, or popularity (training counts; the logQ "
         "correction removes its bias towards popular items)",
     )
-    gbce_t: float = _setting(
-        0.75, "gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec uses 0.75)"
-    )
-    lr: float = _setting(1e-3, "learning rate")
-    lr_schedule: LrSchedule = _setting(
+    gbce_t: float = setting(0.75, "gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec uses 0.75)")
+    lr: float = setting(1e-3, "learning rate")
+    lr_schedule: LrSchedule = setting(
         "constant",
         "cosine: a short warm-up, then the rate falls to 0 at max_epochs (set max_epochs to what "
         "the time budget allows); constant keeps it",
     )
-    weight_decay: float = _setting(0.0, "AdamW weight decay")
-    batch_size: int = _setting(128, "sequences per batch")
-    max_epochs: int = _setting(200, "epochs at most")
-    max_minutes: float | None = _setting(None, "wall-clock cap on training plus validation, in minutes")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    batch_size: int = setting(128, "sequences per batch")
+    max_epochs: int = setting(200, "epochs at most")
+    max_minutes: float | None = setting(None, "wall-clock cap on training plus validation, in minutes")
     # On a shared machine it stands in for "N minutes on an idle machine", which a
     # wall-clock cap cannot measure.
-    max_cpu_minutes: float | None = _setting(
+    max_cpu_minutes: float | None = setting(
         None, "CPU-time cap (all threads of this process) on training plus validation, in minutes"
     )
-    patience: int = _setting(10, "validation rounds without a better NDCG@10 before stopping")
-    val_every: int = _setting(1, "epochs between validation rounds")
-    window_stride: int = _setting(0, ">0 also trains on older windows of histories longer than max_len")
-    seed: int = _setting(0, "random seed")
+    patience: int = setting(10, "validation rounds without a better NDCG@10 before stopping")
+    val_every: int = setting(1, "epochs between validation rounds")
+    window_stride: int = setting(0, ">0 also trains on older windows of histories longer than max_len")
+    seed: int = setting(0, "random seed")
     num_threads: int = 2  # CPU threads for torch; set explicitly, the default oversubscribes
     accelerator: str = "auto"
-    devices: int | str = _setting("auto", "devices per node (Lightning), e.g. 2")
-    num_nodes: int = _setting(1, "nodes (Lightning)")
-    strategy: str = _setting("auto", "Lightning strategy: ddp for several GPUs or nodes (ddp_spawn in tests)")
+    devices: int | str = setting("auto", "devices per node (Lightning), e.g. 2")
+    num_nodes: int = setting(1, "nodes (Lightning)")
+    strategy: str = setting("auto", "Lightning strategy: ddp for several GPUs or nodes (ddp_spawn in tests)")
     # Without native bf16 (AVX512-BF16 or AMX) bf16 on a CPU is slower than fp32.
-    precision: Precision = _setting(
+    precision: Precision = setting(
         "auto",
         "auto: bf16 autocast on a GPU, fp32 on a CPU; bf16-mixed makes a CPU with AVX512-BF16 or AMX "
         "about twice as fast",
     )
-    output_dir: Path = _setting(Path("data/recommender"), "checkpoints and CSV logs")
+    output_dir: Path = setting(Path("data/recommender"), "checkpoints and CSV logs")
     progress_bar: bool = True
 
 
@@ -184,7 +181,7 @@ class Features:
 @dataclass
 class TrainResult:
     artifact: Artifact
-    split: LeaveOneOut
+    split: Split
     train_seconds: float
     train_cpu_seconds: float  # CPU time of this process while training (all threads)
     epochs: int
@@ -200,12 +197,22 @@ class TrainResult:
 # --- dataset -------------------------------------------------------------------------------------
 
 
-def build_dataset(source, item_text: str | Path | None = None) -> SequenceData:
-    """From a SASRec-style file path or a DuckDB connection to the warehouse."""
+def build_dataset(
+    source,
+    item_text: str | Path | None = None,
+    positives: tuple[str, ...] | None = None,
+    context: tuple[str, ...] = (),
+) -> SequenceData:
+    """From a SASRec-style file path or a DuckDB connection to the warehouse; ``positives``
+    and ``context`` name the warehouse's event types that are targets and inputs only."""
     if isinstance(source, str | Path):
+        if positives is not None or context:
+            raise ValueError(
+                "a 'user item' pairs file has no event types: positives and context need --warehouse"
+            )
         data = read_sasrec_file(source)
     else:
-        data = dataset_from_warehouse(source)
+        data = dataset_from_warehouse(source, positives or DEFAULT_EVENT_TYPES, context)
     if item_text is not None:
         from training.recommender.data import read_item_text
 
@@ -213,14 +220,20 @@ def build_dataset(source, item_text: str | Path | None = None) -> SequenceData:
     return data
 
 
-def split_fingerprint(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0) -> str:
+def split_fingerprint(
+    data: SequenceData, cold_fraction: float = 0.0, seed: int = 0, protocol: Protocol = "leave-one-out"
+) -> str:
     """Same data and protocol -> same fingerprint; metrics are comparable only when equal."""
     h = hashlib.sha256()
-    h.update(json.dumps({"protocol": "leave-one-out", "cold": cold_fraction, "seed": seed}).encode())
+    h.update(json.dumps({"protocol": protocol, "cold": cold_fraction, "seed": seed}).encode())
     h.update("\n".join(data.items).encode())
-    for user, seq in zip(data.users, data.sequences, strict=True):
+    for u, (user, seq) in enumerate(zip(data.users, data.sequences, strict=True)):
         h.update(user.encode())
         h.update(seq.tobytes())
+        if data.positive is not None:
+            h.update(data.positive[u].tobytes())
+        if protocol == "time" and data.times is not None:
+            h.update(data.times[u].tobytes())
     return h.hexdigest()[:16]
 
 
@@ -250,7 +263,7 @@ def model_config(
     return RecommenderConfig(num_items=data.num_items, **values)
 
 
-def build_model(data: SequenceData, split: LeaveOneOut, config: RecommenderConfig) -> SASRec:
+def build_model(data: SequenceData, split: Split, config: RecommenderConfig) -> SASRec:
     """A fresh model with the data's side features loaded.
 
     Items absent from the training sequences get no id vector (it would stay random, and
@@ -280,7 +293,7 @@ def build_model(data: SequenceData, split: LeaveOneOut, config: RecommenderConfi
 # --- training ------------------------------------------------------------------------------------
 
 
-def negative_proposal(split: LeaveOneOut, num_items: int, sampling: Sampling) -> torch.Tensor | None:
+def negative_proposal(split: Split, num_items: int, sampling: Sampling) -> torch.Tensor | None:
     """(N+1,) probabilities of drawing each item as a negative; None for uniform."""
     if sampling == "uniform":
         return None
@@ -293,7 +306,7 @@ def negative_proposal(split: LeaveOneOut, num_items: int, sampling: Sampling) ->
 
 def fit(
     data: SequenceData,
-    split: LeaveOneOut,
+    split: Split,
     config: RecommenderConfig,
     settings: TrainSettings,
 ) -> TrainResult:
@@ -397,20 +410,28 @@ def fit(
 
 
 def evaluate(
-    model: SASRec, split: LeaveOneOut, num_items: int, k: int = 10, sampled: int = 100, on: str = "test"
+    model: SASRec, split: Split, num_items: int, k: int = 10, sampled: int = 100, on: str = "test"
 ) -> dict:
     """Model and baselines on the same cases: full ranking, seen filtered, plus sampled-100."""
     cases = split.test if on == "test" else split.valid
     result = evaluate_with_baselines(
-        model, split.train, cases, num_items, k=k, sampled=sampled, valid=split.valid
+        model,
+        split.train,
+        cases,
+        num_items,
+        k=k,
+        sampled=sampled,
+        valid=split.valid,
+        train_positive=split.train_positive,
     )
-    result["protocol"] = (
-        f"leave-one-out {on}, full ranking, seen items filtered; sampled{sampled} is an extra"
-    )
+    seen = "seen positives filtered" if split.train_positive is not None else "seen items filtered"
+    result["protocol"] = f"{split.describe()}; {on} cases, full ranking, {seen}; sampled{sampled} is an extra"
+    if split.protocol == "time":
+        result["periods"] = {"valid_from": split.valid_from, "test_from": split.test_from}
     return result
 
 
-def cold_start_hr(model: SASRec, split: LeaveOneOut, k: int = 10) -> dict:
+def cold_start_hr(model: SASRec, split: Split, k: int = 10) -> dict:
     """HR@k on test cases whose target was withheld from training (needs a cold split)."""
     cold = np.zeros(model.config.num_items + 1, dtype=bool)
     cold[split.cold_items] = True
@@ -419,7 +440,12 @@ def cold_start_hr(model: SASRec, split: LeaveOneOut, k: int = 10) -> dict:
         return {f"hr@{k}": None, "cases": 0}
     from training.recommender.data import EvalSet
 
-    cases = EvalSet(split.test.users[pick], [split.test.histories[i] for i in pick], split.test.targets[pick])
+    cases = EvalSet(
+        split.test.users[pick],
+        [split.test.histories[i] for i in pick],
+        split.test.targets[pick],
+        seen=None if split.test.seen is None else [split.test.seen[i] for i in pick],
+    )
     result = evaluate_scorer(model_scorer(model), cases, model.config.num_items, k=k, sampled=0)
     return {f"hr@{k}": result[f"hr@{k}"], f"ndcg@{k}": result[f"ndcg@{k}"], "cases": len(pick)}
 
@@ -432,14 +458,15 @@ def train(
     model_overrides: dict | None = None,
     cold_fraction: float = 0.0,
     given: dict | None = None,
+    protocol: Protocol = "leave-one-out",
 ) -> TrainResult:
-    """Split, train, evaluate on the test split; the metrics land in the artifact.
+    """Split by ``protocol``, train, evaluate on the test split; the metrics land in the artifact.
 
     With the ``auto`` profile the rule of ``training.recommender.auto`` fills in the model and
     the schedule; ``model_overrides`` and ``given`` (training values set explicitly, e.g. by
     flags) are kept as they are."""
     settings = settings or replace(TrainSettings(), **PROFILES[profile].train)
-    split = leave_one_out(data, cold_fraction=cold_fraction, seed=settings.seed)
+    split = make_split(data, protocol, cold_fraction=cold_fraction, seed=settings.seed)
     chosen = None
     if profile == "auto":
         from training.recommender import auto
@@ -465,7 +492,7 @@ def train(
         epochs=result.epochs,
         best_epoch=result.best_epoch,
         stop_reason=result.stop_reason,
-        split=split_fingerprint(data, cold_fraction, settings.seed),
+        split=split_fingerprint(data, cold_fraction, settings.seed, protocol),
     )
     result.artifact.metrics = metrics
     return result
@@ -562,7 +589,7 @@ def promote_if_better(
     split = leave_one_out(data)
     candidate = load_from_store(candidate_tag, home=home)
     cases, n = split.valid, data.num_items
-    baselines = fit_baselines(split.train, n, split.valid)
+    baselines = fit_baselines(split.train, n, split.valid, split.train_positive)
     report = evaluate_with_baselines(
         vocabulary_scorer(Recommender(candidate.model, candidate.items), data.items),
         split.train,

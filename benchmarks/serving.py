@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from serving import launch  # noqa: E402
+from serving.config import ServingConfig  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -324,6 +325,7 @@ def main(argv=None) -> None:
             result.update(
                 {"chat_p50_ms": chat["p50_ms"], "chat_p99_ms": chat["p99_ms"], "chat_errors": chat["errors"]}
             )
+    served = ServingConfig.from_env()
     result.update(
         {
             "target_rate": args.rate,
@@ -333,6 +335,9 @@ def main(argv=None) -> None:
             "model": f"{tag}, quick-profile shape, untrained weights",
             "torch_threads": args.threads,
             "workers": args.workers,
+            # BentoML's access log and tracing middleware (SHOPML_ACCESS_LOG, SHOPML_TRACING).
+            "access_log": served.access_log,
+            "tracing": served.tracing,
             "chat_torch_threads": int(os.environ.get("SHOPML_SUPPORT_TORCH_THREADS", "2")),
             "machine": f"{os.cpu_count()} shared CPU cores; load generator on the same cores",
         }

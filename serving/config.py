@@ -29,6 +29,13 @@ def _number(name: str, default: str, kind: type[int] | type[float]) -> int | flo
     return number
 
 
+def _switch(name: str, default: str) -> bool:
+    value = _env(name, default).lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"SHOPML_{name} must be 1 or 0 (true/false, yes/no), not {value!r}")
+    return value in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Limits, timeouts and switches of the HTTP services."""
@@ -75,6 +82,14 @@ class ServingConfig:
     chat_timeout_s: float = 10.0
     # Dialogue state (turns, slots, session bindings) is deleted this long after its last write.
     support_session_ttl_s: float = 24 * 3600.0
+    # BentoML's access log: one line per request (method, path, status, latency). Off by
+    # default: with the tracing middleware it cost about a third of a recommender request's
+    # median at 200 req/s (benchmarks/serving.py), and the served logs under the landing
+    # folder and /metrics record every answer either way.
+    access_log: bool = False
+    # BentoML's OpenTelemetry middleware. Its sample rate is 0 unless a tracing exporter is
+    # configured, but it still builds a span context on every request; off, it skips every path.
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ServingConfig:
@@ -94,14 +109,27 @@ class ServingConfig:
             workers=_number("WORKERS", "1", int),
             recommender_tag=_env("RECOMMENDER_TAG", "") or None,
             support_tag=_env("SUPPORT_TAG", "") or None,
-            support_generate=_env("SUPPORT_GENERATE", "1").lower() in ("1", "true", "yes"),
-            support_int8=_env("SUPPORT_INT8", "1").lower() in ("1", "true", "yes"),
+            support_generate=_switch("SUPPORT_GENERATE", "1"),
+            support_int8=_switch("SUPPORT_INT8", "1"),
             support_torch_threads=_number("SUPPORT_TORCH_THREADS", "2", int),
             chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),
             support_session_ttl_s=_number("SUPPORT_SESSION_TTL_S", "86400", float),
+            access_log=_switch("ACCESS_LOG", "0"),
+            tracing=_switch("TRACING", "0"),
         )
         if config.workers < 1:
             raise ValueError(f"SHOPML_WORKERS must be at least 1, not {config.workers}")
         if settings.profile == "production" and not config.api_key:
             raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")
         return config
+
+    def service_options(self, timeout_s: float, max_concurrency: int) -> dict:
+        """The ``@bentoml.service`` options these settings decide."""
+        options = {
+            "workers": self.workers,
+            "traffic": {"timeout": timeout_s, "max_concurrency": max_concurrency},
+            "logging": {"access": {"enabled": self.access_log}},
+        }
+        if not self.tracing:
+            options["tracing"] = {"excluded_urls": [".*"]}
+        return options

@@ -32,7 +32,7 @@ from serving.recommender.schemas import (  # noqa: E402
 from serving.recommender.search import ProductSearch, load_search_engine  # noqa: E402
 
 
-@bentoml.service(name="recommender", workers=CONFIG.workers, traffic={"timeout": 10, "max_concurrency": 512})
+@bentoml.service(name="recommender", **CONFIG.service_options(timeout_s=10, max_concurrency=512))
 class RecommenderService:
     def __init__(self) -> None:
         quiet_client_errors()  # a client's 4xx: one INFO line, no traceback

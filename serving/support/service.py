@@ -28,7 +28,7 @@ from serving.support.engine import (  # noqa: E402
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse  # noqa: E402
 
 
-@bentoml.service(name="support", workers=CONFIG.workers, traffic={"timeout": 30, "max_concurrency": 64})
+@bentoml.service(name="support", **CONFIG.service_options(timeout_s=30, max_concurrency=64))
 class SupportService:
     def __init__(self) -> None:
         quiet_client_errors()  # a client's 4xx: one INFO line, no traceback

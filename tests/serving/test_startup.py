@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -57,6 +59,46 @@ def test_workers_per_service_is_read_and_checked(settings, monkeypatch):
     assert preflight("recommender", lambda *_: None).workers == 2
     monkeypatch.setenv("SHOPML_WORKERS", "0")
     with pytest.raises(StartupRefused, match="SHOPML_WORKERS must be at least 1, not 0"):
+        preflight("recommender", lambda *_: None)
+
+
+def test_access_log_and_tracing_switches_reach_the_bentoml_service(settings, monkeypatch):
+    options = defaults = preflight("recommender", lambda *_: None).service_options(
+        timeout_s=10, max_concurrency=8
+    )
+    # Defaults: no access log, the tracing middleware skipping every path.
+    assert options["logging"] == {"access": {"enabled": False}}
+    assert options["tracing"] == {"excluded_urls": [".*"]}
+    monkeypatch.setenv("SHOPML_ACCESS_LOG", "1")
+    monkeypatch.setenv("SHOPML_TRACING", "1")
+    options = preflight("recommender", lambda *_: None).service_options(timeout_s=10, max_concurrency=8)
+    assert options["logging"] == {"access": {"enabled": True}} and "tracing" not in options
+    # What BentoML builds from them (in a child process each: they go into its global config).
+    probe = """
+import sys
+import bentoml
+from _bentoml_impl.server.app import ServiceAppFactory
+from bentoml._internal.container import BentoMLContainer
+
+class Probe:
+    @bentoml.api
+    def echo(self, x: int) -> int:
+        return x
+
+service = bentoml.service(name="probe", **eval(sys.argv[1]))(Probe)
+service.inject_config()
+names = [m.cls.__name__ for m in ServiceAppFactory(service, is_main=True).middlewares]
+skipped = BentoMLContainer.tracing_excluded_urls.get().url_disabled("http://127.0.0.1:3000/echo")
+print("AccessLogMiddleware" in names, skipped)
+"""
+
+    def built(options: dict) -> str:
+        run = [sys.executable, "-c", probe, repr(options)]
+        return subprocess.run(run, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+
+    assert built(defaults) == "False True" and built(options) == "True False"
+    monkeypatch.setenv("SHOPML_TRACING", "maybe")
+    with pytest.raises(StartupRefused, match="SHOPML_TRACING must be 1 or 0"):
         preflight("recommender", lambda *_: None)
 
 

@@ -121,12 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.recommender import pipeline
+    from training.recommender.data import build_dataset
+    from training.recommender.settings import Features, settings_for
+    from training.recommender.training import TrainResult, cold_start_hr
+    from training.recommender.training import train as train_recommender
 
     if not args.data.exists():
         print(f"no data file at {args.data}", file=sys.stderr)
         return 2
-    data = pipeline.build_dataset(args.data, args.item_text)
+    data = build_dataset(args.data, args.item_text)
     overrides = given(
         max_len=args.max_len,
         hidden=args.hidden,
@@ -150,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="shopml-rec-bench-"))
 
-    def run(text: bool, cold: float, minutes: float, name: str) -> pipeline.TrainResult:
-        settings = pipeline.settings_for(
+    def run(text: bool, cold: float, minutes: float, name: str) -> TrainResult:
+        settings = settings_for(
             args.profile,
             **train_given,
             precision=args.precision,
@@ -162,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=work / name,
             progress_bar=args.progress,
         )
-        return pipeline.train(
+        return train_recommender(
             data,
             args.profile,
-            pipeline.Features(text=text),
+            Features(text=text),
             settings,
             overrides,
             cold_fraction=cold,
@@ -207,13 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         cold: dict = {"fraction": args.cold_fraction, "train_minutes_cap": minutes}
         if args.item_text is not None:
             with_text = run(True, args.cold_fraction, minutes, "cold-text")
-            figures = pipeline.cold_start_hr(with_text.artifact.model, with_text.split)
+            figures = cold_start_hr(with_text.artifact.model, with_text.split)
             cold["hr@10_text"] = figures["hr@10"]
             cold["cases"] = figures["cases"]
         else:
             cold["hr@10_text"] = None  # needs --item-text
         without = run(False, args.cold_fraction, minutes, "cold-no-text")
-        figures = pipeline.cold_start_hr(without.artifact.model, without.split)
+        figures = cold_start_hr(without.artifact.model, without.split)
         cold["hr@10_no_text"] = figures["hr@10"]
         cold["cases"] = figures["cases"]
         line["cold_start"] = cold

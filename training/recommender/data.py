@@ -12,6 +12,8 @@ say: a training and evaluation target) or context (a view: an input only).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -433,3 +435,44 @@ def training_windows(
             inputs.append(seq[start : end - 1])
             targets.append(target_seq[start + 1 : end])
     return left_pad(inputs, max_len), left_pad(targets, max_len)
+
+
+# --- dataset and its fingerprint -------------------------------------------------------------
+
+
+def build_dataset(
+    source,
+    item_text: str | Path | None = None,
+    positives: tuple[str, ...] | None = None,
+    context: tuple[str, ...] = (),
+) -> SequenceData:
+    """From a SASRec-style file path or a DuckDB connection to the warehouse; ``positives``
+    and ``context`` name the warehouse's event types that are targets and inputs only."""
+    if isinstance(source, str | Path):
+        if positives is not None or context:
+            raise ValueError(
+                "a 'user item' pairs file has no event types: positives and context need --warehouse"
+            )
+        data = read_sasrec_file(source)
+    else:
+        data = dataset_from_warehouse(source, positives or DEFAULT_EVENT_TYPES, context)
+    if item_text is not None:
+        data.side.text = read_item_text(item_text)
+    return data
+
+
+def split_fingerprint(
+    data: SequenceData, cold_fraction: float = 0.0, seed: int = 0, protocol: Protocol = "leave-one-out"
+) -> str:
+    """Same data and protocol -> same fingerprint; metrics are comparable only when equal."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"protocol": protocol, "cold": cold_fraction, "seed": seed}).encode())
+    h.update("\n".join(data.items).encode())
+    for u, (user, seq) in enumerate(zip(data.users, data.sequences, strict=True)):
+        h.update(user.encode())
+        h.update(seq.tobytes())
+        if data.positive is not None:
+            h.update(data.positive[u].tobytes())
+        if protocol == "time" and data.times is not None:
+            h.update(data.times[u].tobytes())
+    return h.hexdigest()[:16]

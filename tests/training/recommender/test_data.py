@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from training.recommender.data import (
+    build_dataset,
     leave_one_out,
     left_pad,
     price_buckets,
@@ -17,7 +18,6 @@ from training.recommender.data import (
     read_sasrec_file,
     training_windows,
 )
-from training.recommender.pipeline import build_dataset
 
 
 def test_read_sasrec_file_keeps_order_and_string_ids(tmp_path):

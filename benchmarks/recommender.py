@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt")
     p.add_argument("--item-text", type=Path, help="tab-separated item_id<TAB>text; turns on text features")
     p.add_argument(
+        "--item-categories",
+        type=Path,
+        help="JSON item id -> list of categories (the Amazon files' *_item2attributes.json: category "
+        "path and brand); turns on category features",
+    )
+    p.add_argument(
         "--cold-start", action="store_true", help="also measure HR@10 on items withheld from training"
     )
     p.add_argument("--cold-fraction", type=float, default=0.05)
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"no data file at {args.data}", file=sys.stderr)
         return 2
-    data = build_dataset(args.data, args.item_text)
+    data = build_dataset(args.data, args.item_text, item_categories=args.item_categories)
     overrides = given(
         max_len=args.max_len,
         hidden=args.hidden,
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return train_recommender(
             data,
             args.profile,
-            Features(text=text),
+            Features(text=text, category=args.item_categories is not None),
             settings,
             overrides,
             cold_fraction=cold,
@@ -193,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "stop_reason": result.stop_reason,
         "coverage": m["coverage"],
         "text_features": args.item_text is not None,
+        "category_features": args.item_categories is not None,
         "data": str(args.data),
         "config": result.artifact.model.config.to_dict() | {"item_text": None},
         "profile": args.profile,

@@ -40,6 +40,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         "--item-text", type=Path, help="tab-separated 'item_id<TAB>text' file for text features"
     )
     parser.add_argument(
+        "--item-categories",
+        type=Path,
+        help="JSON file of item id -> list of categories (e.g. a category path and a brand), "
+        "in place of the catalog's one category per item; use with --category",
+    )
+    parser.add_argument(
         "--positives",
         type=_event_types,
         help=f"warehouse event types that are targets, comma-separated (default {','.join(DEFAULT_EVENT_TYPES)})",
@@ -101,7 +107,7 @@ def _load_data(args: argparse.Namespace, settings: Settings):
     from training.recommender.data import build_dataset
 
     if args.data is not None:
-        return build_dataset(args.data, args.item_text, args.positives, args.context)
+        return build_dataset(args.data, args.item_text, args.positives, args.context, args.item_categories)
     from data_contracts.warehouse import connect
 
     path = args.warehouse or settings.warehouse_path  # a bare --warehouse is the configured one
@@ -109,7 +115,7 @@ def _load_data(args: argparse.Namespace, settings: Settings):
         raise SystemExit(f"no warehouse at {path}; run the ingest first or pass --data FILE")
     conn = connect(path, read_only=True)
     try:
-        return build_dataset(conn, args.item_text, args.positives, args.context)
+        return build_dataset(conn, args.item_text, args.positives, args.context, args.item_categories)
     finally:
         conn.close()
 

@@ -153,6 +153,7 @@ def model_config(
         if side.category is None:
             raise ValueError("category features asked for but the data has no catalog categories")
         values["num_categories"] = max(len(side.category_names), 1)
+        values["category_slots"] = side.category.shape[1] if side.category.ndim == 2 else 1
     if features.price:
         if side.price_bucket is None:
             raise ValueError("price features asked for but the data has no catalog prices")

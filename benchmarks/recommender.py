@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/ml-1m/ml-1m-sasrec-prefix.txt")
     p.add_argument("--item-text", type=Path, help="tab-separated item_id<TAB>text; turns on text features")
     p.add_argument(
+        "--item-categories",
+        type=Path,
+        help="JSON item id -> list of categories (the Amazon files' *_item2attributes.json: category "
+        "path and brand); turns on category features",
+    )
+    p.add_argument(
         "--cold-start", action="store_true", help="also measure HR@10 on items withheld from training"
     )
     p.add_argument("--cold-fraction", type=float, default=0.05)
@@ -121,12 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.recommender import pipeline
+    from training.recommender.data import build_dataset
+    from training.recommender.settings import Features, settings_for
+    from training.recommender.training import TrainResult, cold_start_hr
+    from training.recommender.training import train as train_recommender
 
     if not args.data.exists():
         print(f"no data file at {args.data}", file=sys.stderr)
         return 2
-    data = pipeline.build_dataset(args.data, args.item_text)
+    data = build_dataset(args.data, args.item_text, item_categories=args.item_categories)
     overrides = given(
         max_len=args.max_len,
         hidden=args.hidden,
@@ -150,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="shopml-rec-bench-"))
 
-    def run(text: bool, cold: float, minutes: float, name: str) -> pipeline.TrainResult:
-        settings = pipeline.settings_for(
+    def run(text: bool, cold: float, minutes: float, name: str) -> TrainResult:
+        settings = settings_for(
             args.profile,
             **train_given,
             precision=args.precision,
@@ -162,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=work / name,
             progress_bar=args.progress,
         )
-        return pipeline.train(
+        return train_recommender(
             data,
             args.profile,
-            pipeline.Features(text=text),
+            Features(text=text, category=args.item_categories is not None),
             settings,
             overrides,
             cold_fraction=cold,
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "stop_reason": result.stop_reason,
         "coverage": m["coverage"],
         "text_features": args.item_text is not None,
+        "category_features": args.item_categories is not None,
         "data": str(args.data),
         "config": result.artifact.model.config.to_dict() | {"item_text": None},
         "profile": args.profile,
@@ -207,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         cold: dict = {"fraction": args.cold_fraction, "train_minutes_cap": minutes}
         if args.item_text is not None:
             with_text = run(True, args.cold_fraction, minutes, "cold-text")
-            figures = pipeline.cold_start_hr(with_text.artifact.model, with_text.split)
+            figures = cold_start_hr(with_text.artifact.model, with_text.split)
             cold["hr@10_text"] = figures["hr@10"]
             cold["cases"] = figures["cases"]
         else:
             cold["hr@10_text"] = None  # needs --item-text
         without = run(False, args.cold_fraction, minutes, "cold-no-text")
-        figures = pipeline.cold_start_hr(without.artifact.model, without.split)
+        figures = cold_start_hr(without.artifact.model, without.split)
         cold["hr@10_no_text"] = figures["hr@10"]
         cold["cases"] = figures["cases"]
         line["cold_start"] = cold

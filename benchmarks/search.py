@@ -285,8 +285,10 @@ def evaluate(engine, queries, **kw) -> dict:
 
 def personal_queries(catalog: pl.DataFrame, lines: pl.DataFrame, minutes: float, threads: int, seed: int):
     """Customers' held-out last purchases as queries, each with the trained model's scorer."""
-    from training.recommender import pipeline
+    from training.recommender.data import build_dataset
     from training.recommender.inference import Recommender
+    from training.recommender.settings import Features, settings_for
+    from training.recommender.training import train as train_recommender
 
     bought = (
         lines.filter(pl.col("customer").is_not_null())
@@ -297,8 +299,8 @@ def personal_queries(catalog: pl.DataFrame, lines: pl.DataFrame, minutes: float,
     work = Path(tempfile.mkdtemp(prefix="shopml-search-bench-"))
     pairs = work / "retail-pairs.txt"
     bought.write_csv(pairs, separator=" ", include_header=False)
-    data = pipeline.build_dataset(pairs)
-    settings = pipeline.settings_for(
+    data = build_dataset(pairs)
+    settings = settings_for(
         "quick",
         max_minutes=minutes,
         num_threads=threads,
@@ -306,7 +308,7 @@ def personal_queries(catalog: pl.DataFrame, lines: pl.DataFrame, minutes: float,
         output_dir=work / "model",
         progress_bar=False,
     )
-    result = pipeline.train(data, "quick", pipeline.Features(), settings, {})
+    result = train_recommender(data, "quick", Features(), settings, {})
     recommender = Recommender(result.artifact.model, result.artifact.items)
     rng = np.random.default_rng(seed)
     title_of = dict(catalog.select("item_id", "title").iter_rows())

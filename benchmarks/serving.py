@@ -140,7 +140,7 @@ def save_recommender(items: int) -> str:
 
     from training.recommender.artifact import Artifact, save_to_store
     from training.recommender.model import RecommenderConfig, SASRec
-    from training.recommender.pipeline import PROFILES
+    from training.recommender.settings import PROFILES
 
     torch.manual_seed(0)
     model = SASRec(RecommenderConfig(num_items=items, **PROFILES["quick"].model)).eval()

@@ -23,16 +23,16 @@ HEADLINE = ("hr@10", "ndcg@10", "mrr", "coverage")
 
 
 def _dataset(warehouse_db: DuckDBResource):
-    from training.recommender import pipeline
+    from training.recommender.data import build_dataset
 
     with warehouse_db.get_connection() as conn:
-        return pipeline.build_dataset(conn)
+        return build_dataset(conn)
 
 
 @asset(group_name=GROUP, deps=[AssetKey("events"), AssetKey("catalog")])
 def recommender_dataset(warehouse_db: DuckDBResource) -> MaterializeResult:
     """Each user's item sequence from the clean events, and the leave-one-out split's fingerprint."""
-    from training.recommender import pipeline
+    from training.recommender.data import split_fingerprint
 
     data = _dataset(warehouse_db)
     return MaterializeResult(
@@ -40,7 +40,7 @@ def recommender_dataset(warehouse_db: DuckDBResource) -> MaterializeResult:
             "users": len(data.users),
             "items": data.num_items,
             "interactions": int(sum(len(s) for s in data.sequences)),
-            "split": pipeline.split_fingerprint(data),
+            "split": split_fingerprint(data),
         }
     )
 
@@ -48,13 +48,13 @@ def recommender_dataset(warehouse_db: DuckDBResource) -> MaterializeResult:
 @asset(group_name=GROUP, deps=[recommender_dataset])
 def recommender_model(warehouse_db: DuckDBResource, settings: ShopSettings) -> MaterializeResult:
     """A SASRec model trained with the configured profile, saved to the BentoML model store."""
-    from training.recommender import pipeline
     from training.recommender.artifact import save_to_store
+    from training.recommender.training import train as train_recommender
 
     config = settings.get()
     use_model_store(config)
     data = _dataset(warehouse_db)
-    result = pipeline.train(data, config.training_profile)
+    result = train_recommender(data, config.training_profile)
     tag = save_to_store(result.artifact, labels={"profile": config.training_profile})
     metrics = result.artifact.metrics
     return MaterializeResult(
@@ -84,15 +84,16 @@ def recommender_evaluation(
     """Leave-one-out, full ranking, seen items filtered: the model against most-popular,
     co-occurrence and EASE on the same split; then promotion if it beats the best of them and
     the promoted model on validation, or the best baseline served when no trained model does."""
-    from training.recommender import pipeline
     from training.recommender.artifact import load_from_store
+    from training.recommender.evaluation import metrics_plot_png
+    from training.recommender.promotion import promote_if_better
 
     config = settings.get()
     use_model_store(config)
     tag = latest_tag(context, "recommender_model")
     metrics = load_from_store(tag).metrics
-    png = pipeline.metrics_plot_png(metrics)
-    decision = pipeline.promote_if_better(tag, _dataset(warehouse_db))
+    png = metrics_plot_png(metrics)
+    decision = promote_if_better(tag, _dataset(warehouse_db))
     paths = write_report(
         config.reports_dir, "recommender", {"tag": tag, **metrics, "promotion": decision}, png
     )

@@ -33,7 +33,7 @@ def check_recommender(settings: Settings, config: ServingConfig) -> None:
     import bentoml
 
     from training.recommender.artifact import load_from_store
-    from training.recommender.pipeline import promoted_tag
+    from training.recommender.promotion import promoted_tag
 
     try:
         tag = config.recommender_tag or promoted_tag()

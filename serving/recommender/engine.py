@@ -110,7 +110,7 @@ def open_online_store(settings: Settings) -> OnlineSequences:
 def load_model(settings: Settings, tag: str | None) -> Model | None:
     """The promoted recommender (or ``tag``); None when nothing was promoted yet."""
     from training.recommender.artifact import load_from_store
-    from training.recommender.pipeline import promoted_tag
+    from training.recommender.promotion import promoted_tag
 
     tag = tag or promoted_tag()
     if tag is None:

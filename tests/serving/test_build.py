@@ -37,7 +37,7 @@ def test_bentoml_build(service, tmp_path):
     assert routes == expected
     src = bento / "src"
     assert (src / "serving" / service / "service.py").exists()
-    runtime = {"recommender": "pipeline.py", "support": "runtime.py"}[service]
+    runtime = {"recommender": "promotion.py", "support": "runtime.py"}[service]
     assert (src / "training" / service / runtime).exists()
     if service == "recommender":
         assert (src / "search" / "engine.py").exists()

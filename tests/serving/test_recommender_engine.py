@@ -185,19 +185,19 @@ def test_the_model_runs_on_the_event_loop_not_in_a_thread(shop_settings, recomme
 
 def test_a_promoted_baseline_answers_flagged_as_a_baseline(shop_settings, shop):
     from data_contracts.warehouse import connect
-    from training.recommender import pipeline
     from training.recommender.artifact import save_to_store
     from training.recommender.baselines import EASE
-    from training.recommender.data import leave_one_out
+    from training.recommender.data import build_dataset, leave_one_out
+    from training.recommender.promotion import baseline_artifact
 
     conn = connect(shop_settings.warehouse_path, read_only=True)
     try:
-        data = pipeline.build_dataset(conn)
+        data = build_dataset(conn)
     finally:
         conn.close()
     split = leave_one_out(data)
     ease = EASE(split.train, data.num_items, l2=1.0)
-    tag = save_to_store(pipeline.baseline_artifact(ease, data, max_len=10, metrics={}))
+    tag = save_to_store(baseline_artifact(ease, data, max_len=10, metrics={}))
     engine = make_engine(shop_settings, tag)
     assert engine.model.baseline == "ease"
     out = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))

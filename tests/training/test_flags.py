@@ -11,7 +11,7 @@ import pytest
 
 from training.flags import add_flags, flag_values
 from training.recommender import cli
-from training.recommender.pipeline import TRAIN_FLAGS, TrainSettings, settings_for
+from training.recommender.settings import TRAIN_FLAGS, TrainSettings, settings_for
 
 
 @dataclass

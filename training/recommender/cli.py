@@ -12,7 +12,7 @@ from data_contracts.schemas import ITEM_EVENT_TYPES
 from data_contracts.settings import Settings, use_model_store
 from training.flags import add_flags, flag_values
 from training.recommender.data import DEFAULT_EVENT_TYPES, PROTOCOLS
-from training.recommender.pipeline import PROFILES, TRAIN_FLAGS, Features, TrainSettings
+from training.recommender.settings import PROFILES, TRAIN_FLAGS, Features, TrainSettings
 
 
 def _event_types(text: str) -> tuple[str, ...]:
@@ -38,6 +38,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--item-text", type=Path, help="tab-separated 'item_id<TAB>text' file for text features"
+    )
+    parser.add_argument(
+        "--item-categories",
+        type=Path,
+        help="JSON file of item id -> list of categories (e.g. a category path and a brand), "
+        "in place of the catalog's one category per item; use with --category",
     )
     parser.add_argument(
         "--positives",
@@ -98,10 +104,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args: argparse.Namespace, settings: Settings):
-    from training.recommender.pipeline import build_dataset
+    from training.recommender.data import build_dataset
 
     if args.data is not None:
-        return build_dataset(args.data, args.item_text, args.positives, args.context)
+        return build_dataset(args.data, args.item_text, args.positives, args.context, args.item_categories)
     from data_contracts.warehouse import connect
 
     path = args.warehouse or settings.warehouse_path  # a bare --warehouse is the configured one
@@ -109,7 +115,7 @@ def _load_data(args: argparse.Namespace, settings: Settings):
         raise SystemExit(f"no warehouse at {path}; run the ingest first or pass --data FILE")
     conn = connect(path, read_only=True)
     try:
-        return build_dataset(conn, args.item_text, args.positives, args.context)
+        return build_dataset(conn, args.item_text, args.positives, args.context, args.item_categories)
     finally:
         conn.close()
 
@@ -126,20 +132,22 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.recommender import pipeline
     from training.recommender.artifact import save_to_store
+    from training.recommender.promotion import promote_if_better
+    from training.recommender.settings import settings_for
+    from training.recommender.training import train as train_recommender
 
     data = _load_data(args, settings)
     flags = flag_values(args, TrainSettings)
     flags.setdefault("output_dir", settings.data_dir / "recommender")
-    train_settings = pipeline.settings_for(args.profile, num_threads=args.threads, **flags)
+    train_settings = settings_for(args.profile, num_threads=args.threads, **flags)
     features = Features(category=args.category, price=args.price, text=args.text)
     protocols = _protocols(args)
     results = {}
     for protocol in protocols:
         # Each protocol's model keeps its checkpoints and logs apart; each gets the whole cap.
         own = replace(train_settings, output_dir=Path(train_settings.output_dir) / protocol)
-        results[protocol] = pipeline.train(
+        results[protocol] = train_recommender(
             data,
             args.profile,
             features,
@@ -160,7 +168,7 @@ def train(args: argparse.Namespace) -> int:
         tag = save_to_store(result.artifact, labels={"profile": args.profile}, home=home)
         metrics["tag"] = tag
         if args.promote:
-            metrics["promotion"] = pipeline.promote_if_better(tag, data, home=home)
+            metrics["promotion"] = promote_if_better(tag, data, home=home)
     # One JSON line last, after Lightning's progress output.
     print(json.dumps(metrics))
     return 0
@@ -172,13 +180,13 @@ def evaluate(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.recommender import pipeline
     from training.recommender.artifact import load_from_store
-    from training.recommender.data import make_split
-    from training.recommender.evaluation import evaluate_with_baselines
+    from training.recommender.data import make_split, split_fingerprint
+    from training.recommender.evaluation import evaluate_with_baselines, vocabulary_scorer
     from training.recommender.inference import Recommender
+    from training.recommender.promotion import promoted_tag
 
-    tag = pipeline.promoted_tag(home=home) if args.model == "promoted" else args.model
+    tag = promoted_tag(home=home) if args.model == "promoted" else args.model
     if tag is None:
         print("no promoted recommender yet; pass --model TAG", file=sys.stderr)
         return 2
@@ -190,13 +198,13 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     split = make_split(data, protocol)
     n = data.num_items
-    scorer = pipeline.vocabulary_scorer(Recommender(artifact.model, artifact.items), data.items)
+    scorer = vocabulary_scorer(Recommender(artifact.model, artifact.items), data.items)
     metrics = evaluate_with_baselines(
         scorer, split.train, split.test, n, valid=split.valid, train_positive=split.train_positive
     )
     metrics["tag"] = artifact.tag
     metrics["protocol"] = split.describe()
-    metrics["split"] = pipeline.split_fingerprint(data, protocol=protocol)
+    metrics["split"] = split_fingerprint(data, protocol=protocol)
     # One JSON line last, after Lightning's progress output.
     print(json.dumps(metrics))
     return 0

@@ -12,6 +12,8 @@ say: a training and evaluation target) or context (a view: an input only).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "purchase", "rec_click")
 class ItemSide:
     """Per-item side information, aligned with the vocabulary (row 0 = padding)."""
 
-    category: np.ndarray | None = None  # (N+1,) int, 0 = unknown
+    category: np.ndarray | None = None  # (N+1,) or (N+1, slots) int, 0 = unknown
     category_names: list[str] = field(default_factory=list)  # category index i+1 -> name
     price_bucket: np.ndarray | None = None  # (N+1,) int, 0 = unknown
     price_edges: list[float] = field(default_factory=list)  # bucket upper edges
@@ -100,6 +102,34 @@ def read_item_text(path: Path | str) -> dict[str, str]:
                 raise ValueError(f"{path}:{number}: expected 'item_id<TAB>text'")
             text[item] = value
     return text
+
+
+# An item keeps at most this many categories, and at most as many as 95% of the items
+# have: every category slot is embedded for the whole catalogue at every training step.
+MAX_CATEGORY_SLOTS = 16
+
+
+def read_item_categories(path: Path | str, items: list[str]) -> tuple[np.ndarray, list[str]]:
+    """A JSON object ``{item_id: [category, ...]}`` (e.g. the Amazon files' category path and
+    brand) as an (N+1, slots) index array aligned with ``items`` (0 = none), and the names.
+
+    An item with more categories than the slots keeps its first ones; an item the file does
+    not name has none.
+    """
+    try:
+        mapping = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read item categories: {e}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
+        raise ValueError(f"{path}: expected a JSON object of item id -> list of categories")
+    counts = [len(v) for v in mapping.values()] or [1]
+    slots = int(min(MAX_CATEGORY_SLOTS, max(1, np.percentile(counts, 95))))
+    names: dict[str, int] = {}
+    category = np.zeros((len(items) + 1, slots), dtype=np.int64)
+    for i, item in enumerate(items, 1):
+        for slot, name in enumerate(mapping.get(item, [])[:slots]):
+            category[i, slot] = names.setdefault(str(name), len(names) + 1)
+    return category, list(names)
 
 
 def price_buckets(prices: np.ndarray, num_buckets: int) -> tuple[np.ndarray, list[float]]:
@@ -433,3 +463,48 @@ def training_windows(
             inputs.append(seq[start : end - 1])
             targets.append(target_seq[start + 1 : end])
     return left_pad(inputs, max_len), left_pad(targets, max_len)
+
+
+# --- dataset and its fingerprint -------------------------------------------------------------
+
+
+def build_dataset(
+    source,
+    item_text: str | Path | None = None,
+    positives: tuple[str, ...] | None = None,
+    context: tuple[str, ...] = (),
+    item_categories: str | Path | None = None,
+) -> SequenceData:
+    """From a SASRec-style file path or a DuckDB connection to the warehouse; ``positives``
+    and ``context`` name the warehouse's event types that are targets and inputs only;
+    ``item_categories`` (``read_item_categories``) replaces the catalog's categories."""
+    if isinstance(source, str | Path):
+        if positives is not None or context:
+            raise ValueError(
+                "a 'user item' pairs file has no event types: positives and context need --warehouse"
+            )
+        data = read_sasrec_file(source)
+    else:
+        data = dataset_from_warehouse(source, positives or DEFAULT_EVENT_TYPES, context)
+    if item_text is not None:
+        data.side.text = read_item_text(item_text)
+    if item_categories is not None:
+        data.side.category, data.side.category_names = read_item_categories(item_categories, data.items)
+    return data
+
+
+def split_fingerprint(
+    data: SequenceData, cold_fraction: float = 0.0, seed: int = 0, protocol: Protocol = "leave-one-out"
+) -> str:
+    """Same data and protocol -> same fingerprint; metrics are comparable only when equal."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"protocol": protocol, "cold": cold_fraction, "seed": seed}).encode())
+    h.update("\n".join(data.items).encode())
+    for u, (user, seq) in enumerate(zip(data.users, data.sequences, strict=True)):
+        h.update(user.encode())
+        h.update(seq.tobytes())
+        if data.positive is not None:
+            h.update(data.positive[u].tobytes())
+        if protocol == "time" and data.times is not None:
+            h.update(data.times[u].tobytes())
+    return h.hexdigest()[:16]

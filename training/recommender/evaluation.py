@@ -7,6 +7,7 @@ are measured by the same code on the same cases.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 
 from training.recommender.baselines import ItemToItem, fit_baselines
 from training.recommender.data import EvalSet
-from training.recommender.inference import mask_seen, score_histories
+from training.recommender.inference import Recommender, mask_seen, score_histories
 from training.recommender.model import SASRec
 
 Scorer = Callable[[Sequence[np.ndarray]], torch.Tensor]
@@ -132,3 +133,47 @@ def evaluate_with_baselines(
     result["best_baseline"] = best
     result["beats_best_baseline"] = result[metric] > result["baselines"][best][metric]
     return result
+
+
+def vocabulary_scorer(recommender: Recommender, items: list[str]) -> Scorer:
+    """Score histories given in ``items``' indices with a model of another vocabulary.
+
+    Histories are mapped through the string ids; items the model does not know get -inf,
+    so two models with different vocabularies are compared on exactly the same cases.
+    """
+    to_model = np.array([0] + [recommender.index.get(item, 0) for item in items], dtype=np.int64)
+    known = torch.from_numpy(to_model > 0)
+    gather = torch.from_numpy(to_model)
+
+    def score(histories):
+        mapped = [to_model[h][to_model[h] > 0] for h in histories]
+        model_scores = score_histories(recommender.model, mapped)
+        scores = model_scores[:, gather]
+        scores[:, ~known] = float("-inf")
+        return scores
+
+    return score
+
+
+def metrics_plot_png(metrics: dict, k: int = 10) -> bytes:
+    """Bar chart of HR@k, NDCG@k and MRR for the model and each baseline, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"hr@{k}", f"ndcg@{k}", "mrr"]
+    rows = {"model": metrics, **metrics.get("baselines", {})}
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    width = 0.8 / len(rows)
+    for i, (label, values) in enumerate(rows.items()):
+        ax.bar(np.arange(len(names)) + i * width, [values.get(m, 0.0) for m in names], width, label=label)
+    ax.set_xticks(np.arange(len(names)) + width * (len(rows) - 1) / 2, names)
+    ax.set_ylabel("score")
+    ax.set_title("Recommender, leave-one-out test, full ranking")
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -35,6 +35,9 @@ class RecommenderConfig:
     dropout: float = 0.2  # on embeddings and on the attention and feed-forward outputs
     attn_dropout: float = 0.0  # on attention weights; off by default, costly on CPU for little gain
     num_categories: int = 0  # category side feature; 0 disables it (index 0 = unknown)
+    # Categories an item may carry (a catalog's one category; a category path and a brand):
+    # the item's category vector is the mean of its categories' embeddings.
+    category_slots: int = 1
     num_price_buckets: int = 0  # price-bucket side feature; 0 disables it (index 0 = unknown)
     text_dim: int = 0  # width of the frozen text embedding; 0 disables the text projection
     # With text features, the share of items whose id vector is hidden in each training
@@ -111,7 +114,7 @@ class SASRec(nn.Module):
         self.register_buffer("item_has_id", torch.ones(n, dtype=torch.bool), persistent=True)
         if config.num_categories:
             self.cat_emb = nn.Embedding(config.num_categories + 1, config.hidden, padding_idx=0)
-            self.register_buffer("item_category", torch.zeros(n, dtype=torch.long))
+            self.register_buffer("item_category", torch.zeros(n, config.category_slots, dtype=torch.long))
         if config.num_price_buckets:
             self.price_emb = nn.Embedding(config.num_price_buckets + 1, config.hidden, padding_idx=0)
             self.register_buffer("item_price_bucket", torch.zeros(n, dtype=torch.long))
@@ -120,6 +123,13 @@ class SASRec(nn.Module):
             self.register_buffer("item_text", torch.zeros(n, config.text_dim))
             self.text_proj = nn.Linear(config.text_dim, config.hidden, bias=False)
         self.apply(self._init_weights)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Models saved before items could carry several categories held one per item.
+        key = prefix + "item_category"
+        if key in state_dict and state_dict[key].dim() == 1:
+            state_dict[key] = state_dict[key].unsqueeze(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -152,6 +162,8 @@ class SASRec(nn.Module):
             if not hasattr(self, name):
                 raise ValueError(f"{name} given but the config disables that feature")
             buffer = getattr(self, name)
+            if name == "item_category" and value.dim() == 1:
+                value = value.unsqueeze(1)  # one category per item
             if value.shape != buffer.shape:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {tuple(buffer.shape)}")
             buffer.copy_(value.to(buffer.dtype))
@@ -170,7 +182,9 @@ class SASRec(nn.Module):
             keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.config.id_dropout)
         vec = self.item_emb(idx) * keep[idx].unsqueeze(-1).to(self.item_emb.weight.dtype)
         if self.config.num_categories:
-            vec = vec + self.cat_emb(self.item_category[idx])
+            categories = self.item_category[idx]  # (..., slots), 0 = no category
+            count = (categories > 0).sum(-1, keepdim=True).clamp(min=1).to(vec.dtype)
+            vec = vec + self.cat_emb(categories).sum(-2) / count
         if self.config.num_price_buckets:
             vec = vec + self.price_emb(self.item_price_bucket[idx])
         if self.config.text_dim:

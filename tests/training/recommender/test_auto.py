@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from tests.training.recommender.conftest import rule_sequences
-from training.recommender import auto, pipeline
-from training.recommender.data import SequenceData, leave_one_out
+from training.recommender import auto
+from training.recommender.data import SequenceData, build_dataset, leave_one_out
+from training.recommender.settings import settings_for
+from training.recommender.training import train as train_recommender
 
 
 def data_with_lengths(lengths: list[int], num_items: int = 40) -> SequenceData:
@@ -82,11 +84,11 @@ def test_given_values_are_kept_and_said_so():
 def test_auto_profile_trains_within_its_cap_and_reports_its_choice(tmp_path):
     from tests.training.recommender.conftest import write_sasrec
 
-    data = pipeline.build_dataset(write_sasrec(tmp_path / "rule.txt", rule_sequences(num_users=150)))
-    settings = pipeline.settings_for(
+    data = build_dataset(write_sasrec(tmp_path / "rule.txt", rule_sequences(num_users=150)))
+    settings = settings_for(
         "auto", max_minutes=0.3, num_threads=1, output_dir=tmp_path / "out", progress_bar=False
     )
-    result = pipeline.train(data, "auto", settings=settings)
+    result = train_recommender(data, "auto", settings=settings)
     chosen = result.artifact.metrics["auto"]
     assert chosen["median_history"] < auto.SHORT_MEDIAN and "fit" in chosen["max_epochs"]
     config = result.artifact.model.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -10,6 +11,7 @@ import polars as pl
 import pytest
 
 from training.recommender.data import (
+    build_dataset,
     leave_one_out,
     left_pad,
     price_buckets,
@@ -17,7 +19,6 @@ from training.recommender.data import (
     read_sasrec_file,
     training_windows,
 )
-from training.recommender.pipeline import build_dataset
 
 
 def test_read_sasrec_file_keeps_order_and_string_ids(tmp_path):
@@ -124,3 +125,24 @@ def test_ml1m_file_shape(ml1m_path):
     assert len(data.users) == 6040 and data.num_items == 3416
     split = leave_one_out(data)
     assert len(split.test.targets) == 6040
+
+
+def test_item_categories_from_a_json_file(tmp_path):
+    from training.recommender.data import read_item_categories
+
+    path = tmp_path / "item2attributes.json"
+    # 20 items with 2 categories, one with 5: the 95th percentile gives 2 slots, so the long
+    # one keeps its first two (the Amazon files list the brand first).
+    mapping = {f"i{i}": [7, i % 3] for i in range(20)} | {"long": [9, 1, 2, 3, 4]}
+    path.write_text(json.dumps(mapping))
+    items = ["i0", "i1", "long", "unknown"]
+    category, names = read_item_categories(path, items)
+    assert category.shape == (5, 2) and category[0].tolist() == [0, 0]
+    decode = [[names[c - 1] for c in row if c] for row in category[1:]]
+    assert decode == [["7", "0"], ["7", "1"], ["9", "1"], []]
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="item2attributes.json: expected a JSON object"):
+        read_item_categories(path, items)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="item2attributes.json: cannot read item categories"):
+        read_item_categories(path, items)

@@ -83,6 +83,25 @@ def test_category_and_price_features_add_to_the_item_vector():
     assert torch.allclose(model.item_vectors()[2], before + model.cat_emb.weight[1], atol=1e-6)
 
 
+def test_several_categories_per_item_add_their_mean_and_old_single_category_models_load():
+    model = tiny(num_categories=4, category_slots=3)
+    cat = torch.zeros(21, 3, dtype=torch.long)
+    cat[2] = torch.tensor([1, 3, 0])  # two categories and an empty slot
+    cat[5, 0] = 4
+    model.set_side_features(category=cat)
+    vectors = model.item_vectors()
+    mean = (model.cat_emb.weight[1] + model.cat_emb.weight[3]) / 2
+    assert torch.allclose(vectors[2], model.item_emb.weight[2] + mean, atol=1e-6)
+    assert torch.allclose(vectors[5], model.item_emb.weight[5] + model.cat_emb.weight[4], atol=1e-6)
+    assert torch.allclose(vectors[7], model.item_emb.weight[7], atol=1e-6)  # no category
+    # A model saved with one category per item (a 1-D buffer) loads into the slotted shape.
+    single = tiny(num_categories=4)
+    state = single.state_dict()
+    state["item_category"] = torch.arange(21) % 5
+    single.load_state_dict(state)
+    assert single.item_category.shape == (21, 1) and single.item_category[3, 0] == 3
+
+
 def test_full_softmax_ce_matches_manual_and_ignores_padding():
     torch.manual_seed(0)
     hidden = torch.randn(2, 3, 4)

@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.recommender import cli, pipeline
+from training.recommender import cli
 from training.recommender.artifact import load_from_store, save_to_store
+from training.recommender.evaluation import metrics_plot_png, vocabulary_scorer
 from training.recommender.model import RecommenderConfig
+from training.recommender.promotion import promote_if_better, promoted_baseline, promoted_tag
+from training.recommender.settings import TrainSettings, model_config
+from training.recommender.training import build_model
+from training.recommender.training import fit as fit_recommender
+from training.recommender.training import train as train_recommender
 
 TINY = {"max_len": 16, "hidden": 32, "num_blocks": 2, "num_heads": 2, "dropout": 0.1}
 
 
-def tiny_settings(tmp_path, **kw) -> pipeline.TrainSettings:
+def tiny_settings(tmp_path, **kw) -> TrainSettings:
     values = dict(
         max_epochs=15,
         max_minutes=None,
@@ -32,11 +38,11 @@ def tiny_settings(tmp_path, **kw) -> pipeline.TrainSettings:
         num_threads=1,
     )
     values.update(kw)
-    return replace(pipeline.TrainSettings(), **values)
+    return replace(TrainSettings(), **values)
 
 
 def _train(rule_data, tmp_path, **kw):
-    return pipeline.train(rule_data, "quick", settings=tiny_settings(tmp_path, **kw), model_overrides=TINY)
+    return train_recommender(rule_data, "quick", settings=tiny_settings(tmp_path, **kw), model_overrides=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +82,7 @@ def test_training_learns_the_rule_and_beats_the_baselines(trained):
     metrics_csv = Path(result.log_dir).rglob("metrics.csv")
     text = next(metrics_csv).read_text()
     assert "val/ndcg@10" in text and "train/loss" in text
-    png = pipeline.metrics_plot_png(m)
+    png = metrics_plot_png(m)
     assert png.startswith(b"\x89PNG") and len(png) > 1000
 
 
@@ -84,18 +90,18 @@ def test_promotion_only_when_better(trained, tmp_path):
     rule_data, _, good = trained
     home = tmp_path / "store"
     good_tag = save_to_store(good.artifact, home=home)
-    first = pipeline.promote_if_better(good_tag, rule_data, home=home)
-    assert first["promoted"] and pipeline.promoted_tag(home=home) == good_tag
+    first = promote_if_better(good_tag, rule_data, home=home)
+    assert first["promoted"] and promoted_tag(home=home) == good_tag
     # An untrained model of the same shape loses to the baselines and to the promoted one.
-    untrained = pipeline.build_model(rule_data, good.split, good.artifact.model.config)
+    untrained = build_model(rule_data, good.split, good.artifact.model.config)
     bad = replace(good.artifact, model=untrained.eval(), tag=None)
     bad_tag = save_to_store(bad, home=home)
-    second = pipeline.promote_if_better(bad_tag, rule_data, home=home)
+    second = promote_if_better(bad_tag, rule_data, home=home)
     assert not second["promoted"] and "does not beat" in second["reason"]
     assert second["scores"]["promoted"] == pytest.approx(first["scores"]["candidate"])
     # The promoted model still beats the baselines: it stays, no baseline is served.
     assert second["baseline"] is None and second["served"] == good_tag
-    assert pipeline.promoted_tag(home=home) == good_tag
+    assert promoted_tag(home=home) == good_tag
     assert first["on"] == "validation" and {"most_popular", "cooccurrence", "ease"} <= set(first["scores"])
     assert first["scores"]["candidate"] > first["scores"][first["best_baseline"]]
 
@@ -107,16 +113,16 @@ def test_the_best_baseline_is_served_when_no_trained_model_beats_it(trained, tmp
 
     rule_data, _, good = trained
     home = tmp_path / "store"
-    untrained = pipeline.build_model(rule_data, good.split, good.artifact.model.config)
+    untrained = build_model(rule_data, good.split, good.artifact.model.config)
     bad_tag = save_to_store(replace(good.artifact, model=untrained.eval(), tag=None), home=home)
-    decision = pipeline.promote_if_better(bad_tag, rule_data, home=home)
+    decision = promote_if_better(bad_tag, rule_data, home=home)
     best = decision["best_baseline"]
     assert not decision["promoted"] and decision["baseline"] == best
     assert decision["scores"][best] == max(
         decision["scores"][b] for b in ("most_popular", "cooccurrence", "ease")
     )
-    served = pipeline.promoted_tag(home=home)
-    assert served == decision["served"] != bad_tag and pipeline.promoted_baseline(home=home) == best
+    served = promoted_tag(home=home)
+    assert served == decision["served"] != bad_tag and promoted_baseline(home=home) == best
     # The stored baseline is the one evaluated: same scores as the scorer refitted here.
     loaded = load_from_store(served, home=home)
     assert isinstance(loaded.model, BaselineModel) and loaded.extra["baseline"] == best
@@ -129,9 +135,9 @@ def test_the_best_baseline_is_served_when_no_trained_model_beats_it(trained, tmp
         assert score == pytest.approx(expected[rule_data.items.index(item) + 1].item(), abs=1e-5)
     # A trained model that beats it replaces the baseline.
     good_tag = save_to_store(good.artifact, home=home)
-    again = pipeline.promote_if_better(good_tag, rule_data, home=home)
+    again = promote_if_better(good_tag, rule_data, home=home)
     assert again["promoted"] and "promoted" not in again["scores"]
-    assert pipeline.promoted_tag(home=home) == good_tag and pipeline.promoted_baseline(home=home) is None
+    assert promoted_tag(home=home) == good_tag and promoted_baseline(home=home) is None
 
 
 def test_vocabulary_scorer_maps_between_vocabularies(trained):
@@ -147,13 +153,13 @@ def test_vocabulary_scorer_maps_between_vocabularies(trained):
     order = list(reversed(range(len(items))))
     shuffled = [items[i] for i in order]
     perm = torch.tensor([0] + [i + 1 for i in order])
-    clone = pipeline.build_model(rule_data, split, model.config)
+    clone = build_model(rule_data, split, model.config)
     state = model.state_dict()
     for key in ("item_emb.weight", "item_has_id"):
         state[key] = state[key][perm]
     clone.load_state_dict(state)
     mapped = evaluate_scorer(
-        pipeline.vocabulary_scorer(Recommender(clone.eval(), shuffled), rule_data.items),
+        vocabulary_scorer(Recommender(clone.eval(), shuffled), rule_data.items),
         split.test,
         rule_data.num_items,
         sampled=0,
@@ -184,7 +190,7 @@ def test_cli_train_then_evaluate(rule_file, tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_gloo(rule_data, tmp_path):
     settings = tiny_settings(tmp_path, max_epochs=3, strategy="ddp_spawn", devices=2, num_threads=1)
-    result = pipeline.train(rule_data, "quick", settings=settings, model_overrides=TINY)
+    result = train_recommender(rule_data, "quick", settings=settings, model_overrides=TINY)
     m = result.artifact.metrics
     # Both ranks trained on half the batches each; the weights came back to this process.
     assert m["ndcg@10"] > m["baselines"]["most_popular"]["ndcg@10"], m
@@ -204,8 +210,8 @@ def test_cpu_budget_stops_training(rule_data, tmp_path):
     from training.recommender.data import leave_one_out
 
     split = leave_one_out(rule_data)
-    config = pipeline.model_config(rule_data, "quick", **TINY)
-    result = pipeline.fit(
+    config = model_config(rule_data, "quick", **TINY)
+    result = fit_recommender(
         rule_data, split, config, tiny_settings(tmp_path, max_epochs=50, max_cpu_minutes=1e-6)
     )
     assert result.epochs <= 1 and result.train_cpu_seconds > 0
@@ -216,10 +222,10 @@ def test_the_wall_clock_cap_holds_for_training_plus_validation(rule_data, tmp_pa
     from training.recommender.data import leave_one_out
 
     split = leave_one_out(rule_data)
-    config = pipeline.model_config(rule_data, "quick", **TINY)
+    config = model_config(rule_data, "quick", **TINY)
     cap_minutes = 0.15
     settings = tiny_settings(tmp_path, max_epochs=10_000, patience=10_000, max_minutes=cap_minutes)
-    result = pipeline.fit(rule_data, split, config, settings)
+    result = fit_recommender(rule_data, split, config, settings)
     assert result.stop_reason == "max_minutes" and result.epochs >= 1
     assert result.train_seconds < cap_minutes * 60
     # Every epoch that ended was validated; the best of them is the checkpoint kept.
@@ -230,12 +236,12 @@ def test_a_cosine_schedule_is_shortened_to_end_inside_the_cap(rule_data, tmp_pat
     from training.recommender.data import leave_one_out
 
     split = leave_one_out(rule_data)
-    config = pipeline.model_config(rule_data, "quick", **TINY)
+    config = model_config(rule_data, "quick", **TINY)
     cap_minutes = 0.15
     settings = tiny_settings(
         tmp_path, max_epochs=10_000, patience=10_000, max_minutes=cap_minutes, lr_schedule="cosine"
     )
-    result = pipeline.fit(rule_data, split, config, settings)
+    result = fit_recommender(rule_data, split, config, settings)
     # Planned for 10,000 epochs, the schedule ended with the epochs the cap held at the pace
     # measured (or, if the pace slowed, the cap cut in first); the rate decayed on the way.
     assert result.stop_reason in ("max_epochs_fitted_to_cap", "max_minutes"), result.stop_reason
@@ -258,13 +264,13 @@ def test_early_stopping_says_so_and_keeps_the_best_checkpoint(rule_data, tmp_pat
     from training.recommender.data import leave_one_out
 
     split = leave_one_out(rule_data)
-    config = pipeline.model_config(rule_data, "quick", **TINY)
+    config = model_config(rule_data, "quick", **TINY)
     # A zero rate never improves on the first validation: patience 1 stops at the second.
-    result = pipeline.fit(
+    result = fit_recommender(
         rule_data, split, config, tiny_settings(tmp_path, lr=0.0, patience=1, max_epochs=50)
     )
     assert result.stop_reason == "early_stopping" and result.epochs == 2 and result.best_epoch == 1
-    full = pipeline.fit(rule_data, split, config, tiny_settings(tmp_path / "b", max_epochs=2, patience=5))
+    full = fit_recommender(rule_data, split, config, tiny_settings(tmp_path / "b", max_epochs=2, patience=5))
     assert full.stop_reason == "max_epochs" and full.epochs == 2
 
 
@@ -300,8 +306,8 @@ def test_training_with_the_cosine_schedule_ends_at_a_zero_rate(rule_data, tmp_pa
     from training.recommender.lightning import SASRecModule, SequenceDataModule
 
     split = leave_one_out(rule_data)
-    config = pipeline.model_config(rule_data, "quick", **TINY)
-    module = SASRecModule(pipeline.build_model(rule_data, split, config), lr=5e-3, lr_schedule="cosine")
+    config = model_config(rule_data, "quick", **TINY)
+    module = SASRecModule(build_model(rule_data, split, config), lr=5e-3, lr_schedule="cosine")
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
@@ -309,7 +315,7 @@ def test_training_with_the_cosine_schedule_ends_at_a_zero_rate(rule_data, tmp_pa
     assert trainer.global_step > 2
     assert trainer.optimizers[0].param_groups[0]["lr"] < 5e-3 * 0.01
     with pytest.raises(ValueError, match="unknown lr_schedule"):
-        SASRecModule(pipeline.build_model(rule_data, split, config), lr_schedule="step")
+        SASRecModule(build_model(rule_data, split, config), lr_schedule="step")
 
 
 def test_bf16_mixed_precision_on_a_cpu_learns_the_rule_and_keeps_fp32_weights(rule_data, tmp_path):

@@ -1,0 +1,288 @@
+"""Training a recommender: the model built for the data, the Lightning fit that keeps the
+best validation weights, the test evaluation against the baselines."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import torch
+
+from training.recommender.artifact import (
+    Artifact,
+    checkpoint_state,
+)
+from training.recommender.data import (
+    EvalSet,
+    Protocol,
+    SequenceData,
+    Split,
+    make_split,
+    split_fingerprint,
+)
+from training.recommender.evaluation import (
+    evaluate_scorer,
+    evaluate_with_baselines,
+    model_scorer,
+)
+from training.recommender.losses import Sampling
+from training.recommender.model import RecommenderConfig, SASRec
+from training.recommender.settings import (
+    PROFILES,
+    Features,
+    Precision,
+    ProfileName,
+    TrainSettings,
+    model_config,
+)
+
+
+@dataclass
+class TrainResult:
+    artifact: Artifact
+    split: Split
+    train_seconds: float
+    train_cpu_seconds: float  # CPU time of this process while training (all threads)
+    epochs: int
+    best_epoch: int | None
+    # Why training ended: "max_epochs", "early_stopping" (patience rounds without a better
+    # validation NDCG@10), "max_minutes" or "max_cpu_minutes" (the cap, validation included),
+    # "max_epochs_fitted_to_cap" (the schedule shortened to the epochs the cap held).
+    stop_reason: str
+    checkpoint: str | None
+    log_dir: str | None
+
+
+def build_model(data: SequenceData, split: Split, config: RecommenderConfig) -> SASRec:
+    """A fresh model with the data's side features loaded.
+
+    Items absent from the training sequences get no id vector (it would stay random, and
+    the full softmax would push it down as a negative); they are scored from their side
+    features, which is what lets a new item be recommended.
+    """
+    model = SASRec(config)
+    n = data.num_items + 1
+    in_train = np.zeros(n, dtype=bool)
+    if split.train:
+        in_train[np.concatenate(split.train)] = True
+    in_train[0] = True
+    side = {"has_id": torch.from_numpy(in_train)}
+    if config.num_categories:
+        side["category"] = torch.from_numpy(data.side.category)
+    if config.num_price_buckets:
+        side["price_bucket"] = torch.from_numpy(data.side.price_bucket)
+    if config.text_dim:
+        from training.recommender.text import item_text_matrix
+
+        matrix, _ = item_text_matrix(data.items, data.side.text)
+        side["text"] = torch.from_numpy(matrix)
+    model.set_side_features(**side)
+    return model
+
+
+def negative_proposal(split: Split, num_items: int, sampling: Sampling) -> torch.Tensor | None:
+    """(N+1,) probabilities of drawing each item as a negative; None for uniform."""
+    if sampling == "uniform":
+        return None
+    if sampling != "popularity":
+        raise ValueError(f"unknown negative_sampling {sampling!r}; expected uniform or popularity")
+    counts = np.bincount(np.concatenate(split.train), minlength=num_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    return torch.from_numpy(counts / counts.sum()).float()
+
+
+def fit(
+    data: SequenceData,
+    split: Split,
+    config: RecommenderConfig,
+    settings: TrainSettings,
+) -> TrainResult:
+    """Train with Lightning, keep the best validation NDCG@10 weights, return them unevaluated."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from training.recommender.lightning import SASRecModule, SequenceDataModule, TimeBudget
+
+    torch.set_num_threads(settings.num_threads)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    model = build_model(data, split, config)
+    module = SASRecModule(
+        model,
+        settings.loss,
+        settings.num_negatives,
+        settings.lr,
+        settings.weight_decay,
+        lr_schedule=settings.lr_schedule,
+        num_threads=settings.num_threads,
+        proposal=negative_proposal(split, data.num_items, settings.negative_sampling),
+        gbce_t=settings.gbce_t,
+    )
+    datamodule = SequenceDataModule(
+        split, config.max_len, settings.batch_size, settings.window_stride, settings.seed
+    )
+    out = Path(settings.output_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch}", monitor="val/ndcg@10", mode="max", save_top_k=1
+    )
+
+    if settings.precision not in get_args(Precision):
+        raise ValueError(f"unknown precision {settings.precision!r}; expected one of {get_args(Precision)}")
+    on_gpu = torch.cuda.is_available() and settings.accelerator in ("auto", "gpu", "cuda")
+    precision = settings.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if on_gpu else "32-true"
+    early_stopping = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience)
+    budget = TimeBudget(settings.max_minutes, settings.max_cpu_minutes)
+    trainer = pl.Trainer(
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        precision=precision,
+        max_epochs=settings.max_epochs,
+        # TimeBudget, not Lightning's max_time: the cap must hold for validation too.
+        check_val_every_n_epoch=settings.val_every,
+        callbacks=[checkpoint, early_stopping, budget],
+        logger=CSVLogger(out, name="logs"),
+        use_distributed_sampler=False,
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic=False,
+    )
+    start, cpu_start = time.perf_counter(), time.process_time()
+    budget.begin()
+    trainer.fit(module, datamodule=datamodule)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if budget.reason is not None:
+        stop_reason = budget.reason
+    elif early_stopping.stopped_epoch > 0:
+        stop_reason = "early_stopping"
+    elif budget.refitted is not None and trainer.current_epoch >= budget.refitted:
+        # The cap held fewer epochs than planned at the pace measured: the schedule was
+        # shortened to end inside it, and it did.
+        stop_reason = "max_epochs_fitted_to_cap"
+    elif trainer.current_epoch >= settings.max_epochs:
+        stop_reason = "max_epochs"
+    else:
+        stop_reason = "interrupted"
+    best = checkpoint.best_model_path
+    if best and Path(best).exists():
+        model.load_state_dict(checkpoint_state(best))
+    found = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    best_epoch = int(found.group(1)) + 1 if found else None
+    extra = {
+        "train_settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "side": {
+            "category_names": data.side.category_names if config.num_categories else [],
+            "price_edges": data.side.price_edges if config.num_price_buckets else [],
+        },
+    }
+    return TrainResult(
+        artifact=Artifact(model=model.cpu().eval(), items=list(data.items), extra=extra),
+        split=split,
+        train_seconds=seconds,
+        train_cpu_seconds=cpu_seconds,
+        epochs=trainer.current_epoch,
+        best_epoch=best_epoch,
+        stop_reason=stop_reason,
+        checkpoint=best or None,
+        log_dir=trainer.logger.log_dir if trainer.logger else None,
+    )
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: SASRec, split: Split, num_items: int, k: int = 10, sampled: int = 100, on: str = "test"
+) -> dict:
+    """Model and baselines on the same cases: full ranking, seen filtered, plus sampled-100."""
+    cases = split.test if on == "test" else split.valid
+    result = evaluate_with_baselines(
+        model,
+        split.train,
+        cases,
+        num_items,
+        k=k,
+        sampled=sampled,
+        valid=split.valid,
+        train_positive=split.train_positive,
+    )
+    seen = "seen positives filtered" if split.train_positive is not None else "seen items filtered"
+    result["protocol"] = f"{split.describe()}; {on} cases, full ranking, {seen}; sampled{sampled} is an extra"
+    if split.protocol == "time":
+        result["periods"] = {"valid_from": split.valid_from, "test_from": split.test_from}
+    return result
+
+
+def cold_start_hr(model: SASRec, split: Split, k: int = 10) -> dict:
+    """HR@k on test cases whose target was withheld from training (needs a cold split)."""
+    cold = np.zeros(model.config.num_items + 1, dtype=bool)
+    cold[split.cold_items] = True
+    pick = np.flatnonzero(cold[split.test.targets])
+    if len(pick) == 0:
+        return {f"hr@{k}": None, "cases": 0}
+
+    cases = EvalSet(
+        split.test.users[pick],
+        [split.test.histories[i] for i in pick],
+        split.test.targets[pick],
+        seen=None if split.test.seen is None else [split.test.seen[i] for i in pick],
+    )
+    result = evaluate_scorer(model_scorer(model), cases, model.config.num_items, k=k, sampled=0)
+    return {f"hr@{k}": result[f"hr@{k}"], f"ndcg@{k}": result[f"ndcg@{k}"], "cases": len(pick)}
+
+
+def train(
+    data: SequenceData,
+    profile: ProfileName = "quick",
+    features: Features | None = None,
+    settings: TrainSettings | None = None,
+    model_overrides: dict | None = None,
+    cold_fraction: float = 0.0,
+    given: dict | None = None,
+    protocol: Protocol = "leave-one-out",
+) -> TrainResult:
+    """Split by ``protocol``, train, evaluate on the test split; the metrics land in the artifact.
+
+    With the ``auto`` profile the rule of ``training.recommender.auto`` fills in the model and
+    the schedule; ``model_overrides`` and ``given`` (training values set explicitly, e.g. by
+    flags) are kept as they are."""
+    settings = settings or replace(TrainSettings(), **PROFILES[profile].train)
+    split = make_split(data, protocol, cold_fraction=cold_fraction, seed=settings.seed)
+    chosen = None
+    if profile == "auto":
+        from training.recommender import auto
+
+        choice = auto.choose(
+            data,
+            split,
+            settings.max_minutes or settings.max_cpu_minutes,
+            settings.num_threads,
+            given_model=model_overrides,
+            given_train=given,
+        )
+        settings = replace(settings, **choice.train)
+        model_overrides, chosen = choice.model, choice.why
+    config = model_config(data, profile, features, **(model_overrides or {}))
+    result = fit(data, split, config, settings)
+    metrics = evaluate(result.artifact.model, split, data.num_items)
+    if chosen is not None:
+        metrics["auto"] = chosen
+    metrics.update(
+        train_seconds=result.train_seconds,
+        train_cpu_seconds=result.train_cpu_seconds,
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+        stop_reason=result.stop_reason,
+        split=split_fingerprint(data, cold_fraction, settings.seed, protocol),
+    )
+    result.artifact.metrics = metrics
+    return result

@@ -87,8 +87,22 @@ def choose_shape(split: Split) -> Choice:
     return Choice({"max_len": max_len, **preset["model"]}, dict(preset["train"]), why)
 
 
+def probe_model(data: SequenceData, split: Split, model_values: dict, features=None):
+    """The model training will run, side features included (they cost on every step)."""
+    from training.recommender.settings import model_config
+    from training.recommender.training import build_model
+
+    return build_model(data, split, model_config(data, "auto", features, **model_values))
+
+
 def seconds_per_epoch(
-    data: SequenceData, split: Split, model_values: dict, train_values: dict, loss: str, threads: int
+    data: SequenceData,
+    split: Split,
+    model_values: dict,
+    train_values: dict,
+    loss: str,
+    threads: int,
+    features=None,
 ) -> float:
     """An epoch's training time, from ``PROBE_BATCHES`` timed steps on the data's own batches.
 
@@ -99,10 +113,9 @@ def seconds_per_epoch(
     """
     from training.recommender.lightning import SequenceDataModule
     from training.recommender.losses import compute_loss
-    from training.recommender.model import RecommenderConfig, SASRec
 
     torch.set_num_threads(threads)
-    model = SASRec(RecommenderConfig(num_items=data.num_items, **model_values)).train()
+    model = probe_model(data, split, model_values, features).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_values["lr"])
     module = SequenceDataModule(
         split, model_values["max_len"], train_values["batch_size"], train_values.get("window_stride", 0)
@@ -137,15 +150,14 @@ def seconds_per_epoch(
     return float(max(slope * sizes.sum() + intercept * len(batches), np.min(elapsed) * len(batches)))
 
 
-def seconds_per_validation(data: SequenceData, split: Split, model_values: dict) -> float:
+def seconds_per_validation(data: SequenceData, split: Split, model_values: dict, features=None) -> float:
     """One validation round: full-catalogue scores for every validation case, timed on 512."""
     from training.recommender.data import left_pad
-    from training.recommender.model import RecommenderConfig, SASRec
 
     cases = split.valid.histories
     if not len(cases):
         return 0.0
-    model = SASRec(RecommenderConfig(num_items=data.num_items, **model_values)).eval()
+    model = probe_model(data, split, model_values, features).eval()
     sample = cases[:512]
     start = time.perf_counter()
     with torch.no_grad():
@@ -160,15 +172,17 @@ def choose(
     threads: int,
     given_model: dict | None = None,
     given_train: dict | None = None,
+    features=None,
 ) -> Choice:
-    """The whole rule; ``given_*`` are the caller's explicit values, kept as they are."""
+    """The whole rule; ``given_*`` are the caller's explicit values, kept as they are;
+    ``features`` (``settings.Features``) are the side features training will use."""
     given_model, given_train = given_model or {}, given_train or {}
     choice = choose_shape(split)
     model = {**choice.model, **given_model}
     train = {**choice.train, **given_train}
     why = choice.why
     budget = minutes * 60 * BUDGET_SHARE if minutes else None
-    validation = seconds_per_validation(data, split, model) / max(train.get("val_every", 1), 1)
+    validation = seconds_per_validation(data, split, model, features) / max(train.get("val_every", 1), 1)
 
     def fits(loss: str) -> float:
         return budget / (epoch[loss] + validation) if budget else float(MAX_EPOCHS)
@@ -176,7 +190,7 @@ def choose(
     # The full softmax first; the sampled one only when too few full-softmax epochs fit.
     epoch: dict[str, float] = {}
     for loss in [given_train["loss"]] if "loss" in given_train else ["ce", "sampled_softmax"]:
-        epoch[loss] = seconds_per_epoch(data, split, model, train, loss, threads)
+        epoch[loss] = seconds_per_epoch(data, split, model, train, loss, threads, features)
         if fits(loss) >= MIN_EPOCHS:
             break
     loss = list(epoch)[-1]

@@ -268,6 +268,7 @@ def train(
             settings.num_threads,
             given_model=model_overrides,
             given_train=given,
+            features=features,
         )
         settings = replace(settings, **choice.train)
         model_overrides, chosen = choice.model, choice.why

@@ -95,3 +95,18 @@ def test_auto_profile_trains_within_its_cap_and_reports_its_choice(tmp_path):
     assert (config.max_len, config.hidden, config.dropout) == (50, 64, 0.5)
     assert result.train_seconds < 0.3 * 60 + 5
     assert result.artifact.extra["train_settings"]["max_epochs"] >= 1
+
+
+def test_the_probe_times_the_model_training_will_run_side_features_included():
+    from training.recommender.settings import Features
+
+    data = data_with_lengths([6, 8, 9, 12] * 10)
+    data.side.category = np.zeros((data.num_items + 1, 3), dtype=np.int64)
+    data.side.category[1:, 0] = 1 + np.arange(data.num_items) % 4
+    data.side.category_names = ["a", "b", "c", "d"]
+    split = leave_one_out(data)
+    shape = auto.choose_shape(split).model
+    plain = auto.probe_model(data, split, shape)
+    probed = auto.probe_model(data, split, shape, Features(category=True))
+    assert not hasattr(plain, "cat_emb")
+    assert probed.config.category_slots == 3 and probed.item_category[1, 0] == 1

@@ -95,15 +95,7 @@ def probe_model(data: SequenceData, split: Split, model_values: dict, features=N
     return build_model(data, split, model_config(data, "auto", features, **model_values))
 
 
-def seconds_per_epoch(
-    data: SequenceData,
-    split: Split,
-    model_values: dict,
-    train_values: dict,
-    loss: str,
-    threads: int,
-    features=None,
-) -> float:
+def seconds_per_epoch(model, split: Split, train_values: dict, loss: str, threads: int) -> float:
     """An epoch's training time, from ``PROBE_BATCHES`` timed steps on the data's own batches.
 
     Batches are cut to their longest window, so their cost varies with length, and a shop's
@@ -115,10 +107,10 @@ def seconds_per_epoch(
     from training.recommender.losses import compute_loss
 
     torch.set_num_threads(threads)
-    model = probe_model(data, split, model_values, features).train()
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_values["lr"])
     module = SequenceDataModule(
-        split, model_values["max_len"], train_values["batch_size"], train_values.get("window_stride", 0)
+        split, model.config.max_len, train_values["batch_size"], train_values.get("window_stride", 0)
     )
     batches = module.train_dataloader().batch_sampler.batches()
     if not batches:
@@ -150,18 +142,18 @@ def seconds_per_epoch(
     return float(max(slope * sizes.sum() + intercept * len(batches), np.min(elapsed) * len(batches)))
 
 
-def seconds_per_validation(data: SequenceData, split: Split, model_values: dict, features=None) -> float:
+def seconds_per_validation(model, split: Split) -> float:
     """One validation round: full-catalogue scores for every validation case, timed on 512."""
     from training.recommender.data import left_pad
 
     cases = split.valid.histories
     if not len(cases):
         return 0.0
-    model = probe_model(data, split, model_values, features).eval()
+    model.eval()
     sample = cases[:512]
     start = time.perf_counter()
     with torch.no_grad():
-        model.full_sort_scores(torch.from_numpy(left_pad(list(sample), model_values["max_len"])))
+        model.full_sort_scores(torch.from_numpy(left_pad(list(sample), model.config.max_len)))
     return (time.perf_counter() - start) * len(cases) / len(sample)
 
 
@@ -182,7 +174,9 @@ def choose(
     train = {**choice.train, **given_train}
     why = choice.why
     budget = minutes * 60 * BUDGET_SHARE if minutes else None
-    validation = seconds_per_validation(data, split, model, features) / max(train.get("val_every", 1), 1)
+    # One probe model for every timing: building it embeds the side features (item texts).
+    probe = probe_model(data, split, model, features)
+    validation = seconds_per_validation(probe, split) / max(train.get("val_every", 1), 1)
 
     def fits(loss: str) -> float:
         return budget / (epoch[loss] + validation) if budget else float(MAX_EPOCHS)
@@ -190,7 +184,7 @@ def choose(
     # The full softmax first; the sampled one only when too few full-softmax epochs fit.
     epoch: dict[str, float] = {}
     for loss in [given_train["loss"]] if "loss" in given_train else ["ce", "sampled_softmax"]:
-        epoch[loss] = seconds_per_epoch(data, split, model, train, loss, threads, features)
+        epoch[loss] = seconds_per_epoch(probe, split, train, loss, threads)
         if fits(loss) >= MIN_EPOCHS:
             break
     loss = list(epoch)[-1]

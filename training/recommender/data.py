@@ -339,11 +339,6 @@ def _empty_split(data: SequenceData, cold: np.ndarray, protocol: Protocol) -> Sp
     )
 
 
-def positive_steps(data: SequenceData) -> bool:
-    """True when some steps are context only, so positives must be told apart."""
-    return data.positive is not None
-
-
 def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0) -> Split:
     """Split each user's sequence at its last two positives; users with fewer than 3
     positives only train.
@@ -365,7 +360,8 @@ def leave_one_out(data: SequenceData, cold_fraction: float = 0.0, seed: int = 0)
         valid.add(u, seq, positive, v)
         test.add(u, seq, positive, t)
         _add_training_part(split, seq[:v], None if positive is None else positive[:v], cold)
-    split.valid, split.test = valid.done(positive_steps(data)), test.done(positive_steps(data))
+    with_context = data.positive is not None
+    split.valid, split.test = valid.done(with_context), test.done(with_context)
     return split
 
 
@@ -411,7 +407,8 @@ def time_split(
             found = found[found >= 1]
             if len(found):
                 cases.add(u, seq, positive, int(found[0]))
-    split.valid, split.test = valid.done(positive_steps(data)), test.done(positive_steps(data))
+    with_context = data.positive is not None
+    split.valid, split.test = valid.done(with_context), test.done(with_context)
     split.valid_from, split.test_from = (
         datetime.fromtimestamp(float(t), UTC).isoformat(timespec="seconds") for t in (valid_from, test_from)
     )

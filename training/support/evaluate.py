@@ -195,7 +195,7 @@ def support_cases(model: SupportModel, rows: pl.DataFrame, exact: bool = False) 
     for i, (question, answer) in enumerate(rows.select("question", "answer").rows()):
         start = time.perf_counter()
         _, candidates = pipeline.support_candidates(
-            f"generation-{i}", [("user", question)], question, {}, gate=False
+            f"generation-{i}", [("user", question)], [question], {}, gate=False
         )
         scores = pipeline.rank(question, candidates) if candidates else np.zeros(0)
         cases.append(SupportCase(candidates, scores, answer, (time.perf_counter() - start) * 1000))

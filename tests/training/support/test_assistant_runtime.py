@@ -21,7 +21,7 @@ from training.support.placeholders import leaks
 from training.support.products import ProductAssistant, ProductCatalog, format_price
 from training.support.ranker import CrossEncoder
 from training.support.router import CLARIFY, LABELS, Router
-from training.support.runtime import SupportRuntime
+from training.support.runtime import SupportRuntime, support_contexts
 from training.support.tiny import tiny_encoder
 
 
@@ -117,6 +117,28 @@ def test_an_unsure_router_asks_instead_of_guessing(runtime):
 def test_support_turns_take_retrieve_and_rank(runtime):
     out = say(runtime, "s1", "support", "I want to cancel my order")
     assert out["goal"] == "support" and out["candidates"] and out["sources"]
+
+
+def test_a_support_turn_is_matched_alone_and_with_the_message_before_it(runtime):
+    say(runtime, "s2", "product_request", "I'm looking for headphones")
+    turns = runtime.store.turns("s2", runtime.model.config.context_turns) + [
+        ("user", "can I pay with PayPal")
+    ]
+    contexts = support_contexts(turns)
+    assert contexts == ["can I pay with PayPal", "I'm looking for headphones can I pay with PayPal"]
+    assert support_contexts(turns[:1]) == ["I'm looking for headphones"]
+
+    _, candidates = runtime.support_candidates("s2", turns, contexts, {})
+    # The message alone keeps its own answers: the product turn cannot crowd them out.
+    alone = runtime.model.retriever.search(contexts[0], runtime.model.config.retrieve_k * 2, kind="qa")
+    own = [c.text for c in candidates if 0 in c.contexts]
+    assert own and own == list(dict.fromkeys(h.doc.text for h in alone))[: runtime.model.config.retrieve_k]
+
+    scores, matched = runtime.rank_best(contexts, candidates)
+    for candidate, score, at in zip(candidates, scores, matched, strict=True):
+        each = {i: float(runtime.rank(contexts[i], [candidate])[0]) for i in candidate.contexts}
+        assert at in candidate.contexts and score == pytest.approx(max(each.values()), abs=1e-5)
+        assert each[at] == pytest.approx(score, abs=1e-5)
 
 
 def test_a_foreign_language_is_handed_over_before_any_routing(runtime):

@@ -36,6 +36,9 @@ class PrefersGenerated:
     def score(self, context: str, candidates: list[str]) -> np.ndarray:
         return np.array([0.95 - 0.01 * i if "GEN" in c else 0.6 for i, c in enumerate(candidates)])
 
+    def score_pairs(self, contexts: list[str], replies: list[str]) -> np.ndarray:
+        return self.score(contexts[0] if contexts else "", replies)
+
 
 GENERATED = [
     "GEN You can cancel order {{Order Number}} under {{Order History}}. Then wait for the",
@@ -128,7 +131,7 @@ def gated_runtime(retriever, min_grounding: float) -> tuple[SupportRuntime, Echo
 def test_the_gate_keeps_only_generated_replies_close_to_their_passages(retriever):
     runtime, _ = gated_runtime(retriever, -1.0)
     turns = [("user", "I want to cancel my order")]
-    _, everything = runtime.support_candidates("s1", turns, turns[0][1], {})
+    _, everything = runtime.support_candidates("s1", turns, [turns[0][1]], {})
     generated = [c for c in everything if c.source == "generated"]
     assert len(generated) == 2 and all(c.grounding is not None for c in generated)
     echo, unrelated = generated
@@ -137,11 +140,11 @@ def test_the_gate_keeps_only_generated_replies_close_to_their_passages(retriever
 
     runtime, _ = gated_runtime(retriever, (echo.grounding + unrelated.grounding) / 2)
     timings = {}
-    _, gated = runtime.support_candidates("s1", turns, turns[0][1], timings)
+    _, gated = runtime.support_candidates("s1", turns, [turns[0][1]], timings)
     assert [c.text for c in gated if c.source == "generated"] == [echo.text]
     assert "ground_ms" in timings
     # Ungated, as the gate's fitting sees them.
-    _, ungated = runtime.support_candidates("s1", turns, turns[0][1], {}, gate=False)
+    _, ungated = runtime.support_candidates("s1", turns, [turns[0][1]], {}, gate=False)
     assert [c.text for c in ungated] == [c.text for c in everything]
 
 

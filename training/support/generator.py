@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.support.config import DEFAULT_GENERATOR, SupportConfig
-from training.support.decoding import LlamaDecoder, supports
+from training.support.decoding import SAMPLE_TOP_K, LlamaDecoder, supports
 from training.support.encoder import fingerprint, package_file
 from training.support.int8 import int8_linears
 from training.support.losses import IGNORE_INDEX, reply_token_loss
@@ -302,7 +302,7 @@ class Generator:
         exact: bool = False,
     ) -> list[str]:
         """``num`` replies in one batched decode: the first greedy, the others sampled
-        (``temperature``, nucleus ``top_p``) from a generator seeded with ``seed``; the same
+        (``temperature``, the top 50 tokens, nucleus ``top_p``) from a generator seeded with ``seed``; the same
         arguments give the same replies. Repeats and empty replies are dropped, so fewer than
         ``num`` may come back. ``exact`` forces all new tokens (for benchmarks)."""
         input_ids = self._prompt_ids(turns, passages, facts)
@@ -342,7 +342,7 @@ class Generator:
                     do_sample=True,
                     temperature=temperature,
                     top_p=top_p,
-                    top_k=0,
+                    top_k=SAMPLE_TOP_K,
                     num_return_sequences=num - 1,
                 )
             rows += list(sampled[:, input_ids.shape[1] :])

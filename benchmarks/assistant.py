@@ -48,7 +48,8 @@ Figures:
   handed over in English. Must be 0.
 - ``chat_p50_ms`` / ``chat_p95_ms``: wall time of ``reply`` per turn, all turns;
   ``chat_support_p50_ms`` / ``chat_support_p95_ms``: the turns that took the support path
-  (the only ones that generate).
+  (the only ones that generate); ``dialogue_generation_gate``: the gate they ran with (the
+  model's, or ``--gate``: a shut gate generates nothing, so ``--gate 0`` times generation).
 - ``rouge_l``, ``semantic_similarity``: ROUGE-L F1 (Google's ``rouge-score``, stemmed) and
   MiniLM cosine similarity of the chosen reply (as ranked, placeholders kept, like the
   references) to the reference answer, mean over the rows, chosen as serving chooses (the
@@ -226,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--generation-rows", type=int, default=200, help="held-out rows for the reply figures"
     )
+    parser.add_argument(
+        "--gate",
+        type=float,
+        help="generation gate for the dialogues (default: the model's; 0 ranks every generated "
+        "candidate, to time generation when the trained gate is shut)",
+    )
     parser.add_argument("--zero-shot", action="store_true", help="also score the generator's base model")
     parser.add_argument("--skip-dialogues", action="store_true", help="only the held-out reply figures")
     parser.add_argument(
@@ -263,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     engine = search_engine(frame, Path(settings.data_dir) / "benchmarks" / "assistant")
     index_s = time.perf_counter() - started
+    dialogue_gate = model.config.generation_min_grounding if args.gate is None else args.gate
     runtime = SupportRuntime(
-        model,
+        replace(model, config=replace(model.config, generation_min_grounding=dialogue_gate)),
         InMemoryStore(),
         profile=ShopProfile(),
         use_generator=args.generate,
@@ -327,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bench": "assistant",
                 "model": model.tag,
                 "split": args.split,
+                "dialogue_generation_gate": dialogue_gate if args.generate else None,
                 "dialogues": len({r["turn"].dialogue_id for r in rows}),
                 "turns": len(rows),
                 "generation": args.generate,

@@ -90,6 +90,15 @@ class ServingConfig:
     # BentoML's OpenTelemetry middleware. Its sample rate is 0 unless a tracing exporter is
     # configured, but it still builds a span context on every request; off, it skips every path.
     tracing: bool = False
+    # Per-client limits on the API paths in ``limits``' notation, e.g. "20/second;600/minute"
+    # (a burst of 20 in any second, 10 a second sustained); past them the answer is 429 with
+    # Retry-After. A client is its API key, else its address. None: no limit.
+    rate_limit: str | None = None
+    # Where the counts live: "memory://" (each worker counts alone) or a Redis URL (every
+    # worker and replica shares one count; the production profile's default is its Redis).
+    rate_limit_storage: str = "memory://"
+    # Peers (e.g. the load balancer) whose X-Forwarded-For names the client.
+    trusted_proxies: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ServingConfig:
@@ -116,7 +125,16 @@ class ServingConfig:
             support_session_ttl_s=_number("SUPPORT_SESSION_TTL_S", "86400", float),
             access_log=_switch("ACCESS_LOG", "0"),
             tracing=_switch("TRACING", "0"),
+            rate_limit=_env("RATE_LIMIT", "") or None,
+            rate_limit_storage=_env(
+                "RATE_LIMIT_STORAGE", settings.redis_url if settings.profile == "production" else "memory://"
+            ),
+            trusted_proxies=frozenset(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
         )
+        if config.rate_limit:
+            from serving.ratelimit import parse_limits
+
+            parse_limits(config.rate_limit)  # a typo stops the start-up, with the text named
         if config.workers < 1:
             raise ValueError(f"SHOPML_WORKERS must be at least 1, not {config.workers}")
         if settings.profile == "production" and not config.api_key:

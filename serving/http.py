@@ -13,7 +13,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import metrics
 from serving.config import ServingConfig
+from serving.ratelimit import RateLimiter
 
 # Seconds a shed request is told to wait (one second at the limit is hundreds of requests served).
 RETRY_AFTER_S = 1
@@ -52,6 +54,8 @@ def api_key_of(headers: dict[bytes, bytes]) -> str | None:
 class GuardMiddleware:
     """Rejects what the APIs should never see.
 
+    - a client past its rate limit (``rate_limit``, ``serving.ratelimit``) → 429 with
+      ``Retry-After``, before it takes a place among the requests in progress;
     - a request past ``max_in_flight`` requests in progress → 503 with ``Retry-After``: a
       burst beyond what the worker can serve is refused at once, at no cost, instead of
       queueing without bound behind the ones in progress (every one of them late);
@@ -67,6 +71,7 @@ class GuardMiddleware:
         api_paths: frozenset[str],
         write_paths: frozenset[str] = frozenset(),
         config: ServingConfig | None = None,
+        service: str = "shopml",
     ):
         # Built with the app, so the key and limits are read from the environment of the
         # worker that serves, not of whoever imported the service module.
@@ -77,12 +82,19 @@ class GuardMiddleware:
         self.api_key = config.api_key
         self.max_body_bytes = config.max_body_bytes
         self.max_in_flight = config.max_in_flight
+        self.service = service
+        self.trusted_proxies = config.trusted_proxies
+        self.rate_limiter = (
+            RateLimiter(config.rate_limit, config.rate_limit_storage, service) if config.rate_limit else None
+        )
         # Only the worker's event loop touches it: no lock.
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.api_paths:
             await self.app(scope, receive, send)
+            return
+        if self.rate_limiter is not None and not await self._within_rate_limit(scope, send):
             return
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             await send_error(
@@ -97,6 +109,27 @@ class GuardMiddleware:
             await self._guarded(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _within_rate_limit(self, scope: Scope, send: Send) -> bool:
+        headers = dict(scope["headers"])
+        forwarded = headers.get(b"x-forwarded-for")
+        client = RateLimiter.client_key(
+            api_key_of(headers),
+            (scope.get("client") or (None,))[0],
+            forwarded.decode("latin-1") if forwarded else None,
+            self.trusted_proxies,
+        )
+        verdict = await self.rate_limiter.check(client)
+        if verdict.allowed:
+            return True
+        metrics.rate_limited(self.service)
+        await send_error(
+            send,
+            429,
+            f"too many requests from this client (limit: {verdict.limit}); retry in {verdict.retry_after_s} s",
+            [(b"retry-after", str(verdict.retry_after_s).encode())],
+        )
+        return False
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])

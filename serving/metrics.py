@@ -26,6 +26,11 @@ def _metrics() -> dict:
             "Lookups of the hot-answer cache, by result (hit or miss)",
             ["service", "result"],
         ),
+        "rate_limited": Counter(
+            "shopml_rate_limited",
+            "Requests refused with 429 because their client was past its rate limit",
+            ["service"],
+        ),
         "breaker": Gauge(
             "shopml_breaker_open",
             "1 while the circuit breaker of a dependency is open, else 0",
@@ -41,6 +46,10 @@ def fallback(service: str, reason: str) -> None:
 
 def cache_lookup(service: str, hit: bool) -> None:
     _metrics()["cache"].labels(service=service, result="hit" if hit else "miss").inc()
+
+
+def rate_limited(service: str) -> None:
+    _metrics()["rate_limited"].labels(service=service).inc()
 
 
 def breaker_open(dependency: str, is_open: bool) -> None:

@@ -61,7 +61,8 @@ COMMON_ERRORS = {
     400: "the body is not valid JSON or does not match the request schema (see `detail`)",
     413: "the body is larger than the configured limit (SHOPML_MAX_BODY_BYTES)",
     415: "the body is not application/json",
-    429: "too many requests in flight (the service's max_concurrency)",
+    429: "too many requests: this client is past its rate limit (SHOPML_RATE_LIMIT; retry after "
+    "Retry-After seconds), or the service's max_concurrency is reached",
     500: "a bug: the server log has the traceback",
     503: "overloaded: more requests in progress than SHOPML_MAX_IN_FLIGHT; retry after Retry-After seconds",
     504: "the request took longer than the service's timeout",
@@ -151,6 +152,12 @@ def openapi_document(
                     "schema": {"type": "integer", "minimum": 0},
                 }
             }
+        operation["responses"]["429"]["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait, sent when the client is past its rate limit",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
         if api.route in write_paths:
             operation["responses"]["401"]["headers"] = {
                 "WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}

@@ -81,6 +81,7 @@ class RecommenderService:
 WRITE_PATHS = frozenset({"/events"})
 RecommenderService.add_asgi_middleware(
     GuardMiddleware,
+    service="recommender",
     api_paths=frozenset({"/recommend", "/events", "/similar", "/search"}),
     write_paths=WRITE_PATHS,
 )

@@ -68,6 +68,7 @@ class SupportService:
 WRITE_PATHS = frozenset({"/feedback"})
 SupportService.add_asgi_middleware(
     GuardMiddleware,
+    service="support",
     api_paths=frozenset({"/chat", "/feedback"}),
     write_paths=WRITE_PATHS,
 )

@@ -26,6 +26,16 @@ def _metrics() -> dict:
             "Lookups of the hot-answer cache, by result (hit or miss)",
             ["service", "result"],
         ),
+        "dependency_calls": Counter(
+            "shopml_dependency_calls",
+            "Calls to another part (e.g. the feature store), by outcome: ok, error, timeout, breaker_open",
+            ["dependency", "outcome"],
+        ),
+        "dependency_retries": Counter(
+            "shopml_dependency_retries",
+            "Second attempts of a failed call to another part, made within the request's deadline",
+            ["dependency"],
+        ),
         "rate_limited": Counter(
             "shopml_rate_limited",
             "Requests refused with 429 because their client was past its rate limit",
@@ -46,6 +56,14 @@ def fallback(service: str, reason: str) -> None:
 
 def cache_lookup(service: str, hit: bool) -> None:
     _metrics()["cache"].labels(service=service, result="hit" if hit else "miss").inc()
+
+
+def dependency_call(dependency: str, outcome: str) -> None:
+    _metrics()["dependency_calls"].labels(dependency=dependency, outcome=outcome).inc()
+
+
+def dependency_retry(dependency: str) -> None:
+    _metrics()["dependency_retries"].labels(dependency=dependency).inc()
 
 
 def rate_limited(service: str) -> None:

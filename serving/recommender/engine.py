@@ -42,6 +42,7 @@ from training.recommender.model import SASRec
 log = logging.getLogger(__name__)
 SERVICE = "recommender"
 POPULARITY = "popularity"
+DEPENDENCY = "feature_store"  # its name on /metrics
 # Masks kept per (category, in_stock_only); categories are few, arbitrary strings are not cached.
 MAX_MASKS = 256
 OPEN_TIMEOUT_S = 5.0
@@ -233,24 +234,41 @@ class RecommenderEngine:
         try:
             return await self.breaker.call_async(fn, *args, timeout_s=timeout_s, executor=self._store_threads)
         finally:
-            metrics.breaker_open("feature_store", self.breaker.state == "open")
+            metrics.breaker_open(DEPENDENCY, self.breaker.state == "open")
 
-    async def read_sequence(self, user_id: str) -> list[str] | None:
-        """The user's recent items, newest last; None when the store is down or slow."""
+    async def read_sequence(self, user_id: str, deadline: float | None = None) -> list[str] | None:
+        """The user's recent items, newest last; None when the store is down or slow.
+
+        A read that fails or times out is tried once more when the request's ``deadline``
+        (``time.monotonic()``) leaves room for a whole second read: one lost packet or a
+        reconnect should not cost the shopper their personal answer. Every attempt counts
+        towards the breaker, so a store that is really down is given up on as fast as before.
+        """
         # Opening the store (registry, connection) takes longer than a read.
         timeout_s = self.config.store_timeout_s if self._sequences is not None else OPEN_TIMEOUT_S
-        try:
-            sequence = await self._through_breaker(lambda: self._store().read(user_id), timeout_s=timeout_s)
-        except BreakerOpen:
-            return None
-        except (OnlineStoreError, TimeoutError, OSError) as e:
-            log.warning("feature store read failed for %r: %s", user_id, e)
-            return None
-        except Exception:
-            # Whatever else a store client raises is still an outage for this request, not a 500.
-            log.exception("feature store read failed for %r", user_id)
-            return None
-        return sequence.item_ids
+        for attempt in (1, 2):
+            try:
+                sequence = await self._through_breaker(
+                    lambda: self._store().read(user_id), timeout_s=timeout_s
+                )
+            except BreakerOpen:
+                metrics.dependency_call(DEPENDENCY, "breaker_open")
+                return None
+            except (OnlineStoreError, TimeoutError, OSError) as e:
+                metrics.dependency_call(DEPENDENCY, "timeout" if isinstance(e, TimeoutError) else "error")
+                if attempt == 1 and deadline is not None and time.monotonic() + timeout_s < deadline:
+                    metrics.dependency_retry(DEPENDENCY)
+                    continue
+                log.warning("feature store read failed for %r: %s", user_id, e)
+                return None
+            except Exception:
+                # Whatever else a store client raises is still an outage for this request, not a 500.
+                metrics.dependency_call(DEPENDENCY, "error")
+                log.exception("feature store read failed for %r", user_id)
+                return None
+            metrics.dependency_call(DEPENDENCY, "ok")
+            return sequence.item_ids
+        return None
 
     def ready(self) -> bool:
         """For /readyz: a model is loaded and the feature store answers (one probe read)."""
@@ -360,7 +378,7 @@ class RecommenderEngine:
 
     async def _recommend(self, req: RecommendRequest) -> tuple[list[ScoredItem], str, str | None]:
         started = time.monotonic()
-        stored = await self.read_sequence(req.user_id)
+        stored = await self.read_sequence(req.user_id, deadline=started + self.config.model_timeout_s)
         fallback = "feature_store_down" if stored is None else None
         history = (stored or []) + list(req.session_item_ids)
         seen = frozenset(history) if req.exclude_seen else frozenset()

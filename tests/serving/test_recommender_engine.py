@@ -51,6 +51,20 @@ class CountingStore:
         self.inner.close()
 
 
+class FlakyStore(CountingStore):
+    """The real store, whose first ``failures`` reads fail as a dropped connection does."""
+
+    def __init__(self, inner, failures: int):
+        super().__init__(inner)
+        self.failures = failures
+
+    def read(self, user_id):
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise ConnectionResetError("connection reset by peer")
+        return self.inner.read(user_id)
+
+
 def make_engine(settings, tag, store=None, model=True, **config) -> RecommenderEngine:
     return RecommenderEngine(
         load_model(settings, tag) if model else None,
@@ -129,6 +143,35 @@ def test_store_down_uses_session_items_or_popularity_flagged(shop_settings, reco
     bare = run(engine.recommend(RecommendRequest(user_id="u0", k=3)))
     assert bare.fallback == "feature_store_down" and bare.model_version == "popularity"
     assert [i.item_id for i in bare.items] == ["i1", "i0", "i3"]
+
+
+def test_a_failed_store_read_is_retried_once_within_the_deadline(shop_settings, recommender_tag):
+    from prometheus_client import REGISTRY
+
+    def retries():
+        return (
+            REGISTRY.get_sample_value("shopml_dependency_retries_total", {"dependency": "feature_store"}) or 0
+        )
+
+    store = FlakyStore(open_online_store(shop_settings), failures=1)
+    engine = make_engine(shop_settings, recommender_tag, store=store)
+    engine._store()  # opened: reads use the short timeout
+    before = retries()
+    out = run(engine.recommend(RecommendRequest(user_id="u0")))
+    assert out.fallback is None and out.model_version != "popularity"  # the second read answered
+    assert store.reads == 2 and retries() == before + 1
+
+    store = FlakyStore(open_online_store(shop_settings), failures=5)
+    engine = make_engine(shop_settings, recommender_tag, store=store, breaker_failures=10)
+    engine._store()
+    assert run(engine.recommend(RecommendRequest(user_id="u0"))).fallback == "feature_store_down"
+    assert store.reads == 2  # at most one retry
+
+    # No room left in the request's deadline for a second read: no retry.
+    store = FlakyStore(open_online_store(shop_settings), failures=1)
+    engine = make_engine(shop_settings, recommender_tag, store=store, model_timeout_s=0.0)
+    engine._store()
+    assert run(engine.read_sequence("u0", deadline=time.monotonic())) is None and store.reads == 1
 
 
 def test_breaker_stops_calling_a_failing_store_and_closes_when_it_is_back(shop_settings, recommender_tag):

@@ -36,8 +36,7 @@ from serving.recommender.schemas import (
     SimilarResponse,
 )
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache
-from training.recommender.inference import Recommender, TracedScorer, top_k
-from training.recommender.model import SASRec
+from training.recommender.inference import Recommender
 
 log = logging.getLogger(__name__)
 SERVICE = "recommender"
@@ -124,26 +123,6 @@ def load_model(settings: Settings, tag: str | None) -> Model | None:
     return Model(Recommender(artifact.model, artifact.items), artifact.tag or tag, baseline)
 
 
-def traced_scorer(rec: Recommender, item_table: torch.Tensor) -> TracedScorer | None:
-    """The trained model's traces for serving, if they score as the model does; else None
-    (the eager model serves: slower, never different)."""
-    if not isinstance(rec.model, SASRec):
-        return None  # a promoted baseline: a lookup, nothing to trace
-    try:
-        traced = TracedScorer(rec.model, item_table)
-        rng = np.random.default_rng(0)
-        lengths = {min(n, rec.model.config.max_len) for n in (1, 7, 33, rec.model.config.max_len)}
-        probes = [rng.integers(1, len(rec.items) + 1, n) for n in sorted(lengths)]
-        worst = traced.check(rec.model, item_table, probes)
-    except Exception as e:  # a model the tracer cannot follow still serves, eagerly
-        log.warning("recommender model not traced (%s); serving it eagerly", e)
-        return None
-    if worst > 1e-3:
-        log.warning("traced recommender differs from the model by %.3g; serving it eagerly", worst)
-        return None
-    return traced
-
-
 class RecommenderEngine:
     def __init__(
         self,
@@ -168,9 +147,6 @@ class RecommenderEngine:
         # Bumped by each event of a user, so their cached answers are never served again.
         self._generation: dict[str, int] = {}
         self._masks: dict[tuple, torch.Tensor] = {}
-        self._vectors: torch.Tensor | None = None
-        self._item_table: torch.Tensor | None = None
-        self._traced: TracedScorer | None = None
         # The model runs on the event loop, not in a thread: a forward pass is ~50 torch ops,
         # each of which releases the GIL, and a thread must win it back from a busy loop up to
         # the interpreter's 5 ms switch interval per op. Under a burst that made a 2 ms call
@@ -179,18 +155,14 @@ class RecommenderEngine:
         # calls (I/O: a socket for Redis) keep their own small pool.
         self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="feature-store")
         if model is not None:
-            rec = model.recommender
-            if len(catalog):
-                # Items the catalog no longer lists are withdrawn: never recommended.
-                rec.set_in_stock(np.array([False] + [catalog.available(i) for i in rec.items]))
-            with torch.inference_mode():
-                # The item table is the same for every request: computed once, not per call
-                # (it was a tenth of the worker's CPU at 200 requests/s).
-                self._item_table = rec.model.item_vectors()
-                self._vectors = torch.nn.functional.normalize(self._item_table.float(), dim=1)
-            self._traced = traced_scorer(rec, self._item_table)
-            # One forward pass now, so the first request does not pay for the allocations.
-            self.score(rec.items[:1], 1, None, True, True)
+            self._prepare(model)
+
+    def _prepare(self, model: Model) -> None:
+        rec = model.recommender
+        if len(self.catalog):
+            # Items the catalog no longer lists are withdrawn: never recommended.
+            rec.set_in_stock(np.array([False] + [self.catalog.available(i) for i in rec.items]))
+        rec.prepare_for_serving()
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
@@ -283,10 +255,9 @@ class RecommenderEngine:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _mask(self, category: str | None, in_stock_only: bool) -> torch.Tensor:
-        """(N+1,) True for items no one may get under these filters."""
-        rec = self.model.recommender
-        key = (category, in_stock_only)
+    def _mask(self, rec: Recommender, category: str | None, in_stock_only: bool) -> torch.Tensor:
+        """(N+1,) True for items of ``rec``'s vocabulary no one may get under these filters."""
+        key = (id(rec), category, in_stock_only)
         mask = self._masks.get(key)
         if mask is None:
             mask = rec.unavailable.clone() if in_stock_only else torch.zeros_like(rec.unavailable)
@@ -299,29 +270,13 @@ class RecommenderEngine:
                 self._masks[key] = mask
         return mask
 
-    def _top(self, scores: torch.Tensor, k: int, banned: torch.Tensor, seen) -> list[ScoredItem]:
-        rec = self.model.recommender
-        values, indices = top_k(scores, k, seen, banned)
-        return [
-            self._item(rec.items[i - 1], v)
-            for v, i in zip(values[0].tolist(), indices[0].tolist(), strict=True)
-            if i > 0 and v > float("-inf")
-        ]
-
-    def score(self, history: list[str], k: int, category, in_stock_only, exclude_seen) -> list[ScoredItem]:
-        """The model's top k for one history (a few milliseconds of CPU, on the event loop)."""
-        rec = self.model.recommender
-        encoded = rec.encode(history)[-rec.model.config.max_len :]
-        # Positions are right-aligned and padding is masked, so a history padded to its trace's
-        # length bucket (or unpadded, eagerly) scores the same as score_histories' max_len one.
-        with torch.inference_mode():
-            if self._traced is not None:
-                scores = self._traced(encoded).float()
-            else:
-                scores = rec.model.full_sort_scores(
-                    torch.from_numpy(encoded).unsqueeze(0), self._item_table
-                ).float()
-        return self._top(scores, k, self._mask(category, in_stock_only), [encoded] if exclude_seen else None)
+    def score(
+        self, history: list[str], k: int, category, in_stock_only, exclude_seen, model: Model | None = None
+    ) -> list[ScoredItem]:
+        """The top k of ``model`` (default: the champion) for one history, on the event loop."""
+        rec = (model or self.model).recommender
+        top = rec.serve_top(history, k, self._mask(rec, category, in_stock_only), exclude_seen)
+        return [self._item(item, score) for item, score in top]
 
     def _item(self, item_id: str, score: float) -> ScoredItem:
         info = self.catalog.items.get(item_id)
@@ -498,11 +453,9 @@ class RecommenderEngine:
 
     def neighbours(self, req: SimilarRequest) -> list[ScoredItem]:
         """Cosine neighbours of the item's vector under the request's filters."""
-        index = self.model.recommender.index[req.item_id]
-        scores = (self._vectors @ self._vectors[index]).unsqueeze(0)
-        banned = self._mask(req.category, req.in_stock_only).clone()
-        banned[index] = True
-        return self._top(scores, req.k, banned, None)
+        rec = self.model.recommender
+        top = rec.serve_neighbours(req.item_id, req.k, self._mask(rec, req.category, req.in_stock_only))
+        return [self._item(item, score) for item, score in top]
 
     def close(self) -> None:
         self._store_threads.shutdown(wait=False, cancel_futures=True)

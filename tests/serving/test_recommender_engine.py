@@ -253,7 +253,7 @@ def test_a_promoted_baseline_answers_flagged_as_a_baseline(shop_settings, shop):
     scores[history] = float("-inf")
     scores[0] = float("-inf")
     assert set(ids) <= {data.items[i - 1] for i in scores.topk(4).indices.tolist()}
-    assert engine._traced is None  # a lookup: nothing to trace
+    assert engine.model.recommender.traced is None  # a lookup: nothing to trace
     (served,) = landed(shop_settings, "served")
     assert served["baseline"] == "ease" and served["model_version"] == tag
     # Popularity for an unknown user is a fallback, not the baseline.
@@ -346,7 +346,9 @@ def test_traced_scoring_matches_the_training_packages_scores(shop_settings, reco
     from training.recommender.inference import TracedScorer, score_histories
 
     engine = make_engine(shop_settings, recommender_tag)
-    assert isinstance(engine._traced, TracedScorer)  # a trained model serves through its traces
+    assert isinstance(
+        engine.model.recommender.traced, TracedScorer
+    )  # a trained model serves through its traces
     rec = engine.model.recommender
     history = ["i3", "i5", "i7"]
     padded = score_histories(rec.model, [rec.encode(history)])

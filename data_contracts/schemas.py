@@ -80,6 +80,9 @@ SERVED_RECOMMENDATION_SCHEMA: dict[str, pl.DataType] = {
     "items": pl.List(pl.String()),  # in the order shown
     "scores": pl.List(pl.Float64()),
     "fallback": pl.String(),  # why the model was not used (e.g. "feature_store_down"), else null
+    # The traffic split (serving/experiments.py) and its variant that answered; null without one.
+    "experiment": pl.String(),
+    "variant": pl.String(),
 }
 # A search's result list; a click on one of its items is a rec_click whose rec_id is the search_id.
 SERVED_SEARCH_SCHEMA: dict[str, pl.DataType] = {

@@ -10,6 +10,7 @@ seconds for ever; a server that never starts is what an operator can see and fix
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -32,19 +33,23 @@ def check_recommender(settings: Settings, config: ServingConfig) -> None:
     the service then answers with popularity and says so in /readyz)."""
     import bentoml
 
+    from serving.experiments import experiment_from_env
     from training.recommender.artifact import load_from_store
-    from training.recommender.promotion import promoted_tag
+    from training.recommender.promotion import promoted_tag, tag_for
 
+    experiment = experiment_from_env("recommender")  # a malformed split: ValueError, one line
     try:
-        tag = config.recommender_tag or promoted_tag()
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if experiment is not None:
+            tags = [tag_for(v.model) for v in experiment.variants]
+        else:
+            tags = [t for t in [config.recommender_tag or promoted_tag()] if t is not None]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ArtifactError(f"the recommender promotion record is unreadable ({e!r})") from e
-    if tag is None:
-        return
-    try:
-        load_from_store(tag)
-    except bentoml.exceptions.NotFound as e:
-        raise ArtifactError(f"recommender model {tag!r} is not in the model store ({e})") from e
+    for tag in dict.fromkeys(tags):
+        try:
+            load_from_store(tag)
+        except bentoml.exceptions.NotFound as e:
+            raise ArtifactError(f"recommender model {tag!r} is not in the model store ({e})") from e
 
 
 def check_support(settings: Settings, config: ServingConfig) -> None:

@@ -26,6 +26,7 @@ from features.online import OnlineSequences, OnlineStoreError
 from serving import metrics
 from serving.catalog import Catalog
 from serving.config import ServingConfig
+from serving.experiments import Experiment, experiment_from_env
 from serving.recommender.schemas import (
     EventRequest,
     EventResponse,
@@ -99,6 +100,23 @@ class Model:
     baseline: str | None = None  # the baseline's name when no trained model beat it
 
 
+def load_variants(settings: Settings, experiment: Experiment) -> dict[str, Model]:
+    """Each variant's model, loaded once per distinct tag."""
+    from training.recommender.promotion import tag_for
+
+    by_tag: dict[str, Model] = {}
+    out = {}
+    for variant in experiment.variants:
+        tag = tag_for(variant.model)
+        if tag not in by_tag:
+            model = load_model(settings, tag)
+            if model is None:
+                raise ValueError(f"variant {variant.name!r}: model {variant.model!r} does not load")
+            by_tag[tag] = model
+        out[variant.name] = by_tag[tag]
+    return out
+
+
 def open_online_store(settings: Settings) -> OnlineSequences:
     from features.config import FeatureStoreConfig, open_store
     from features.online import open_sequences
@@ -131,9 +149,15 @@ class RecommenderEngine:
         open_store,
         landing: LandingLog | None,
         config: ServingConfig | None = None,
+        experiment: Experiment | None = None,
+        variants: dict[str, Model] | None = None,
     ):
         """``open_store()`` returns the OnlineSequences; it is called lazily, through the breaker,
-        so a store that is down at start-up is picked up once it is back."""
+        so a store that is down at start-up is picked up once it is back.
+
+        ``experiment`` splits /recommend traffic between ``variants`` (variant name -> model,
+        every variant of the experiment); ``model`` is then the champion's, which also answers
+        /similar, search personalisation and /readyz."""
         self.config = config or ServingConfig()
         self.model = model
         self.catalog = catalog
@@ -154,8 +178,13 @@ class RecommenderEngine:
         # calls whose requests had already given up, and the backlog never drained. Store
         # calls (I/O: a socket for Redis) keep their own small pool.
         self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="feature-store")
-        if model is not None:
-            self._prepare(model)
+        self.experiment = experiment
+        self.variants = variants or {}
+        if experiment is not None and set(self.variants) != {v.name for v in experiment.variants}:
+            raise ValueError(f"experiment {experiment.name!r} needs a model for each of its variants")
+        # A model two variants share is prepared once.
+        for prepared in {id(m): m for m in [model, *self.variants.values()] if m is not None}.values():
+            self._prepare(prepared)
 
     def _prepare(self, model: Model) -> None:
         rec = model.recommender
@@ -167,13 +196,25 @@ class RecommenderEngine:
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
+        experiment = experiment_from_env(SERVICE)
+        variants = load_variants(settings, experiment) if experiment is not None else {}
         engine = cls(
-            load_model(settings, config.recommender_tag),
+            variants[experiment.champion.name]
+            if experiment
+            else load_model(settings, config.recommender_tag),
             Catalog.load(settings.warehouse_path),
             lambda: open_online_store(settings),
             LandingLog(settings),
             config,
+            experiment,
+            variants,
         )
+        if experiment is not None:
+            log.warning(
+                "experiment %r: %s",
+                experiment.name,
+                ", ".join(f"{v.name} {v.weight} ({variants[v.name].version})" for v in experiment.variants),
+            )
         try:
             store = engine._store()
             if store.is_empty():  # lost (Redis restarted empty) or never loaded: fill it now
@@ -298,8 +339,11 @@ class RecommenderEngine:
     # --- the endpoints -------------------------------------------------------------------------
 
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+        variant = self.experiment.assign(req.user_id) if self.experiment is not None else None
+        model = self.variants[variant.name] if variant is not None else self.model
         generation = self._generation.get(req.user_id, 0)
         key = (
+            variant.name if variant is not None else None,
             req.user_id,
             generation,
             req.k,
@@ -313,11 +357,11 @@ class RecommenderEngine:
         if cached is not None:
             items, version, fallback = cached
         else:
-            items, version, fallback = await self._recommend(req)
+            items, version, fallback = await self._recommend(req, model)
             if fallback is None:
                 self.cache.put(key, (items, version, fallback))
         # A promoted baseline's answer says so; popularity fallbacks carry their own reason.
-        baseline = self.model.baseline if self.model is not None and version == self.model.version else None
+        baseline = model.baseline if model is not None and version == model.version else None
         if fallback is not None:
             metrics.fallback(SERVICE, fallback)
         response = RecommendResponse(
@@ -326,33 +370,37 @@ class RecommenderEngine:
             model_version=version,
             baseline=baseline,
             fallback=fallback,
+            experiment=self.experiment.name if variant is not None else None,
+            variant=variant.name if variant is not None else None,
             items=items,
         )
         self._log_served(req, response)
         return response
 
-    async def _recommend(self, req: RecommendRequest) -> tuple[list[ScoredItem], str, str | None]:
+    async def _recommend(
+        self, req: RecommendRequest, model: Model | None
+    ) -> tuple[list[ScoredItem], str, str | None]:
         started = time.monotonic()
         stored = await self.read_sequence(req.user_id, deadline=started + self.config.model_timeout_s)
         fallback = "feature_store_down" if stored is None else None
         history = (stored or []) + list(req.session_item_ids)
         seen = frozenset(history) if req.exclude_seen else frozenset()
         filters = (req.category, req.in_stock_only)
-        if self.model is None:
+        if model is None:
             return self.popular(req.k, *filters, seen), POPULARITY, fallback or "no_model"
-        if not len(self.model.recommender.encode(history)):
+        if not len(model.recommender.encode(history)):
             return self.popular(req.k, *filters, seen), POPULARITY, fallback or "empty_sequence"
         # A call on the loop cannot be abandoned: a request already late when the model would
         # start (a slow store read, a busy loop) gets the cheap answer, so a backlog drains.
         if time.monotonic() - started > self.config.model_timeout_s:
             return self.popular(req.k, *filters, seen), POPULARITY, "model_timeout"
         try:
-            items = self.score(history, req.k, *filters, req.exclude_seen)
+            items = self.score(history, req.k, *filters, req.exclude_seen, model)
         except Exception:
             log.exception("recommender model failed for user %r", req.user_id)
             return self.popular(req.k, *filters, seen), POPULARITY, "model_error"
         # Store down but the session's own items were enough for the model: its answer, flagged.
-        return items, self.model_version, fallback
+        return items, model.version, fallback
 
     def _log_served(self, req: RecommendRequest, response: RecommendResponse) -> None:
         if self.landing is None:
@@ -367,6 +415,8 @@ class RecommenderEngine:
             "items": [i.item_id for i in response.items],
             "scores": [i.score for i in response.items],
             "fallback": response.fallback,
+            "experiment": response.experiment,
+            "variant": response.variant,
         }
         try:
             self.landing.write("served", record)

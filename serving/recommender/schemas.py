@@ -60,6 +60,11 @@ class RecommendResponse(BaseModel):
         "model beat on validation; null when a trained model answered",
     )
     fallback: FallbackReason | None = Field(None, description="why the model's answer was not (fully) used")
+    experiment: str | None = Field(None, description="the traffic split this answer belongs to, if one runs")
+    variant: str | None = Field(
+        None,
+        description="the experiment's variant that answered (e.g. champion or challenger); null without one",
+    )
     items: list[ScoredItem]
 
 

@@ -41,6 +41,27 @@ def promoted_tag(name: str = "recommender", home: Path | str | None = None) -> s
     return json.loads(path.read_text())["tag"]
 
 
+def previous_tag(name: str = "recommender", home: Path | str | None = None) -> str | None:
+    """The tag served before the promoted one, or None if nothing was promoted before it."""
+    path = _promotion_file(name, home)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    for decision in reversed(record.get("history", [])):
+        if decision.get("served") == record["tag"] and decision.get("previous") not in (None, record["tag"]):
+            return decision["previous"]
+    return None
+
+
+def tag_for(spec: str, name: str = "recommender", home: Path | str | None = None) -> str:
+    """A model tag for a tag or an alias ("promoted", "previous"); ValueError if the alias
+    names nothing yet."""
+    tag = {"promoted": promoted_tag, "previous": previous_tag}.get(spec, lambda *_: spec)(name, home)
+    if tag is None:
+        raise ValueError(f"no {spec} {name} in the model store")
+    return tag
+
+
 def _write_promotion(name: str, home: Path | str | None, tag: str, decision: dict) -> None:
     path = _promotion_file(name, home)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,113 @@
+"""Traffic splits between model versions: which variant answers a shopper, fixed by a hash.
+
+An experiment is configured per service, e.g. for the recommender::
+
+    SHOPML_RECOMMENDER_VARIANTS="champion=promoted:90,challenger=recommender:ab12cd:10"
+
+Each entry is ``[name=]model:weight``: ``model`` is a model tag or an alias (``promoted``: the
+version the promotion gate serves; ``previous``: the one it served before), ``name`` the
+variant's name in answers and logs (default: ``model`` as written). The first variant is the
+champion. A shopper is assigned from a hash of the experiment's name and their id, so the same
+shopper always gets the same variant, in every worker and replica, and a new experiment
+reshuffles everyone. ``SHOPML_RECOMMENDER_EXPERIMENT`` names the experiment (default: a name
+derived from the split, so changing the split starts a new one); ``..._EXPERIMENT_START`` and
+``..._EXPERIMENT_END`` (ISO 8601) bound it: outside them everyone gets the champion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+ALIASES = ("promoted", "previous")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: str  # a model tag, or an alias in ALIASES
+    weight: int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    variants: tuple[Variant, ...]
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def champion(self) -> Variant:
+        return self.variants[0]
+
+    def running(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        return (self.start is None or now >= self.start) and (self.end is None or now < self.end)
+
+    def assign(self, unit_id: str, now: datetime | None = None) -> Variant:
+        """The variant of a shopper (or session): a point in [0, total weight) from a hash of
+        the experiment's name and ``unit_id``; the champion while the experiment is not running."""
+        if not self.running(now):
+            return self.champion
+        digest = hashlib.sha256(f"{self.name}\x00{unit_id}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") % sum(v.weight for v in self.variants)
+        for variant in self.variants:
+            if point < variant.weight:
+                return variant
+            point -= variant.weight
+        raise AssertionError("unreachable: the weights sum to the modulus")
+
+
+def parse_variants(text: str) -> tuple[Variant, ...]:
+    """``[name=]model:weight`` entries, comma-separated; ValueError naming what is wrong."""
+    variants = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, _, spec = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        model, colon, weight = spec.rpartition(":")
+        if not colon or not model or not weight.strip().isdigit():
+            raise ValueError(
+                f"variant {entry!r} is not [name=]model:weight, e.g. 'challenger=recommender:ab12:10'"
+            )
+        variants.append(Variant(name.strip() or model.strip(), model.strip(), int(weight)))
+    if len(variants) < 2:
+        raise ValueError(f"an experiment needs at least two variants, not {text!r}")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names repeat in {text!r}: give each a name=")
+    if sum(v.weight for v in variants) == 0:
+        raise ValueError(f"the variants' weights in {text!r} sum to 0")
+    return tuple(variants)
+
+
+def _time(name: str, value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 time, not {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def experiment_from_env(service: str) -> Experiment | None:
+    """The experiment configured for ``service`` ("recommender"), or None when none is."""
+    prefix = f"SHOPML_{service.upper()}"
+    text = os.environ.get(f"{prefix}_VARIANTS", "").strip()
+    if not text:
+        return None
+    variants = parse_variants(text)
+    canonical = ",".join(f"{v.name}={v.model}:{v.weight}" for v in variants)
+    default_name = f"{service}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+    experiment = Experiment(
+        os.environ.get(f"{prefix}_EXPERIMENT", "").strip() or default_name,
+        variants,
+        _time(f"{prefix}_EXPERIMENT_START", os.environ.get(f"{prefix}_EXPERIMENT_START", "").strip()),
+        _time(f"{prefix}_EXPERIMENT_END", os.environ.get(f"{prefix}_EXPERIMENT_END", "").strip()),
+    )
+    if experiment.start and experiment.end and experiment.end <= experiment.start:
+        raise ValueError(f"{prefix}_EXPERIMENT_END must come after its start")
+    return experiment

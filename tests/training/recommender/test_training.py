@@ -14,7 +14,13 @@ from training.recommender import cli
 from training.recommender.artifact import load_from_store, save_to_store
 from training.recommender.evaluation import metrics_plot_png, vocabulary_scorer
 from training.recommender.model import RecommenderConfig
-from training.recommender.promotion import promote_if_better, promoted_baseline, promoted_tag
+from training.recommender.promotion import (
+    previous_tag,
+    promote_if_better,
+    promoted_baseline,
+    promoted_tag,
+    tag_for,
+)
 from training.recommender.settings import TrainSettings, model_config
 from training.recommender.training import build_model
 from training.recommender.training import fit as fit_recommender
@@ -92,6 +98,9 @@ def test_promotion_only_when_better(trained, tmp_path):
     good_tag = save_to_store(good.artifact, home=home)
     first = promote_if_better(good_tag, rule_data, home=home)
     assert first["promoted"] and promoted_tag(home=home) == good_tag
+    assert previous_tag(home=home) is None  # nothing was served before it
+    with pytest.raises(ValueError, match="no previous recommender"):
+        tag_for("previous", home=home)
     # An untrained model of the same shape loses to the baselines and to the promoted one.
     untrained = build_model(rule_data, good.split, good.artifact.model.config)
     bad = replace(good.artifact, model=untrained.eval(), tag=None)
@@ -138,6 +147,9 @@ def test_the_best_baseline_is_served_when_no_trained_model_beats_it(trained, tmp
     again = promote_if_better(good_tag, rule_data, home=home)
     assert again["promoted"] and "promoted" not in again["scores"]
     assert promoted_tag(home=home) == good_tag and promoted_baseline(home=home) is None
+    # The aliases a traffic split names: the one promoted now, the one served before it.
+    assert tag_for("promoted", home=home) == good_tag and tag_for("previous", home=home) == served
+    assert tag_for("recommender:given", home=home) == "recommender:given"
 
 
 def test_vocabulary_scorer_maps_between_vocabularies(trained):

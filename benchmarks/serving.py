@@ -12,7 +12,12 @@ requests/s for ``--seconds`` after two uncounted seconds of the same traffic (op
 requests are sent on schedule, whatever the answers do). A minimal Starlette
 app under uvicorn that only looks a precomputed list up in a dict is driven the same way in
 the same run, as the floor. ``max_rate_p99_under_15ms`` is the highest rate of a short
-ladder at which p99 stays under 15 ms with no errors. ``/chat`` is measured on the
+ladder at which p99 stays under 15 ms with no errors; ``rss_mb`` is the service's resident
+memory (main process and workers). Unless ``--skip-ab``, the recommender is started again
+with a 50/50 traffic split between that model and a second one of the same shape
+(``SHOPML_RECOMMENDER_VARIANTS``) and driven the same way: ``ab_p50_ms``/``ab_p99_ms``,
+``ab_overhead_p50_ms`` (against the main run's p50) and ``ab_extra_rss_mb`` (the second
+model in every worker). ``/chat`` is measured on the
 retrieve-and-rank path with MiniLM (retriever and cross-encoder of the real size; the
 ranker untrained) over the committed Bitext sample.
 
@@ -66,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="recommender worker processes (SHOPML_WORKERS; default one per core)",
     )
     p.add_argument("--skip-chat", action="store_true")
+    p.add_argument("--skip-ab", action="store_true", help="skip the run with a two-variant traffic split")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -135,14 +141,22 @@ def build_shop(data_dir: Path, users: int, items: int, per_user: int, seed: int)
         materialize(store, config)
 
 
-def save_recommender(items: int) -> str:
+def service_rss_mb(pid: int) -> float:
+    """Resident memory of a service: its process and every worker under it."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    return round(sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20, 1)
+
+
+def save_recommender(items: int, seed: int = 0) -> str:
     import torch
 
     from training.recommender.artifact import Artifact, save_to_store
     from training.recommender.model import RecommenderConfig, SASRec
     from training.recommender.settings import PROFILES
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = SASRec(RecommenderConfig(num_items=items, **PROFILES["quick"].model)).eval()
     return save_to_store(Artifact(model=model, items=[f"i{k}" for k in range(items)], metrics={}))
 
@@ -286,6 +300,27 @@ def main(argv=None) -> None:
                     break
                 best = max(best, step["rate"])
             result["max_rate_p99_under_15ms"] = best
+            result["rss_mb"] = service_rss_mb(running.process.pid)
+
+        if not args.skip_ab:
+            # The same traffic with a 50/50 split between two models of the same shape: what
+            # the assignment and a second loaded model cost.
+            challenger = save_recommender(args.items, seed=1)
+            ab_env = {**env, "SHOPML_RECOMMENDER_VARIANTS": f"champion={tag}:50,challenger={challenger}:50"}
+            with launch.serving("recommender", env=ab_env) as running:
+                time.sleep(2)
+                ab = asyncio.run(drive(f"{running.url}/recommend", bodies, args.rate, args.seconds))
+                ab_rss = service_rss_mb(running.process.pid)
+            result.update(
+                {
+                    "ab_p50_ms": ab["p50_ms"],
+                    "ab_p99_ms": ab["p99_ms"],
+                    "ab_errors": ab["errors"],
+                    "ab_overhead_p50_ms": round(ab["p50_ms"] - main_run["p50_ms"], 2),
+                    "ab_rss_mb": ab_rss,
+                    "ab_extra_rss_mb": round(ab_rss - result["rss_mb"], 1),
+                }
+            )
 
         port = launch.free_port()
         (tmp / "floor_app.py").write_text(FLOOR_APP)

@@ -69,7 +69,9 @@ def test_served_log_knows_what_was_served_lately(settings):
     landing.write("served", {"rec_id": "c" * 32}, now=old)
     assert "c" * 32 not in served  # outside the window
     # A line still being written is not read as a broken line, and is found once complete.
-    path = next((settings.landing_dir / "served").rglob("*.jsonl"))
+    # Today's file: the folder of three days ago holds one too, and rglob's order is the disk's.
+    today = datetime.now(UTC).date().isoformat()
+    path = next((settings.landing_dir / "served" / today).glob("*.jsonl"))
     with open(path, "a") as handle:
         handle.write('{"rec_id": "' + "d" * 32)
     assert "d" * 32 not in served

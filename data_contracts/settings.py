@@ -96,6 +96,11 @@ class Settings:
         return self.landing_dir / "feedback"
 
     @property
+    def experiments_dir(self) -> Path:
+        """One record per traffic-split experiment a service started (serving/experiments.py)."""
+        return self.data_dir / "experiments"
+
+    @property
     def search_index_dir(self) -> Path:
         """The product search index's versions (``CURRENT`` names the one served)."""
         return self.data_dir / "search"

@@ -60,6 +60,12 @@ def _report() -> ModuleType:
     return report
 
 
+def _experiment() -> ModuleType:
+    from pipelines.commands import experiment
+
+    return experiment
+
+
 def _train() -> ModuleType:
     from pipelines.commands import train
 
@@ -81,6 +87,7 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "features": (_features, "Restore the online store from the offline store (after it was lost)"),
     "summary": (_summary, "Print the warehouse tables with row counts"),
     "report": (_report, "Print the latest evaluation of each model against its baselines"),
+    "experiment": (_experiment, "Report a traffic split's results per variant, or stop it"),
     "train": (_train, "Train a model: recommender or support"),
     "evaluate": (_evaluate, "Evaluate a model: recommender or support"),
 }

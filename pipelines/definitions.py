@@ -3,7 +3,7 @@
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from data_contracts.settings import Settings
-from pipelines import features, feedback_loop, recommender, search, support
+from pipelines import experiments, features, feedback_loop, recommender, search, support
 from pipelines.ingest import assets as ingest
 from pipelines.ingest import automation
 from pipelines.resources import build_resources
@@ -11,7 +11,9 @@ from pipelines.resources import build_resources
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
-        assets=load_assets_from_modules([ingest, features, feedback_loop, recommender, search, support]),
+        assets=load_assets_from_modules(
+            [ingest, features, feedback_loop, recommender, search, support, experiments]
+        ),
         jobs=[
             automation.ingest_job,
             automation.catalog_job,

@@ -85,7 +85,10 @@ support_replies = _log_asset("replies")
 feedback = _log_asset("feedback")
 
 feedback_loop_job = define_asset_job(
-    "feedback_loop_job", selection=AssetSelection.groups(GROUP), description="Ingest what the services logged"
+    "feedback_loop_job",
+    # The experiments' results (and their guard) are computed again from every new log.
+    selection=AssetSelection.groups(GROUP, "experiments"),
+    description="Ingest what the services logged, then the experiments' results",
 )
 
 

@@ -12,14 +12,23 @@ shopper always gets the same variant, in every worker and replica, and a new exp
 reshuffles everyone. ``SHOPML_RECOMMENDER_EXPERIMENT`` names the experiment (default: a name
 derived from the split, so changing the split starts a new one); ``..._EXPERIMENT_START`` and
 ``..._EXPERIMENT_END`` (ISO 8601) bound it: outside them everyone gets the champion.
+
+``ExperimentRegistry`` keeps one JSON record per experiment under ``<data dir>/experiments/``:
+the service writes it when it starts the split (the weights the analysis checks the observed
+split against), and ``shopml experiment stop`` marks it stopped, which every worker reads
+within seconds and answers with the champion from then on, outside the experiment.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 ALIASES = ("promoted", "previous")
 
@@ -111,3 +120,91 @@ def experiment_from_env(service: str) -> Experiment | None:
     if experiment.start and experiment.end and experiment.end <= experiment.start:
         raise ValueError(f"{prefix}_EXPERIMENT_END must come after its start")
     return experiment
+
+
+class ExperimentRegistry:
+    """The record of every experiment a service started: ``<folder>/<name>.json``."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{name!r} is not an experiment name")
+        return self.folder / f"{name}.json"
+
+    def get(self, name: str) -> dict | None:
+        path = self.path(name)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"experiment record {path} cannot be read ({exc})") from exc
+
+    def all(self) -> list[dict]:
+        return [self.get(p.stem) for p in sorted(self.folder.glob("*.json"))]
+
+    def _write(self, record: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(record["name"])
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(path)  # readers see the old record or the new one, never half of one
+
+    def register(self, service: str, experiment: Experiment, versions: dict[str, str]) -> dict:
+        """The experiment's record, written the first time a worker starts it (``versions``:
+        variant name -> the model version it serves)."""
+        record = self.get(experiment.name)
+        if record is None:
+            record = {
+                "name": experiment.name,
+                "service": service,
+                "variants": [
+                    {"name": v.name, "model": v.model, "weight": v.weight, "version": versions.get(v.name)}
+                    for v in experiment.variants
+                ],
+                "start": experiment.start.isoformat() if experiment.start else None,
+                "end": experiment.end.isoformat() if experiment.end else None,
+                "registered_at": datetime.now(UTC).isoformat(),
+                "stopped_at": None,
+                "stop_reason": None,
+            }
+            self._write(record)
+        return record
+
+    def stop(self, name: str, reason: str) -> dict:
+        """Mark ``name`` stopped (a second stop keeps the first time and reason)."""
+        record = self.get(name)
+        if record is None:
+            known = ", ".join(r["name"] for r in self.all()) or "none"
+            raise ValueError(f"no experiment {name!r} was started (known: {known})")
+        if record.get("stopped_at") is None:
+            record.update(stopped_at=datetime.now(UTC).isoformat(), stop_reason=reason)
+            self._write(record)
+        return record
+
+
+class StopFlag:
+    """Whether an experiment was stopped, read from its record at most every ``refresh_s``
+    seconds: a request pays a clock read, and a stop reaches every worker within that time."""
+
+    def __init__(self, registry: ExperimentRegistry, name: str, refresh_s: float = 5.0):
+        self.registry, self.name, self.refresh_s = registry, name, refresh_s
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._checked_at = float("-inf")
+
+    def __call__(self) -> bool:
+        if self._stopped:
+            return True  # a stopped experiment never starts again: a new split is a new one
+        now = time.monotonic()
+        if now - self._checked_at >= self.refresh_s:
+            with self._lock:
+                self._checked_at = now
+                try:
+                    record = self.registry.get(self.name)
+                except ValueError:
+                    record = None  # a damaged record keeps the split as configured
+                self._stopped = bool(record and record.get("stopped_at"))
+        return self._stopped

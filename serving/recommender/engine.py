@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from features.online import OnlineSequences, OnlineStoreError
 from serving import metrics
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import Experiment, experiment_from_env
+from serving.experiments import Experiment, ExperimentRegistry, StopFlag, experiment_from_env
 from serving.recommender.schemas import (
     EventRequest,
     EventResponse,
@@ -151,13 +152,15 @@ class RecommenderEngine:
         config: ServingConfig | None = None,
         experiment: Experiment | None = None,
         variants: dict[str, Model] | None = None,
+        experiment_stopped: Callable[[], bool] = lambda: False,
     ):
         """``open_store()`` returns the OnlineSequences; it is called lazily, through the breaker,
         so a store that is down at start-up is picked up once it is back.
 
         ``experiment`` splits /recommend traffic between ``variants`` (variant name -> model,
         every variant of the experiment); ``model`` is then the champion's, which also answers
-        /similar, search personalisation and /readyz."""
+        /similar, search personalisation and /readyz, and every request outside the
+        experiment's window or after ``experiment_stopped()`` says it was stopped."""
         self.config = config or ServingConfig()
         self.model = model
         self.catalog = catalog
@@ -180,6 +183,7 @@ class RecommenderEngine:
         self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="feature-store")
         self.experiment = experiment
         self.variants = variants or {}
+        self.experiment_stopped = experiment_stopped
         if experiment is not None and set(self.variants) != {v.name for v in experiment.variants}:
             raise ValueError(f"experiment {experiment.name!r} needs a model for each of its variants")
         # A model two variants share is prepared once.
@@ -198,6 +202,11 @@ class RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
         experiment = experiment_from_env(SERVICE)
         variants = load_variants(settings, experiment) if experiment is not None else {}
+        stopped = lambda: False  # noqa: E731
+        if experiment is not None:
+            registry = ExperimentRegistry(settings.experiments_dir)
+            registry.register(SERVICE, experiment, {name: m.version for name, m in variants.items()})
+            stopped = StopFlag(registry, experiment.name)
         engine = cls(
             variants[experiment.champion.name]
             if experiment
@@ -208,6 +217,7 @@ class RecommenderEngine:
             config,
             experiment,
             variants,
+            stopped,
         )
         if experiment is not None:
             log.warning(
@@ -338,8 +348,16 @@ class RecommenderEngine:
 
     # --- the endpoints -------------------------------------------------------------------------
 
+    def live_experiment(self) -> Experiment | None:
+        """The traffic split while it runs and nobody stopped it; else None (the champion answers)."""
+        experiment = self.experiment
+        if experiment is None or not experiment.running() or self.experiment_stopped():
+            return None
+        return experiment
+
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
-        variant = self.experiment.assign(req.user_id) if self.experiment is not None else None
+        experiment = self.live_experiment()
+        variant = experiment.assign(req.user_id) if experiment is not None else None
         model = self.variants[variant.name] if variant is not None else self.model
         generation = self._generation.get(req.user_id, 0)
         key = (
@@ -370,7 +388,7 @@ class RecommenderEngine:
             model_version=version,
             baseline=baseline,
             fallback=fallback,
-            experiment=self.experiment.name if variant is not None else None,
+            experiment=experiment.name if experiment is not None else None,
             variant=variant.name if variant is not None else None,
             items=items,
         )

@@ -106,6 +106,37 @@ def test_each_variant_answers_with_its_own_model_and_says_so(shop_settings, reco
     assert {r["experiment"] for r in logged} == {"rec-engine"}
 
 
+def test_a_stopped_or_ended_experiment_answers_with_the_champion_outside_the_split(
+    shop_settings, recommender_tag
+):
+    challenger_tag = tiny_recommender_tag(seed=1)
+    experiment = Experiment(
+        "rec-stop", (Variant("champion", recommender_tag, 1), Variant("challenger", challenger_tag, 99))
+    )
+    variants = load_variants(shop_settings, experiment)
+    stopped = [False]
+    engine = RecommenderEngine(
+        variants["champion"],
+        Catalog.load(shop_settings.warehouse_path),
+        lambda: open_online_store(shop_settings),
+        None,
+        ServingConfig(cache_ttl_s=0),
+        experiment,
+        variants,
+        experiment_stopped=lambda: stopped[0],
+    )
+    users = [f"u{i}" for i in range(8)]
+    before = [asyncio.run(engine.recommend(RecommendRequest(user_id=u))) for u in users]
+    assert {o.variant for o in before} >= {"challenger"} and {o.experiment for o in before} == {"rec-stop"}
+    stopped[0] = True
+    after = [asyncio.run(engine.recommend(RecommendRequest(user_id=u))) for u in users]
+    assert {(o.experiment, o.variant, o.model_version) for o in after} == {(None, None, recommender_tag)}
+    stopped[0] = False
+    engine.experiment = Experiment("rec-ended", experiment.variants, end=datetime(2026, 1, 1, tzinfo=UTC))
+    ended = [asyncio.run(engine.recommend(RecommendRequest(user_id=u))) for u in users]
+    assert {(o.experiment, o.model_version) for o in ended} == {(None, recommender_tag)}
+
+
 def test_two_variants_of_one_tag_share_one_loaded_model(shop_settings, recommender_tag):
     experiment = Experiment("rec-same", (Variant("a", recommender_tag, 1), Variant("b", recommender_tag, 1)))
     variants = load_variants(shop_settings, experiment)

@@ -189,6 +189,15 @@ def constraints_met(turn, products: list[dict], before: list[dict]) -> bool:
     return True
 
 
+def step_medians(replies: list[dict]) -> dict[str, float]:
+    """Per step (``timings_ms`` of the replies): the median over the replies that ran it."""
+    steps: dict[str, list[float]] = {}
+    for reply in replies:
+        for name, ms in reply.get("timings_ms", {}).items():
+            steps.setdefault(name, []).append(ms)
+    return {name: round(statistics.median(values), 1) for name, values in steps.items()}
+
+
 def generation_report(model, settings, args) -> dict:
     """The held-out reply figures of ``model`` (and of its generator's base with --zero-shot)."""
     from training.support import training_steps
@@ -223,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", help="support model (default: the promoted one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--generate", action="store_true", help="generate candidates (default: off)")
+    parser.add_argument(
+        "--decode-threads",
+        type=int,
+        help="torch threads of a decode step (default: the service's, SHOPML_SUPPORT_DECODE_THREADS)",
+    )
     parser.add_argument("--candidates", type=int, help="generated candidates per turn (default: the model's)")
     parser.add_argument(
         "--generation-rows", type=int, default=200, help="held-out rows for the reply figures"
@@ -242,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         help="dialogue half (default test; look at the dev half's misses when changing anything)",
     )
     args = parser.parse_args(argv)
+    if args.decode_threads is None:
+        from serving.config import ServingConfig
+
+        args.decode_threads = ServingConfig.from_env().support_decode_threads
 
     import torch
 
@@ -260,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate:
         if model.generator is None:
             raise SystemExit(f"{model.tag} has no generator")
+        model.generator.decode_threads = args.decode_threads
         model.generator.quantize()  # as the service runs it on a CPU
         if args.candidates is not None:
             model = replace(model, config=replace(model.config, generator_candidates=args.candidates))
@@ -339,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dialogues": len({r["turn"].dialogue_id for r in rows}),
                 "turns": len(rows),
                 "generation": args.generate,
+                "decode_threads": args.decode_threads if args.generate else None,
                 "router_threshold": model.router.threshold,
                 "router_accuracy": round(statistics.fmean(by_goal.values()), 4),
                 "router_accuracy_by_goal": by_goal,
@@ -369,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
                 "chat_p50_ms": round(statistics.median(times), 1),
                 "chat_p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
                 "chat_support_p50_ms": round(statistics.median(support_times), 1) if support_times else None,
+                # Where a support turn's time goes: the median of each step the runtime timed.
+                "support_step_p50_ms": step_medians(
+                    [r["out"] for r in rows if r["out"]["goal"] == "support"]
+                ),
                 "chat_support_p95_ms": (
                     round(support_times[int(0.95 * (len(support_times) - 1))], 1) if support_times else None
                 ),

@@ -78,6 +78,12 @@ class ServingConfig:
     support_int8: bool = True
     # torch threads of the support service (a reply scores several long pairs: it uses them).
     support_torch_threads: int = 2
+    # torch threads of the generator's decode steps (one new token per candidate). Two on two
+    # cores: the dialogues' support turns with generation took 1.9-2.2 s (median) against 2.5 s
+    # on one (benchmarks/assistant.py). Decodes on several threads take turns, so concurrent
+    # replies never ask for more threads than the cores; set 1 on a machine other busy
+    # processes share, where a parallel decode can wait on a descheduled thread.
+    support_decode_threads: int = 2
     # A support reply slower than this becomes a handover.
     chat_timeout_s: float = 10.0
     # Dialogue state (turns, slots, session bindings) is deleted this long after its last write.
@@ -90,6 +96,11 @@ class ServingConfig:
     # BentoML's OpenTelemetry middleware. Its sample rate is 0 unless a tracing exporter is
     # configured, but it still builds a span context on every request; off, it skips every path.
     tracing: bool = False
+    # OpenTelemetry spans of each request and its parts (serving/tracing.py): "none", "console"
+    # or "otlp" (to ``trace_endpoint``), keeping ``trace_sample_rate`` of the traces.
+    trace_exporter: str = "none"
+    trace_endpoint: str | None = None
+    trace_sample_rate: float = 1.0
     # Per-client limits on the API paths in ``limits``' notation, e.g. "20/second;600/minute"
     # (a burst of 20 in any second, 10 a second sustained); past them the answer is 429 with
     # Retry-After. A client is its API key, else its address. None: no limit.
@@ -102,8 +113,14 @@ class ServingConfig:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ServingConfig:
+        from serving.tracing import settings_from_env as trace_settings
+
         settings = settings or Settings.from_env()
+        trace_exporter, trace_endpoint, trace_sample_rate = trace_settings()
         config = cls(
+            trace_exporter=trace_exporter,
+            trace_endpoint=trace_endpoint,
+            trace_sample_rate=trace_sample_rate,
             api_key=_env("API_KEY", "") or None,
             max_body_bytes=_number("MAX_BODY_BYTES", str(64 * 1024), int),
             store_timeout_s=_number("STORE_TIMEOUT_S", "0.05", float),
@@ -121,6 +138,7 @@ class ServingConfig:
             support_generate=_switch("SUPPORT_GENERATE", "1"),
             support_int8=_switch("SUPPORT_INT8", "1"),
             support_torch_threads=_number("SUPPORT_TORCH_THREADS", "2", int),
+            support_decode_threads=_number("SUPPORT_DECODE_THREADS", "2", int),
             chat_timeout_s=_number("CHAT_TIMEOUT_S", "10", float),
             support_session_ttl_s=_number("SUPPORT_SESSION_TTL_S", "86400", float),
             access_log=_switch("ACCESS_LOG", "0"),
@@ -135,8 +153,9 @@ class ServingConfig:
             from serving.ratelimit import parse_limits
 
             parse_limits(config.rate_limit)  # a typo stops the start-up, with the text named
-        if config.workers < 1:
-            raise ValueError(f"SHOPML_WORKERS must be at least 1, not {config.workers}")
+        for name in ("workers", "support_decode_threads"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"SHOPML_{name.upper()} must be at least 1, not {getattr(config, name)}")
         if settings.profile == "production" and not config.api_key:
             raise ValueError("the production profile needs SHOPML_API_KEY for the write endpoints")
         return config

@@ -62,6 +62,15 @@ def test_workers_per_service_is_read_and_checked(settings, monkeypatch):
         preflight("recommender", lambda *_: None)
 
 
+def test_decode_threads_of_the_generator_are_read_and_checked(settings, monkeypatch):
+    assert preflight("support", lambda *_: None).support_decode_threads == 2
+    monkeypatch.setenv("SHOPML_SUPPORT_DECODE_THREADS", "1")
+    assert preflight("support", lambda *_: None).support_decode_threads == 1
+    monkeypatch.setenv("SHOPML_SUPPORT_DECODE_THREADS", "0")
+    with pytest.raises(StartupRefused, match="SHOPML_SUPPORT_DECODE_THREADS must be at least 1, not 0"):
+        preflight("support", lambda *_: None)
+
+
 def test_access_log_and_tracing_switches_reach_the_bentoml_service(settings, monkeypatch):
     options = defaults = preflight("recommender", lambda *_: None).service_options(
         timeout_s=10, max_concurrency=8

@@ -14,25 +14,35 @@ one batch: the prompt is read once and its KV cache shared. Other architectures 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Threads of a decode step (one new token per row), measured on the shared 2-core machine at a
-# load average of 4.1-4.3: a (4, 576) x (576, 3072) product took 23 ms on 2 threads and 1.0 ms
-# on 1, int8 10 ms and 0.42 ms, attention over 330 cached positions 8 ms and 0.2 ms. Such
-# small parallel regions wait at every barrier for a thread the busy machine has descheduled;
-# one thread never waits. End to end (int8 SmolLM2, 284-token prompt, 60 tokens, alternating
-# in one process, load 2.3-4.1): one reply took 5.6 and 3.7 s on 1 thread, 4.0 and 60 s on 2;
-# four in a batch 6.7 and 11 s on 1, 9.7 and 34 s on 2. The prompt (a large product, 0.7 s
-# on 2 threads, 0.8 s on 1) keeps the caller's thread count.
+# Threads of a decode step (one new token per row). A decode step is a row of small matrix
+# products, and each parallel region waits at its barrier for every thread: on a quiet 2-core
+# machine four int8 60-token replies to a 284-token prompt took 1.41 s on 2 threads against
+# 1.74 s on 1 (medians of 4, alternating in one process), but on a machine other processes
+# kept at a load of 4 one reply took 4.0 and 60 s on 2 threads against 5.6 and 3.7 s on 1.
+# The decoder's default is 1; the support service sets its own (SHOPML_SUPPORT_DECODE_THREADS).
+# The prompt (one large product) keeps the caller's thread count.
 DECODE_THREADS = 1
+
+# Decodes on more than one thread take turns: two at once would ask for more threads than the
+# cores, the case where a barrier waits for a descheduled thread. One-thread decodes run side
+# by side.
+_PARALLEL_DECODE = threading.Lock()
 
 # Tokens a sampled row draws from before the nucleus cut (transformers' default top_k). Sorting
 # the whole 49k vocabulary for every step took 0.7 of a 3.3 s batch of four 60-token replies.
 SAMPLE_TOP_K = 50
+
+
+def _turn(n: int | None):
+    """The lock a decode on ``n`` threads holds while it runs (none for one thread)."""
+    return _PARALLEL_DECODE if n is not None and n > 1 else nullcontext()
 
 
 @contextmanager
@@ -189,7 +199,7 @@ class LlamaDecoder(nn.Module):
         new: list[int] = []
         logits = self._step(input_ids, 0, keys, values, cos, sin)
         start = input_ids.shape[1]
-        with threads(self.decode_threads):
+        with _turn(self.decode_threads), threads(self.decode_threads):
             while True:
                 if len(new) < min_new_tokens:
                     logits[:, self.eos_ids] = float("-inf")
@@ -235,7 +245,7 @@ class LlamaDecoder(nn.Module):
         lengths = torch.full((num,), max_new_tokens, dtype=torch.long)
         logits = self._step(input_ids, 0, keys, values, cos, sin).expand(num, -1)  # (B, V)
         start = input_ids.shape[1]
-        with threads(self.decode_threads):
+        with _turn(self.decode_threads), threads(self.decode_threads):
             for i in range(max_new_tokens):
                 logits = logits.float()
                 if i < min_new_tokens:

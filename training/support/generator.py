@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.support.config import DEFAULT_GENERATOR, SupportConfig
-from training.support.decoding import SAMPLE_TOP_K, LlamaDecoder, supports
+from training.support.decoding import DECODE_THREADS, SAMPLE_TOP_K, LlamaDecoder, supports
 from training.support.encoder import fingerprint, package_file
 from training.support.int8 import int8_linears
 from training.support.losses import IGNORE_INDEX, reply_token_loss
@@ -251,6 +251,8 @@ class Generator:
     max_new_tokens: int = 60
     decoder: LlamaDecoder | None = None
     lora: bool = False  # a LoRA adapter was merged into the base
+    # Threads of a decode step (the prompt keeps the caller's count); see decoding.DECODE_THREADS.
+    decode_threads: int | None = DECODE_THREADS
 
     def _prompt_ids(self, turns, passages, facts) -> torch.Tensor:
         prompt = build_prompt(self.tokenizer, turns, passages, facts)
@@ -258,7 +260,7 @@ class Generator:
 
     def _decoder(self) -> LlamaDecoder | None:
         if self.decoder is None and supports(self.model):
-            self.decoder = LlamaDecoder(self.model)
+            self.decoder = LlamaDecoder(self.model, decode_threads=self.decode_threads)
         return self.decoder
 
     @torch.inference_mode()
@@ -354,7 +356,7 @@ class Generator:
         A Llama model becomes an int8 ``LlamaDecoder`` and its fp32 layers are released.
         """
         if supports(self.model):
-            self.decoder = LlamaDecoder(self.model, int8=True)
+            self.decoder = LlamaDecoder(self.model, int8=True, decode_threads=self.decode_threads)
             self.model = None
         else:
             self.model = int8_linears(self.model)

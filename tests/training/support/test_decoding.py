@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -145,3 +148,57 @@ def test_generator_candidates_one_batched_pass_per_path(tiny_lm):
     assert 1 < len(hf) <= 4 and hf[0] == biased.generate(turns, passages, exact=True)
     assert biased.candidates(turns, passages, 4, seed=1, temperature=1.0, exact=True) == hf
     assert biased.decoder is None
+
+
+@pytest.mark.parametrize("decode_threads", [1, 2])
+def test_decode_steps_run_on_the_generators_decode_threads(tiny_lm, decode_threads):
+    model, tokenizer, info = tiny_lm
+    generator = Generator(model, tokenizer, info, 4, decode_threads=decode_threads).quantize()
+    seen = []  # (tokens per row, torch threads) of every step
+    step = generator.decoder._step
+
+    def recording(tokens, *args):
+        seen.append((tokens.shape[1], torch.get_num_threads()))
+        return step(tokens, *args)
+
+    generator.decoder._step = recording
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generator.candidates([("user", "where is my order")], ["p"], num=2, exact=True)
+    finally:
+        torch.set_num_threads(before)
+    prompt, *decode = seen
+    assert prompt == (prompt[0], 2) and prompt[0] > 1  # the prompt keeps the caller's threads
+    assert decode and all(step == (1, decode_threads) for step in decode)
+
+
+def test_decodes_on_several_threads_take_turns(tiny_lm):
+    model, tokenizer, info = tiny_lm
+    order = []  # which generator ran each decode step, in the order the steps ran
+
+    def recorded(name: str) -> Generator:
+        generator = Generator(model, tokenizer, info, 6, decode_threads=2)
+        generator._decoder()
+        step = generator.decoder._step
+
+        def recording(tokens, *args):
+            if tokens.shape[1] == 1:
+                order.append(name)
+                time.sleep(0.005)  # long enough for the other thread to cut in, were it allowed
+            return step(tokens, *args)
+
+        generator.decoder._step = recording
+        return generator
+
+    generators = [recorded("a"), recorded("b")]
+    workers = [
+        threading.Thread(target=g.candidates, args=([("user", "hi")], ["p"], 2), kwargs={"exact": True})
+        for g in generators
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(order) == ["a"] * 5 + ["b"] * 5
+    assert order in (["a"] * 5 + ["b"] * 5, ["b"] * 5 + ["a"] * 5)  # one decode, then the other

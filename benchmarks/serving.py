@@ -17,7 +17,10 @@ memory (main process and workers). Unless ``--skip-ab``, the recommender is star
 with a 50/50 traffic split between that model and a second one of the same shape
 (``SHOPML_RECOMMENDER_VARIANTS``) and driven the same way: ``ab_p50_ms``/``ab_p99_ms``,
 ``ab_overhead_p50_ms`` (against the main run's p50) and ``ab_extra_rss_mb`` (the second
-model in every worker). ``/chat`` is measured on the
+model in every worker). Unless ``--skip-tracing``, it is started once more with every request
+traced (``SHOPML_TRACE_EXPORTER=otlp``, sample rate 1) and exported to a local OTLP receiver:
+``traced_p50_ms``/``traced_p99_ms``, ``tracing_overhead_p50_ms`` and ``traced_spans_received``.
+``/chat`` is measured on the
 retrieve-and-rank path with MiniLM (retriever and cross-encoder of the real size; the
 ranker untrained) over the committed Bitext sample.
 
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--skip-chat", action="store_true")
     p.add_argument("--skip-ab", action="store_true", help="skip the run with a two-variant traffic split")
+    p.add_argument("--skip-tracing", action="store_true", help="skip the run with every request traced")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -192,6 +197,24 @@ FLOOR_APP = textwrap.dedent(
     async def ready(request):
         return JSONResponse({})
     app = Starlette(routes=[Route("/recommend", recommend, methods=["POST"]), Route("/readyz", ready)])
+    """
+)
+
+# An OTLP/HTTP receiver that only counts what reaches it: the traced run's collector.
+TRACE_SINK_APP = textwrap.dedent(
+    """
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    SPANS = [0]
+    async def traces(request):
+        batch = ExportTraceServiceRequest.FromString(await request.body())
+        SPANS[0] += sum(len(ss.spans) for r in batch.resource_spans for ss in r.scope_spans)
+        return Response(b"", media_type="application/x-protobuf")
+    async def count(request):
+        return JSONResponse({"spans": SPANS[0]})
+    app = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"]), Route("/count", count), Route("/readyz", count)])
     """
 )
 
@@ -322,11 +345,43 @@ def main(argv=None) -> None:
                 }
             )
 
+        uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(tmp), "--log-level", "warning"]
+        if not args.skip_tracing:
+            # Every request traced (sample rate 1) and exported over OTLP/HTTP to a local receiver.
+            (tmp / "trace_sink.py").write_text(TRACE_SINK_APP)
+            port = launch.free_port()
+            sink = launch.start_process(
+                "trace sink", [*uvicorn, "trace_sink:app", "--host", "127.0.0.1", "--port", str(port)], port
+            )
+            traced_env = {
+                **env,
+                "SHOPML_TRACE_EXPORTER": "otlp",
+                "SHOPML_TRACE_ENDPOINT": f"{sink.url}/v1/traces",
+                "SHOPML_TRACE_SAMPLE_RATE": "1",
+            }
+            try:
+                with launch.serving("recommender", env=traced_env) as running:
+                    time.sleep(2)
+                    traced = asyncio.run(drive(f"{running.url}/recommend", bodies, args.rate, args.seconds))
+                time.sleep(1)  # the workers flush their last batch as they stop
+                with urllib.request.urlopen(f"{sink.url}/count", timeout=5) as answer:
+                    spans = json.load(answer)["spans"]
+            finally:
+                sink.stop()
+            result.update(
+                {
+                    "traced_p50_ms": traced["p50_ms"],
+                    "traced_p99_ms": traced["p99_ms"],
+                    "traced_errors": traced["errors"],
+                    "tracing_overhead_p50_ms": round(traced["p50_ms"] - main_run["p50_ms"], 2),
+                    "traced_spans_received": spans,
+                }
+            )
+
         port = launch.free_port()
         (tmp / "floor_app.py").write_text(FLOOR_APP)
-        uvicorn = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(tmp)]
         floor_server = launch.start_process(
-            "floor", [*uvicorn, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], port
+            "floor", [*uvicorn, "floor_app:app", "--host", "127.0.0.1", "--port", str(port)], port
         )
         try:
             floor = asyncio.run(drive(f"{floor_server.url}/recommend", bodies, args.rate, args.seconds))

@@ -13,7 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving import metrics
+from serving import metrics, tracing
 from serving.config import ServingConfig
 from serving.ratelimit import RateLimiter
 
@@ -106,9 +106,31 @@ class GuardMiddleware:
             return
         self.in_flight += 1
         try:
-            await self._guarded(scope, receive, send)
+            if tracing.enabled():
+                await self._traced(scope, receive, send)
+            else:
+                await self._guarded(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request as a server span (continuing the caller's ``traceparent``); the answer
+        names the trace in ``X-Trace-Id``."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with tracing.server_span(f"{scope['method']} {scope['path']}", headers) as span:
+            trace_id = tracing.current_trace_id()
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                    if trace_id is not None:
+                        message = {
+                            **message,
+                            "headers": [*message.get("headers", []), (b"x-trace-id", trace_id.encode())],
+                        }
+                await send(message)
+
+            await self._guarded(scope, receive, send_traced)
 
     async def _within_rate_limit(self, scope: Scope, send: Send) -> bool:
         headers = dict(scope["headers"])

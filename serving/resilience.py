@@ -11,6 +11,7 @@ takes about 5 ms, so neither is worth keeping hand-written code for.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -81,7 +82,9 @@ async def in_thread(
     is dropped, which is what a request that already got its fallback wants.
     """
     loop = asyncio.get_running_loop()
-    return await asyncio.wait_for(loop.run_in_executor(executor, lambda: fn(*args)), timeout_s)
+    # The caller's context goes along (its trace's current span, so the thread's spans are children).
+    context = contextvars.copy_context()
+    return await asyncio.wait_for(loop.run_in_executor(executor, lambda: context.run(fn, *args)), timeout_s)
 
 
 class TTLCache:

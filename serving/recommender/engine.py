@@ -24,7 +24,7 @@ import torch
 from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
 from features.online import OnlineSequences, OnlineStoreError
-from serving import metrics
+from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
 from serving.experiments import Experiment, ExperimentRegistry, StopFlag, experiment_from_env
@@ -200,6 +200,7 @@ class RecommenderEngine:
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
+        tracing.configure(SERVICE, config.trace_exporter, config.trace_endpoint, config.trace_sample_rate)
         experiment = experiment_from_env(SERVICE)
         variants = load_variants(settings, experiment) if experiment is not None else {}
         stopped = lambda: False  # noqa: E731
@@ -399,7 +400,8 @@ class RecommenderEngine:
         self, req: RecommendRequest, model: Model | None
     ) -> tuple[list[ScoredItem], str, str | None]:
         started = time.monotonic()
-        stored = await self.read_sequence(req.user_id, deadline=started + self.config.model_timeout_s)
+        with tracing.span("feature_store.read"):
+            stored = await self.read_sequence(req.user_id, deadline=started + self.config.model_timeout_s)
         fallback = "feature_store_down" if stored is None else None
         history = (stored or []) + list(req.session_item_ids)
         seen = frozenset(history) if req.exclude_seen else frozenset()
@@ -413,7 +415,8 @@ class RecommenderEngine:
         if time.monotonic() - started > self.config.model_timeout_s:
             return self.popular(req.k, *filters, seen), POPULARITY, "model_timeout"
         try:
-            items = self.score(history, req.k, *filters, req.exclude_seen, model)
+            with tracing.span("recommender.score", model_version=model.version):
+                items = self.score(history, req.k, *filters, req.exclude_seen, model)
         except Exception:
             log.exception("recommender model failed for user %r", req.user_id)
             return self.popular(req.k, *filters, seen), POPULARITY, "model_error"

@@ -14,6 +14,7 @@ CONFIG = preflight("recommender", check_recommender)
 import bentoml  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
+from serving import tracing  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
 from serving.logs import quiet_client_errors  # noqa: E402
@@ -76,6 +77,7 @@ class RecommenderService:
     def close(self) -> None:
         self.search_engine.close()
         self.engine.close()
+        tracing.shutdown()  # the spans still waiting for their batch
 
 
 WRITE_PATHS = frozenset({"/events"})

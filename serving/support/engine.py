@@ -17,7 +17,7 @@ from data_contracts.landing_log import LandingLog
 from data_contracts.settings import Settings
 from data_contracts.shop import ShopProfile
 from data_contracts.support import FeedbackError
-from serving import metrics
+from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
@@ -96,6 +96,7 @@ class SupportEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig) -> SupportEngine:
+        tracing.configure(SERVICE, config.trace_exporter, config.trace_endpoint, config.trace_sample_rate)
         # Product titles (brands included) are the shop's own words: not evidence of a language.
         titles = [item.title for item in Catalog.load(settings.warehouse_path).items.values() if item.title]
         products = load_products(settings)
@@ -108,6 +109,8 @@ class SupportEngine:
             profile=ShopProfile.from_env(),
             session_ttl_s=config.support_session_ttl_s,
             products=products,
+            decode_threads=config.support_decode_threads,
+            tracer=tracing.tracer(),
         )
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)

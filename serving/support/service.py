@@ -14,6 +14,7 @@ CONFIG = preflight("support", check_support)
 import bentoml  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
+from serving import tracing  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.http import GuardMiddleware  # noqa: E402
 from serving.logs import quiet_client_errors  # noqa: E402
@@ -40,6 +41,10 @@ class SupportService:
 
     def __is_ready__(self) -> bool:
         return self.engine.ready()
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        tracing.shutdown()  # the spans still waiting for their batch
 
     @bentoml.api(route="/chat")
     async def chat(self, request: ChatRequest, /) -> ChatResponse:

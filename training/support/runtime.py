@@ -18,11 +18,13 @@ import secrets
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from opentelemetry import trace
 
 from data_contracts.settings import Settings
 from data_contracts.shop import ShopProfile
@@ -133,13 +135,15 @@ class SupportRuntime:
         vocabulary: list[str] | None = None,
         products: ProductAssistant | None = None,
         route: bool = True,
+        tracer: trace.Tracer | None = None,
     ):
         """``profile``: the shop's facts, which fill the replies' placeholders, and the languages
         it answers in (``languages`` overrides the detector's settings); ``vocabulary``: the
         shop's own words (product titles, brands), ignored by language detection;
         ``products``: product search and catalog facts (None: product turns say search is not
         available); ``route``: route turns with the model's router, when it has one (False:
-        every turn takes the support path)."""
+        every turn takes the support path); ``tracer``: an OpenTelemetry tracer for the
+        reply's steps (None: a no-op one)."""
         torch.set_num_threads(num_threads or model.config.num_threads)
         self.model = model
         self.store = store or InMemoryStore()
@@ -153,6 +157,7 @@ class SupportRuntime:
         self.detector = LanguageDetector(languages, vocabulary or ()).warm()
         self.router = model.router if route else None
         self.products = products or ProductAssistant(None, None)
+        self.tracer = tracer or trace.NoOpTracer()
 
     @classmethod
     def load(
@@ -167,11 +172,16 @@ class SupportRuntime:
         vocabulary: list[str] | None = None,
         session_ttl_s: float = DEFAULT_TTL_S,
         products: ProductAssistant | None = None,
+        decode_threads: int | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> SupportRuntime:
         """The promoted support model (or ``tag``) with the store of the settings' profile;
-        ``int8_generator``: the generator's linear layers quantised (CPU serving)."""
+        ``int8_generator``: the generator's linear layers quantised (CPU serving);
+        ``decode_threads``: torch threads of its decode steps (None: the decoder's default)."""
         settings = settings or Settings.from_env()
         model = load_support_model(tag, settings, with_generator=use_generator)
+        if model.generator is not None and decode_threads is not None:
+            model.generator.decode_threads = decode_threads
         if int8_generator and model.generator is not None:
             model.generator.quantize()
         store = store or make_store(
@@ -186,6 +196,7 @@ class SupportRuntime:
             languages=languages,
             vocabulary=vocabulary,
             products=products,
+            tracer=tracer,
         )
 
     def open_session(self, session_id: str | None, token: str | None) -> tuple[str, str | None]:
@@ -241,9 +252,8 @@ class SupportRuntime:
         turns = self.store.turns(session_id, config.context_turns)
         context = context_text(turns)
 
-        start = time.perf_counter()
-        language = self.detector.detect(message)
-        timings["language_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("language", timings):
+            language = self.detector.detect(message)
         if not language.served:
             return self._handover(
                 session_id, context, handover_text(language.language), language.language, timings
@@ -256,15 +266,23 @@ class SupportRuntime:
             )
         return self._support(session_id, turns, context, confidence, language.language, timings)
 
+    @contextmanager
+    def stage(self, name: str, timings: dict[str, float]):
+        """A step of a reply: its time in ``timings[name + "_ms"]`` and, when the service
+        traces, a span ``support.<name>`` (a no-op tracer's costs about a microsecond)."""
+        start = time.perf_counter()
+        with self.tracer.start_as_current_span(f"support.{name}"):
+            yield
+        timings[f"{name}_ms"] = (time.perf_counter() - start) * 1000
+
     def route(self, turns: list[Turn], timings: dict[str, float]) -> tuple[str, float | None]:
         """The turn's goal from the router over (this, the previous) shopper message:
         a router label, or "clarify" below its threshold; "support" without a router."""
         if self.router is None:
             return "support", None
         said = [text for role, text in turns if role == "user"]
-        start = time.perf_counter()
-        label, confidence = self.router.predict([said[-1]], [said[-2] if len(said) > 1 else ""])[0]
-        timings["route_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("route", timings):
+            label, confidence = self.router.predict([said[-1]], [said[-2] if len(said) > 1 else ""])[0]
         return label or "clarify", confidence
 
     def _support(
@@ -280,9 +298,8 @@ class SupportRuntime:
         config = self.model.config
         contexts = support_contexts(turns)
         hits, candidates = self.support_candidates(session_id, turns, contexts, timings)
-        start = time.perf_counter()
-        scores, matched = self.rank_best(contexts, candidates)
-        timings["rank_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("rank", timings):
+            scores, matched = self.rank_best(contexts, candidates)
 
         best = int(np.argmax(scores)) if len(scores) else -1
         if best >= 0:
@@ -359,15 +376,14 @@ class SupportRuntime:
         text of it would reach the shopper once its placeholders are resolved, or (``gate``)
         when it is further from its prompt's passages than ``generation_min_grounding``."""
         config = self.model.config
-        start = time.perf_counter()
-        retriever = self.model.retriever
-        queries = retriever.encoder.encode(contexts)
-        # Sources and passages from everything; reply candidates from answered questions only.
-        hits = merged_hits(
-            retriever.search_embeddings(queries, max(config.retrieve_k, config.prompt_passages))
-        )
-        qa_hits = retriever.search_embeddings(queries, config.retrieve_k * 2, kind="qa")
-        timings["retrieve_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("retrieve", timings):
+            retriever = self.model.retriever
+            queries = retriever.encoder.encode(contexts)
+            # Sources and passages from everything; reply candidates from answered questions only.
+            hits = merged_hits(
+                retriever.search_embeddings(queries, max(config.retrieve_k, config.prompt_passages))
+            )
+            qa_hits = retriever.search_embeddings(queries, config.retrieve_k * 2, kind="qa")
         # Each context's own best answers, so the one that fits is never crowded out.
         found: dict[str, Candidate] = {}
         for i, per_context in enumerate(qa_hits):
@@ -379,21 +395,20 @@ class SupportRuntime:
         if not self.use_generator or config.generator_candidates < 1 or shut:
             return hits, candidates
 
-        start = time.perf_counter()
-        passages = [h.doc.text for h in hits[: config.prompt_passages]]
-        facts = self.products.facts(ProductState.from_dict(self.store.state(session_id)))
-        texts = self.model.generator.candidates(
-            turns,
-            passages,
-            config.generator_candidates,
-            facts=facts,
-            seed=reply_seed(config.seed, contexts[-1]),
-            temperature=config.generator_temperature,
-            top_p=config.generator_top_p,
-            max_new_tokens=config.max_new_tokens,
-            exact=self.exact_generation,
-        )
-        timings["generate_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("generate", timings):
+            passages = [h.doc.text for h in hits[: config.prompt_passages]]
+            facts = self.products.facts(ProductState.from_dict(self.store.state(session_id)))
+            texts = self.model.generator.candidates(
+                turns,
+                passages,
+                config.generator_candidates,
+                facts=facts,
+                seed=reply_seed(config.seed, contexts[-1]),
+                temperature=config.generator_temperature,
+                top_p=config.generator_top_p,
+                max_new_tokens=config.max_new_tokens,
+                exact=self.exact_generation,
+            )
         slots = self.store.slots(session_id)
         said = " ".join(t for role, t in turns if role == "user")
         category = hits[0].doc.category if hits else None
@@ -402,11 +417,10 @@ class SupportRuntime:
             for cleaned in (clean_generated(text, self.profile) for text in texts)
             if cleaned and fill_reply(cleaned, slots, self.profile, said)[0]
         ]
-        start = time.perf_counter()
-        for text, grounding in zip(kept, self.grounding(kept, passages), strict=True):
-            if not gate or grounding >= config.generation_min_grounding:
-                candidates.append(Candidate(text, "generated", category, grounding))
-        timings["ground_ms"] = (time.perf_counter() - start) * 1000
+        with self.stage("ground", timings):
+            for text, grounding in zip(kept, self.grounding(kept, passages), strict=True):
+                if not gate or grounding >= config.generation_min_grounding:
+                    candidates.append(Candidate(text, "generated", category, grounding))
         return hits, candidates
 
     def grounding(self, texts: list[str], passages: list[str]) -> list[float]:
@@ -428,15 +442,14 @@ class SupportRuntime:
     ) -> dict:
         """Every goal but support: products, small talk, out of scope, a clarifying question."""
         products: list[dict] = []
-        start = time.perf_counter()
         if goal in ("product_request", "product_question"):
-            state = ProductState.from_dict(self.store.state(session_id))
-            handle = self.products.request if goal == "product_request" else self.products.question
-            answer: ProductAnswer = handle(message, state)
-            if answer.state is not state:
-                self.store.set_state(session_id, answer.state.to_dict())
-            text, products = answer.text, [p.card() for p in answer.products]
-            timings["products_ms"] = (time.perf_counter() - start) * 1000
+            with self.stage("products", timings):
+                state = ProductState.from_dict(self.store.state(session_id))
+                handle = self.products.request if goal == "product_request" else self.products.question
+                answer: ProductAnswer = handle(message, state)
+                if answer.state is not state:
+                    self.store.set_state(session_id, answer.state.to_dict())
+                text, products = answer.text, [p.card() for p in answer.products]
         elif goal == "small_talk":
             text = small_talk_reply(message, self.profile)
         elif goal == "out_of_scope":

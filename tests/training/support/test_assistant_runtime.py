@@ -176,3 +176,32 @@ def test_feedback_on_a_product_reply_is_kept_but_not_a_ranker_pair(runtime):
     out = say(runtime, "f1", "product_request", "show me lamps")
     row = runtime.record_feedback(out["reply_id"], 1)
     assert row["goal"] == "product_request" and row["target_kind"] == "assistant_reply"
+
+
+def test_each_step_of_a_reply_is_timed_and_a_span_of_the_given_tracer(model, products, tmp_path):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    runtime = SupportRuntime(
+        model,
+        SQLiteStore(tmp_path / "dialogue.sqlite"),
+        use_generator=False,
+        products=products,
+        tracer=provider.get_tracer("test"),
+    )
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("POST /chat"):
+        found = say(runtime, "s1", "product_request", "I'm looking for headphones")
+        helped = say(runtime, "s2", "support", "where is my refund?")
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    assert set(found["timings_ms"]) == {"language_ms", "route_ms", "products_ms"}
+    assert set(helped["timings_ms"]) == {"language_ms", "route_ms", "retrieve_ms", "rank_ms"}
+    assert {f"support.{n[:-3]}" for n in {*found["timings_ms"], *helped["timings_ms"]}} == set(spans) - {
+        "POST /chat"
+    }
+    root = spans["POST /chat"].context
+    assert all(s.parent.span_id == root.span_id for name, s in spans.items() if name != "POST /chat")

@@ -128,6 +128,7 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
         "support_corpus",
         "support_model",
         "support_evaluation",
+        "experiment_results",
     }
 
 

@@ -66,6 +66,12 @@ def _experiment() -> ModuleType:
     return experiment
 
 
+def _simulate() -> ModuleType:
+    from pipelines.commands import simulate
+
+    return simulate
+
+
 def _train() -> ModuleType:
     from pipelines.commands import train
 
@@ -88,6 +94,10 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "summary": (_summary, "Print the warehouse tables with row counts"),
     "report": (_report, "Print the latest evaluation of each model against its baselines"),
     "experiment": (_experiment, "Report a traffic split's results per variant, or stop it"),
+    "simulate": (
+        _simulate,
+        "Replay held-out shoppers against the live recommender (loopback), clicking hits",
+    ),
     "train": (_train, "Train a model: recommender or support"),
     "evaluate": (_evaluate, "Evaluate a model: recommender or support"),
 }

@@ -5,7 +5,8 @@ An experiment is configured per service, e.g. for the recommender::
     SHOPML_RECOMMENDER_VARIANTS="champion=promoted:90,challenger=recommender:ab12cd:10"
 
 Each entry is ``[name=]model:weight``: ``model`` is a model tag or an alias (``promoted``: the
-version the promotion gate serves; ``previous``: the one it served before), ``name`` the
+version the promotion gate serves; ``previous``: the one it served before; ``popularity``: no
+model, the catalog's most popular items, the arm that asks whether personalisation pays), ``name`` the
 variant's name in answers and logs (default: ``model`` as written). The first variant is the
 champion. A shopper is assigned from a hash of the experiment's name and their id, so the same
 shopper always gets the same variant, in every worker and replica, and a new experiment
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ALIASES = ("promoted", "previous")
+POPULARITY = "popularity"  # a variant without a model: the catalog's popularity ranking
 
 
 @dataclass(frozen=True)

@@ -33,21 +33,24 @@ def check_recommender(settings: Settings, config: ServingConfig) -> None:
     the service then answers with popularity and says so in /readyz)."""
     import bentoml
 
-    from serving.experiments import experiment_from_env
+    from serving.experiments import POPULARITY, experiment_from_env
     from training.recommender.artifact import load_from_store
     from training.recommender.promotion import promoted_tag, tag_for
 
+    # The store the workers will read: under `bentoml serve` this process's BentoML has fixed
+    # its home before the service module could point it at the settings' store.
+    home = use_model_store(settings)
     experiment = experiment_from_env("recommender")  # a malformed split: ValueError, one line
     try:
         if experiment is not None:
-            tags = [tag_for(v.model) for v in experiment.variants]
+            tags = [tag_for(v.model, home=home) for v in experiment.variants if v.model != POPULARITY]
         else:
-            tags = [t for t in [config.recommender_tag or promoted_tag()] if t is not None]
+            tags = [t for t in [config.recommender_tag or promoted_tag(home=home)] if t is not None]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ArtifactError(f"the recommender promotion record is unreadable ({e!r})") from e
     for tag in dict.fromkeys(tags):
         try:
-            load_from_store(tag)
+            load_from_store(tag, home=home)
         except bentoml.exceptions.NotFound as e:
             raise ArtifactError(f"recommender model {tag!r} is not in the model store ({e})") from e
 

@@ -27,7 +27,7 @@ from features.online import OnlineSequences, OnlineStoreError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import Experiment, ExperimentRegistry, StopFlag, experiment_from_env
+from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, experiment_from_env
 from serving.recommender.schemas import (
     EventRequest,
     EventResponse,
@@ -42,7 +42,6 @@ from training.recommender.inference import Recommender
 
 log = logging.getLogger(__name__)
 SERVICE = "recommender"
-POPULARITY = "popularity"
 DEPENDENCY = "feature_store"  # its name on /metrics
 # Masks kept per (category, in_stock_only); categories are few, arbitrary strings are not cached.
 MAX_MASKS = 256
@@ -101,13 +100,16 @@ class Model:
     baseline: str | None = None  # the baseline's name when no trained model beat it
 
 
-def load_variants(settings: Settings, experiment: Experiment) -> dict[str, Model]:
-    """Each variant's model, loaded once per distinct tag."""
+def load_variants(settings: Settings, experiment: Experiment) -> dict[str, Model | None]:
+    """Each variant's model, loaded once per distinct tag (None for the popularity arm)."""
     from training.recommender.promotion import tag_for
 
     by_tag: dict[str, Model] = {}
-    out = {}
+    out: dict[str, Model | None] = {}
     for variant in experiment.variants:
+        if variant.model == POPULARITY:
+            out[variant.name] = None
+            continue
         tag = tag_for(variant.model)
         if tag not in by_tag:
             model = load_model(settings, tag)
@@ -206,7 +208,8 @@ class RecommenderEngine:
         stopped = lambda: False  # noqa: E731
         if experiment is not None:
             registry = ExperimentRegistry(settings.experiments_dir)
-            registry.register(SERVICE, experiment, {name: m.version for name, m in variants.items()})
+            versions = {name: m.version if m else POPULARITY for name, m in variants.items()}
+            registry.register(SERVICE, experiment, versions)
             stopped = StopFlag(registry, experiment.name)
         engine = cls(
             variants[experiment.champion.name]
@@ -224,7 +227,10 @@ class RecommenderEngine:
             log.warning(
                 "experiment %r: %s",
                 experiment.name,
-                ", ".join(f"{v.name} {v.weight} ({variants[v.name].version})" for v in experiment.variants),
+                ", ".join(
+                    f"{v.name} {v.weight} ({m.version if (m := variants[v.name]) else POPULARITY})"
+                    for v in experiment.variants
+                ),
             )
         try:
             store = engine._store()
@@ -377,6 +383,8 @@ class RecommenderEngine:
             items, version, fallback = cached
         else:
             items, version, fallback = await self._recommend(req, model)
+            if variant is not None and variant.model == POPULARITY and fallback == "no_model":
+                fallback = None  # the popularity arm answers as it should, not as a fallback
             if fallback is None:
                 self.cache.put(key, (items, version, fallback))
         # A promoted baseline's answer says so; popularity fallbacks carry their own reason.

@@ -137,6 +137,31 @@ def test_a_stopped_or_ended_experiment_answers_with_the_champion_outside_the_spl
     assert {(o.experiment, o.model_version) for o in ended} == {(None, recommender_tag)}
 
 
+def test_the_popularity_arm_answers_with_the_catalogs_ranking_not_as_a_fallback(
+    shop_settings, recommender_tag
+):
+    experiment = Experiment(
+        "rec-pop", (Variant("champion", recommender_tag, 50), Variant("challenger", "popularity", 50))
+    )
+    variants = load_variants(shop_settings, experiment)
+    assert variants["challenger"] is None
+    engine = RecommenderEngine(
+        variants["champion"],
+        Catalog.load(shop_settings.warehouse_path),
+        lambda: open_online_store(shop_settings),
+        None,
+        ServingConfig(cache_ttl_s=0),
+        experiment,
+        variants,
+    )
+    answers = {}
+    for user in (f"u{i}" for i in range(12)):
+        known = variants["champion"].recommender.items[:1]  # a session the model can read
+        out = asyncio.run(engine.recommend(RecommendRequest(user_id=user, session_item_ids=known)))
+        answers[out.variant] = (out.model_version, out.fallback)
+    assert answers == {"champion": (recommender_tag, None), "challenger": ("popularity", None)}
+
+
 def test_two_variants_of_one_tag_share_one_loaded_model(shop_settings, recommender_tag):
     experiment = Experiment("rec-same", (Variant("a", recommender_tag, 1), Variant("b", recommender_tag, 1)))
     variants = load_variants(shop_settings, experiment)

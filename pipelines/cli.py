@@ -66,6 +66,12 @@ def _experiment() -> ModuleType:
     return experiment
 
 
+def _serve() -> ModuleType:
+    from pipelines.commands import serve
+
+    return serve
+
+
 def _simulate() -> ModuleType:
     from pipelines.commands import simulate
 
@@ -94,6 +100,7 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "summary": (_summary, "Print the warehouse tables with row counts"),
     "report": (_report, "Print the latest evaluation of each model against its baselines"),
     "experiment": (_experiment, "Report a traffic split's results per variant, or stop it"),
+    "serve": (_serve, "Serve replicas of each service behind HAProxy on their usual ports"),
     "simulate": (
         _simulate,
         "Replay held-out shoppers against the live recommender (loopback), clicking hits",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -207,3 +208,38 @@ def test_served_truncated_model_exits_naming_the_file_without_restarts(shop_sett
     assert f"its model cannot be loaded: {weights} is corrupt" in log
     assert log.count("refuses to start") == 1 and "SafetensorError" not in log and "Traceback" not in log
     assert seconds < 90
+
+
+def test_a_split_naming_promoted_is_checked_in_the_settings_store_not_bentomls_first_home(settings, tmp_path):
+    """Under `bentoml serve` BentoML fixes its home (without BENTOML_HOME: ~/bentoml) before the
+    service module can point it at the settings' store; the start-up check must read the latter."""
+    import json
+
+    from tests.serving.conftest import ITEMS
+    from training.recommender.artifact import Artifact, save_to_store
+    from training.recommender.model import RecommenderConfig, SASRec
+
+    store = settings.model_store.resolve()
+    model = SASRec(RecommenderConfig(num_items=len(ITEMS), max_len=10, hidden=32, num_blocks=2)).eval()
+    tag = save_to_store(Artifact(model=model, items=list(ITEMS), metrics={}), home=store)
+    (store / "promotions").mkdir(parents=True)
+    (store / "promotions" / "recommender.json").write_text(json.dumps({"tag": tag, "baseline": None}))
+    probe = """
+import sys
+from bentoml._internal.configuration.containers import BentoMLContainer
+BentoMLContainer.bentoml_home.set(sys.argv[1])  # fixed elsewhere first, as the CLI does
+from serving.startup import check_recommender, preflight
+preflight("recommender", check_recommender)
+print("started")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOME"}
+    env["SHOPML_RECOMMENDER_VARIANTS"] = "champion=promoted:50,challenger=popularity:50"
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "elsewhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith("started"), run.stderr[-2000:]

@@ -1,0 +1,111 @@
+"""HAProxy in front of replicas: the configuration HAProxy accepts, weights, and a replica
+killed under steady load without one failed request (integration: real servers and HAProxy)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from serving import launch
+from serving.balancer import Replica, haproxy_config, parse_weights, start_haproxy
+
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
+    reason="haproxy is not installed (apt-get install haproxy; .ci/run installs it)",
+)
+
+
+def test_weights_are_one_per_replica():
+    assert parse_weights(None, 2) == [100, 100] and parse_weights("90,10", 2) == [90, 10]
+    for bad in ("90", "90,x", "0,0", "300,1"):
+        with pytest.raises(ValueError, match="--weights"):
+            parse_weights(bad, 2)
+
+
+@needs_haproxy
+def test_haproxy_accepts_the_configuration_and_checks_readyz(tmp_path):
+    config = haproxy_config(
+        {
+            "recommender": (3100, [Replica("r1", 4001, 90), Replica("r2", 4002, 10)]),
+            "support": (3101, [Replica("s1", 4003)]),
+        },
+        stats_port=3190,
+    )
+    assert "option httpchk GET /readyz" in config and "retry-on conn-failure empty-response" in config
+    assert "server r1 127.0.0.1:4001 weight 90 check" in config
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(config)
+    from serving.balancer import haproxy_binary
+
+    assert launch.subprocess.run([haproxy_binary(), "-c", "-q", "-f", str(path)]).returncode == 0
+    with pytest.raises(ValueError, match="has no replicas"):
+        haproxy_config({"support": (3101, [])})
+
+
+@needs_haproxy
+@pytest.mark.integration
+def test_a_replica_killed_under_steady_load_fails_no_request(shop_settings, recommender_tag, tmp_path):
+    from training.recommender.artifact import store_home
+
+    env = {
+        "SHOPML_DATA_DIR": str(shop_settings.data_dir),
+        "SHOPML_RECOMMENDER_TAG": recommender_tag,
+        "BENTOML_HOME": str(store_home()),
+    }
+    logs = shop_settings.data_dir / "logs"
+    replicas, started = [], []
+    try:
+        for n in (1, 2):
+            port = launch.free_port()
+            started.append(
+                launch.start("recommender", port, env=env, log=logs / f"r{n}-{uuid.uuid4().hex[:6]}.log")
+            )
+            replicas.append(Replica(f"r{n}", port))
+        front = launch.free_port()
+        balancer = start_haproxy(haproxy_config({"recommender": (front, replicas)}), tmp_path, front)
+        started.append(balancer)
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def shopper(k: int) -> None:
+            with httpx.Client(base_url=balancer.url, timeout=10) as client:
+                while not stop.is_set():
+                    try:
+                        answer = client.post("/recommend", json={"user_id": f"u{k}", "k": 5})
+                        statuses.append(answer.status_code)
+                    except httpx.HTTPError as e:
+                        statuses.append(type(e).__name__)
+
+        threads = [
+            threading.Thread(target=shopper, args=(k,)) for k in range(8)
+        ]  # always some request in flight on each
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        before = len(statuses)
+        # The replica dies mid-traffic: its server and every worker (they may lead groups of their own).
+        server = psutil.Process(started[0].process.pid)
+        dying = [*server.children(recursive=True), server]
+        for process in dying:
+            process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(dying, timeout=5)
+        with pytest.raises(httpx.ConnectError):  # nothing listens there any more
+            httpx.post(f"{started[0].url}/recommend", json={"user_id": "u1"}, timeout=2)
+        time.sleep(5)
+        stop.set()
+        for t in threads:
+            t.join()
+        after = len(statuses) - before
+        assert before > 100 and after > 150  # traffic went on through the other replica
+        assert [s for s in statuses if s != 200] == []
+    finally:
+        for running in reversed(started):
+            running.stop()

@@ -20,6 +20,9 @@ with a 50/50 traffic split between that model and a second one of the same shape
 model in every worker). Unless ``--skip-tracing``, it is started once more with every request
 traced (``SHOPML_TRACE_EXPORTER=otlp``, sample rate 1) and exported to a local OTLP receiver:
 ``traced_p50_ms``/``traced_p99_ms``, ``tracing_overhead_p50_ms`` and ``traced_spans_received``.
+Unless ``--skip-haproxy``, two one-worker replicas behind HAProxy (``serving/balancer.py``)
+take the same traffic (``haproxy_p50_ms``/``haproxy_p99_ms``), then again with one replica
+and its workers SIGKILLed halfway through: ``failover_errors`` (must be 0).
 ``/chat`` is measured on the
 retrieve-and-rank path with MiniLM (retriever and cross-encoder of the real size; the
 ranker untrained) over the committed Bitext sample.
@@ -40,6 +43,7 @@ import random
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -77,6 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-chat", action="store_true")
     p.add_argument("--skip-ab", action="store_true", help="skip the run with a two-variant traffic split")
     p.add_argument("--skip-tracing", action="store_true", help="skip the run with every request traced")
+    p.add_argument("--skip-haproxy", action="store_true", help="skip the runs through HAProxy (and failover)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -285,6 +290,44 @@ async def drive(
     }
 
 
+def haproxy_runs(env: dict, bodies, args, tmp: Path, main_run: dict) -> dict:
+    """Two one-worker replicas (the same two cores as the main run's two workers) behind
+    HAProxy, driven the same way; then again with one replica SIGKILLed halfway through."""
+    from serving.balancer import Replica, haproxy_config, start_haproxy
+
+    started = []
+    try:
+        replicas = []
+        for n in (1, 2):
+            port = launch.free_port()
+            started.append(launch.start("recommender", port, env={**env, "SHOPML_WORKERS": "1"}))
+            replicas.append(Replica(f"r{n}", port))
+        front = launch.free_port()
+        started.append(
+            start_haproxy(haproxy_config({"recommender": (front, replicas)}), tmp / "haproxy", front)
+        )
+        url = f"http://127.0.0.1:{front}/recommend"
+        time.sleep(2)
+        proxied = asyncio.run(drive(url, bodies, args.rate, args.seconds))
+        # The kill lands halfway through the counted part (after the two warm-up seconds).
+        killer = threading.Timer(2 + args.seconds / 2, launch.kill_tree, [started[0].process.pid])
+        killer.start()
+        failover = asyncio.run(drive(url, bodies, args.rate, args.seconds))
+        killer.join()
+    finally:
+        for running in reversed(started):
+            running.stop()
+    return {
+        "haproxy_p50_ms": proxied["p50_ms"],
+        "haproxy_p99_ms": proxied["p99_ms"],
+        "haproxy_errors": proxied["errors"],
+        "haproxy_overhead_p50_ms": round(proxied["p50_ms"] - main_run["p50_ms"], 2),
+        "failover_requests": failover["requests"],
+        "failover_errors": failover["errors"],
+        "failover_p99_ms": failover["p99_ms"],
+    }
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     rng = random.Random(args.seed)
@@ -377,6 +420,9 @@ def main(argv=None) -> None:
                     "traced_spans_received": spans,
                 }
             )
+
+        if not args.skip_haproxy:
+            result.update(haproxy_runs(env, bodies, args, tmp, main_run))
 
         port = launch.free_port()
         (tmp / "floor_app.py").write_text(FLOOR_APP)

@@ -48,6 +48,20 @@ class Running:
             self.process.wait()
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a server and every process under it, as a crash would (BentoML's workers may
+    lead process groups of their own, so the group alone is not enough); wait until gone."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        dying = [*root.children(recursive=True), root]
+        for process in dying:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(dying, timeout=5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,14 +4,12 @@ killed under steady load without one failed request (integration: real servers a
 from __future__ import annotations
 
 import shutil
-import signal
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from serving import launch
@@ -91,12 +89,7 @@ def test_a_replica_killed_under_steady_load_fails_no_request(shop_settings, reco
             t.start()
         time.sleep(3)
         before = len(statuses)
-        # The replica dies mid-traffic: its server and every worker (they may lead groups of their own).
-        server = psutil.Process(started[0].process.pid)
-        dying = [*server.children(recursive=True), server]
-        for process in dying:
-            process.send_signal(signal.SIGKILL)
-        psutil.wait_procs(dying, timeout=5)
+        launch.kill_tree(started[0].process.pid)  # the replica and its workers die mid-traffic
         with pytest.raises(httpx.ConnectError):  # nothing listens there any more
             httpx.post(f"{started[0].url}/recommend", json={"user_id": "u1"}, timeout=2)
         time.sleep(5)

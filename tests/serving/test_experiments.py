@@ -74,21 +74,28 @@ def test_the_experiment_is_read_from_the_environment_and_named_by_its_split(monk
         experiment_from_env("recommender")
 
 
+def split_engine(settings, experiment: Experiment, landing=None, **options) -> RecommenderEngine:
+    """An engine serving ``experiment`` over the test shop, each variant's model loaded."""
+    variants = load_variants(settings, experiment)
+    return RecommenderEngine(
+        variants[experiment.champion.name],
+        Catalog.load(settings.warehouse_path),
+        lambda: open_online_store(settings),
+        landing,
+        ServingConfig(cache_ttl_s=0),
+        experiment,
+        variants,
+        **options,
+    )
+
+
 def test_each_variant_answers_with_its_own_model_and_says_so(shop_settings, recommender_tag):
     challenger_tag = tiny_recommender_tag(seed=1)
     experiment = Experiment(
         "rec-engine", (Variant("champion", recommender_tag, 50), Variant("challenger", challenger_tag, 50))
     )
-    variants = load_variants(shop_settings, experiment)
-    engine = RecommenderEngine(
-        variants["champion"],
-        Catalog.load(shop_settings.warehouse_path),
-        lambda: open_online_store(shop_settings),
-        LandingLog(shop_settings),
-        ServingConfig(cache_ttl_s=0),
-        experiment,
-        variants,
-    )
+    engine = split_engine(shop_settings, experiment, LandingLog(shop_settings))
+    variants = engine.variants
     seen = {}
     for user in ("u0", "u1", "u2", "u3", "u4", "u5"):
         out = asyncio.run(engine.recommend(RecommendRequest(user_id=user)))
@@ -113,18 +120,8 @@ def test_a_stopped_or_ended_experiment_answers_with_the_champion_outside_the_spl
     experiment = Experiment(
         "rec-stop", (Variant("champion", recommender_tag, 1), Variant("challenger", challenger_tag, 99))
     )
-    variants = load_variants(shop_settings, experiment)
     stopped = [False]
-    engine = RecommenderEngine(
-        variants["champion"],
-        Catalog.load(shop_settings.warehouse_path),
-        lambda: open_online_store(shop_settings),
-        None,
-        ServingConfig(cache_ttl_s=0),
-        experiment,
-        variants,
-        experiment_stopped=lambda: stopped[0],
-    )
+    engine = split_engine(shop_settings, experiment, experiment_stopped=lambda: stopped[0])
     users = [f"u{i}" for i in range(8)]
     before = [asyncio.run(engine.recommend(RecommendRequest(user_id=u))) for u in users]
     assert {o.variant for o in before} >= {"challenger"} and {o.experiment for o in before} == {"rec-stop"}
@@ -143,17 +140,9 @@ def test_the_popularity_arm_answers_with_the_catalogs_ranking_not_as_a_fallback(
     experiment = Experiment(
         "rec-pop", (Variant("champion", recommender_tag, 50), Variant("challenger", "popularity", 50))
     )
-    variants = load_variants(shop_settings, experiment)
+    engine = split_engine(shop_settings, experiment)
+    variants = engine.variants
     assert variants["challenger"] is None
-    engine = RecommenderEngine(
-        variants["champion"],
-        Catalog.load(shop_settings.warehouse_path),
-        lambda: open_online_store(shop_settings),
-        None,
-        ServingConfig(cache_ttl_s=0),
-        experiment,
-        variants,
-    )
     answers = {}
     for user in (f"u{i}" for i in range(12)):
         known = variants["champion"].recommender.items[:1]  # a session the model can read

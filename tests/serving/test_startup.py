@@ -54,22 +54,18 @@ def test_a_malformed_number_names_its_variable(settings, monkeypatch):
         preflight("recommender", lambda *_: None)
 
 
-def test_workers_per_service_is_read_and_checked(settings, monkeypatch):
-    assert preflight("recommender", lambda *_: None).workers == 1
-    monkeypatch.setenv("SHOPML_WORKERS", "2")
-    assert preflight("recommender", lambda *_: None).workers == 2
-    monkeypatch.setenv("SHOPML_WORKERS", "0")
-    with pytest.raises(StartupRefused, match="SHOPML_WORKERS must be at least 1, not 0"):
-        preflight("recommender", lambda *_: None)
-
-
-def test_decode_threads_of_the_generator_are_read_and_checked(settings, monkeypatch):
-    assert preflight("support", lambda *_: None).support_decode_threads == 2
-    monkeypatch.setenv("SHOPML_SUPPORT_DECODE_THREADS", "1")
-    assert preflight("support", lambda *_: None).support_decode_threads == 1
-    monkeypatch.setenv("SHOPML_SUPPORT_DECODE_THREADS", "0")
-    with pytest.raises(StartupRefused, match="SHOPML_SUPPORT_DECODE_THREADS must be at least 1, not 0"):
-        preflight("support", lambda *_: None)
+@pytest.mark.parametrize(
+    ("service", "setting", "default", "other"),
+    [("recommender", "workers", 1, 2), ("support", "support_decode_threads", 2, 1)],
+)
+def test_counts_of_at_least_one_are_read_and_checked(settings, monkeypatch, service, setting, default, other):
+    name = f"SHOPML_{setting.upper()}"
+    assert getattr(preflight(service, lambda *_: None), setting) == default
+    monkeypatch.setenv(name, str(other))
+    assert getattr(preflight(service, lambda *_: None), setting) == other
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(StartupRefused, match=f"{name} must be at least 1, not 0"):
+        preflight(service, lambda *_: None)
 
 
 def test_access_log_and_tracing_switches_reach_the_bentoml_service(settings, monkeypatch):

@@ -178,15 +178,14 @@ def experiment_results(
         variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
         champion = order[0] if order else variants[0]
         weights = {v["name"]: v["weight"] for v in record.get("variants", [])}
-        users = {v: shoppers.filter(pl.col("variant") == v).height for v in variants}
+        parts = {v: shoppers.filter(pl.col("variant") == v) for v in variants}
+        users = {v: part.height for v, part in parts.items()}
         srm = sample_ratio_p(users, weights)
         rates = {}
-        for variant in variants:
-            part = shoppers.filter(pl.col("variant") == variant)
+        for variant, part in parts.items():
             n = part["lists"].to_numpy().astype(float)
             rates[variant] = {m: Rate.of(part[m].to_numpy().astype(float), n) for m in METRICS}
-        for variant in variants:
-            part = shoppers.filter(pl.col("variant") == variant)
+        for variant, part in parts.items():
             for metric in METRICS:
                 rate = rates[variant][metric]
                 low, high = rate.interval()

@@ -3,21 +3,26 @@ killed under steady load without one failed request (integration: real servers a
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
 from serving import launch
-from serving.balancer import Replica, haproxy_config, parse_weights, start_haproxy
+from serving.balancer import Replica, haproxy_binary, haproxy_config, parse_weights, start_haproxy
+
+
+def haproxy_installed() -> bool:
+    try:
+        return bool(haproxy_binary())
+    except FileNotFoundError:
+        return False
+
 
 needs_haproxy = pytest.mark.skipif(
-    shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
-    reason="haproxy is not installed (apt-get install haproxy; .ci/run installs it)",
+    not haproxy_installed(), reason="haproxy is not installed (apt-get install haproxy; .ci/run installs it)"
 )
 
 
@@ -41,8 +46,6 @@ def test_haproxy_accepts_the_configuration_and_checks_readyz(tmp_path):
     assert "server r1 127.0.0.1:4001 weight 90 check" in config
     path = tmp_path / "haproxy.cfg"
     path.write_text(config)
-    from serving.balancer import haproxy_binary
-
     assert launch.subprocess.run([haproxy_binary(), "-c", "-q", "-f", str(path)]).returncode == 0
     with pytest.raises(ValueError, match="has no replicas"):
         haproxy_config({"support": (3101, [])})

@@ -174,6 +174,21 @@ class CoOccurrence(ItemToItem):
         self.matrix = matrix
         self.popular = torch.from_numpy(counts)
 
+    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each item's ``k`` most frequent followers and their counts, (N+1, k) each, 0-padded:
+        the prior a trained model adds (``SASRec.set_prior``)."""
+        items = np.zeros((self.n, k), dtype=np.int64)
+        counts = np.zeros((self.n, k), dtype=np.float32)
+        indptr, indices, data = self.matrix.indptr, self.matrix.indices, self.matrix.data
+        for row in range(self.n):
+            cols, vals = indices[indptr[row] : indptr[row + 1]], data[indptr[row] : indptr[row + 1]]
+            if len(cols) > k:
+                keep = np.argsort(-vals, kind="stable")[:k]
+                cols, vals = cols[keep], vals[keep]
+            items[row, : len(cols)] = cols
+            counts[row, : len(cols)] = vals
+        return torch.from_numpy(items), torch.from_numpy(counts)
+
 
 def ease_weights(interactions: sp.csr_matrix, l2: float) -> np.ndarray:
     """EASE's closed form: B = I - P / diag(P) with P = (X^T X + l2 I)^-1, so diag(B) = 0.

@@ -97,6 +97,35 @@ def evaluate_scorer(
     return result
 
 
+def choose_prior_weight(
+    model: SASRec, cases: EvalSet, weights: Sequence[float], k: int = 10, batch_size: int = 1024
+) -> tuple[float, dict[float, float]]:
+    """The weight of the model's attached prior with the best NDCG@k on ``cases``, and every
+    weight's NDCG@k. The model and the prior are scored once per batch; each weight only adds."""
+    from training.recommender.data import left_pad
+
+    model.eval()
+    ranks: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
+    with torch.no_grad():
+        for start in range(0, len(cases.targets), batch_size):
+            seq = torch.from_numpy(
+                left_pad(list(cases.histories[start : start + batch_size]), model.config.max_len)
+            )
+            h = model(seq)[:, -1, :]
+            learned = (h @ model.item_vectors().T).float()  # without the prior
+            prior = model.prior_scores(seq).float()
+            targets = torch.from_numpy(cases.targets[start : start + batch_size])
+            for w in weights:
+                scores = learned + w * prior
+                scores[:, 0] = float("-inf")
+                mask_seen(scores, cases.filtered[start : start + batch_size])
+                ranks[w].append(target_ranks(scores, targets))
+    ndcg = {w: ranking_metrics(torch.cat(r), k)[f"ndcg@{k}"] for w, r in ranks.items()}
+    # Ties go to the smaller weight: the prior must earn its place.
+    best = max(sorted(weights), key=lambda w: (ndcg[w], -w))
+    return best, ndcg
+
+
 def model_scorer(model: SASRec, batch_size: int = 1024) -> Scorer:
     return lambda histories: score_histories(model, histories, batch_size)
 

@@ -43,6 +43,14 @@ class RecommenderConfig:
     # With text features, the share of items whose id vector is hidden in each training
     # pass, so the text projection alone must rank them: what a new item will face.
     id_dropout: float = 0.1
+    # The item-to-item prior added to the scores (``SASRec.set_prior``): each item keeps its
+    # ``prior_neighbours`` most frequent followers in training; a history's newest
+    # ``prior_recent`` items add their followers' counts, weighted ``prior_decay ** age``,
+    # times ``prior_weight``. 0 neighbours: no prior. Set after training, on validation.
+    prior_neighbours: int = 0
+    prior_recent: int = 3
+    prior_decay: float = 0.6
+    prior_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,7 +130,14 @@ class SASRec(nn.Module):
             # The text vectors are frozen inputs; only the projection learns.
             self.register_buffer("item_text", torch.zeros(n, config.text_dim))
             self.text_proj = nn.Linear(config.text_dim, config.hidden, bias=False)
+        if config.prior_neighbours:
+            self._prior_buffers(config.prior_neighbours)
         self.apply(self._init_weights)
+
+    def _prior_buffers(self, k: int) -> None:
+        n = self.config.num_items + 1
+        self.register_buffer("prior_items", torch.zeros(n, k, dtype=torch.long))  # (N+1, K), 0 = none
+        self.register_buffer("prior_counts", torch.zeros(n, k))  # (N+1, K)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Models saved before items could carry several categories held one per item.
@@ -170,6 +185,33 @@ class SASRec(nn.Module):
         if has_id is not None and has_id.shape[0] != n:
             raise ValueError("has_id must have one entry per item plus padding")
 
+    def set_prior(
+        self, items: torch.Tensor, counts: torch.Tensor, weight: float, recent: int, decay: float
+    ) -> None:
+        """Attach an item-to-item prior: ``items``/``counts`` (N+1, K) are each item's K
+        followers and how often they followed it (0-padded); see the config's prior fields."""
+        n = self.config.num_items + 1
+        if items.shape != counts.shape or items.dim() != 2 or items.shape[0] != n:
+            raise ValueError(
+                f"prior tables must both be ({n}, K); got {tuple(items.shape)}, {tuple(counts.shape)}"
+            )
+        self.config.prior_neighbours = items.shape[1]
+        self.config.prior_weight, self.config.prior_recent, self.config.prior_decay = weight, recent, decay
+        self._prior_buffers(items.shape[1])
+        self.prior_items.copy_(items)
+        self.prior_counts.copy_(counts)
+
+    def prior_scores(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, T) left-padded histories -> (B, N+1) unweighted prior: the decayed follower
+        counts of the newest ``prior_recent`` items (padding has no followers)."""
+        recent = seq[:, -self.config.prior_recent :]  # (B, R), newest last
+        B, R = recent.shape
+        age = torch.arange(R - 1, -1, -1, device=seq.device)
+        w = (self.config.prior_decay ** age.to(self.prior_counts.dtype)) * (recent > 0)  # (B, R)
+        values = (self.prior_counts[recent] * w.unsqueeze(-1)).reshape(B, -1)  # (B, R*K)
+        out = torch.zeros(B, self.config.num_items + 1, dtype=values.dtype, device=seq.device)
+        return out.scatter_add_(1, self.prior_items[recent].reshape(B, -1), values)
+
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Representation of ``items`` (any shape), or of the whole table (N+1, C)."""
         idx = (
@@ -215,5 +257,7 @@ class SASRec(nn.Module):
         (serving), instead of again for every call."""
         h = self(seq)[:, -1, :]  # (B, C)
         scores = h @ (self.item_vectors() if item_table is None else item_table).T
+        if self.config.prior_neighbours and self.config.prior_weight:
+            scores = scores + self.config.prior_weight * self.prior_scores(seq).to(scores.dtype)
         scores[:, 0] = float("-inf")
         return scores

@@ -55,6 +55,11 @@ class TrainSettings:
     val_every: int = setting(1, "epochs between validation rounds")
     window_stride: int = setting(0, ">0 also trains on older windows of histories longer than max_len")
     seed: int = setting(0, "random seed")
+    prior_neighbours: int = setting(
+        64,
+        "after training, add the co-occurrence counts of each item's this many most frequent "
+        "followers to the scores, with a weight chosen on validation (0 there: left out); 0 = never",
+    )
     num_threads: int = 2  # CPU threads for torch; set explicitly, the default oversubscribes
     accelerator: str = "auto"
     devices: int | str = setting("auto", "devices per node (Lightning), e.g. 2")
@@ -87,6 +92,7 @@ TRAIN_FLAGS = (
     "val_every",
     "window_stride",
     "seed",
+    "prior_neighbours",
     "precision",
     "devices",
     "num_nodes",

@@ -111,3 +111,16 @@ def test_evaluate_with_baselines_names_the_best_and_says_whether_the_model_beats
     # Ties count against the target: every target ranks last among the unseen items.
     assert worse["beats_best_baseline"] is False
     assert worse["ndcg@10"] < worse["baselines"][worse["best_baseline"]]["ndcg@10"]
+
+
+def test_cooccurrence_neighbours_keep_each_items_most_frequent_followers():
+    train = [np.array([1, 2, 3]), np.array([1, 2]), np.array([1, 4]), np.array([3, 4])]
+    cooc = CoOccurrence(train, num_items=4, window=1)
+    items, counts = cooc.neighbours(1)
+    assert items.shape == counts.shape == (5, 1)
+    # After 1: 2 twice, 4 once -> only 2 is kept; after 3: 4 once; 4 is never followed.
+    assert (items[1, 0].item(), counts[1, 0].item()) == (2, 2.0)
+    assert (items[3, 0].item(), counts[3, 0].item()) == (4, 1.0)
+    assert (items[4, 0].item(), counts[4, 0].item()) == (0, 0.0)
+    items, counts = cooc.neighbours(3)
+    assert sorted(zip(items[1].tolist(), counts[1].tolist(), strict=True)) == [(0, 0.0), (2, 2.0), (4, 1.0)]

@@ -90,3 +90,27 @@ def test_evaluate_scorer_filters_seen_items_batched():
     # Case 0: 1 seen -> 2 first (hit). Case 1: 1, 2 seen -> 3 first (hit). Case 2: 1 beats 2 (miss).
     assert m["hr@1"] == pytest.approx(2 / 3)
     assert m["cases"] == 3
+
+
+def test_the_prior_weight_is_taken_when_the_prior_knows_the_answer_and_left_out_when_it_misleads():
+    from training.recommender.evaluation import choose_prior_weight
+    from training.recommender.model import RecommenderConfig, SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(RecommenderConfig(num_items=20, max_len=4, hidden=16, num_blocks=1, dropout=0.0)).eval()
+    last = np.arange(1, 21)
+    follows = last % 20 + 1  # the item that comes after each item
+    cases = EvalSet(np.arange(20), [np.array([i]) for i in last], follows)
+    weights = (0.0, 1.0, 5.0)
+
+    def prior(table: np.ndarray) -> None:
+        items = torch.zeros(21, 1, dtype=torch.long)
+        items[1:, 0] = torch.from_numpy(table)
+        model.set_prior(items, (items > 0).float(), 0.0, recent=1, decay=1.0)
+
+    prior(follows)
+    best, ndcg = choose_prior_weight(model, cases, weights)
+    assert best > 0 and ndcg[best] == pytest.approx(1.0) and ndcg[0.0] < 0.5
+    prior(follows % 20 + 1)  # one item off: never the target
+    best, ndcg = choose_prior_weight(model, cases, weights)
+    assert best == 0.0 and ndcg[5.0] <= ndcg[0.0]

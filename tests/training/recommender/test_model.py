@@ -258,3 +258,47 @@ def test_traced_scorer_scores_as_the_model_at_every_length(max_len):
     other = SASRec(config).eval()
     other.set_side_features(category=torch.randint(0, 4, (21,)))
     assert traced.check(other, table, [history]) > 1e-4
+
+
+def test_the_prior_adds_decayed_follower_counts_by_hand():
+    model = tiny()
+    items = torch.zeros(21, 2, dtype=torch.long)
+    counts = torch.zeros(21, 2)
+    items[3], counts[3] = torch.tensor([7, 9]), torch.tensor([2.0, 1.0])  # after 3: 7 twice, 9 once
+    items[5], counts[5] = torch.tensor([9, 0]), torch.tensor([4.0, 0.0])  # after 5: 9 four times
+    seq = torch.tensor([[0, 0, 3, 4, 5], [0, 0, 0, 0, 3]])
+    learned = model.full_sort_scores(seq)
+    model.set_prior(items, counts, weight=0.0, recent=3, decay=0.5)
+    assert torch.equal(model.full_sort_scores(seq), learned)  # weight 0: the model alone
+    prior = model.prior_scores(seq)
+    # Row 0: 5 is newest (weight 1), 4 has no followers, 3 is two steps older (weight 0.25).
+    assert prior[0, 9].item() == pytest.approx(4.0 + 0.25 * 1.0)
+    assert prior[0, 7].item() == pytest.approx(0.25 * 2.0)
+    # Row 1: a one-item history; the padding before it adds nothing.
+    assert prior[1, 7].item() == pytest.approx(2.0) and prior[1, 9].item() == pytest.approx(1.0)
+    assert prior[:, [1, 2, 3, 4, 5, 6, 8]].abs().sum() == 0
+    model.config.prior_weight = 2.0
+    got = model.full_sort_scores(seq)
+    torch.testing.assert_close(got[:, 1:], learned[:, 1:] + 2.0 * prior[:, 1:])
+    # A window narrower than ``recent`` (an unpadded one-item history) scores the same.
+    torch.testing.assert_close(model.full_sort_scores(seq[1:, -1:])[:, 1:], got[1:, 1:])
+    with pytest.raises(ValueError, match="prior tables"):
+        model.set_prior(items[:5], counts[:5], 1.0, 3, 0.5)
+
+
+def test_traced_scorer_scores_the_prior_as_the_model_does():
+    from training.recommender.inference import TracedScorer
+
+    model = tiny()
+    gen = torch.Generator().manual_seed(0)
+    model.set_prior(
+        torch.randint(0, 21, (21, 4), generator=gen), torch.rand(21, 4, generator=gen), 3.0, 3, 0.6
+    )
+    with torch.inference_mode():
+        table = model.item_vectors()
+    traced = TracedScorer(model, table)
+    for length in (1, 2, 5, 8):
+        history = torch.randint(1, 21, (length,), generator=gen).numpy()
+        with torch.inference_mode():
+            eager = model.full_sort_scores(torch.from_numpy(history).unsqueeze(0), table)
+        torch.testing.assert_close(traced(history)[:, 1:], eager[:, 1:], atol=1e-5, rtol=1e-5)

@@ -339,3 +339,16 @@ def test_bf16_mixed_precision_on_a_cpu_learns_the_rule_and_keeps_fp32_weights(ru
     assert all(p.dtype == torch.float32 for p in result.artifact.model.parameters())
     with pytest.raises(ValueError, match="unknown precision"):
         _train(rule_data, tmp_path, precision="fp8")
+
+
+def test_the_prior_weight_is_chosen_on_validation_and_reported(trained):
+    from training.recommender.training import PRIOR_WEIGHTS
+
+    _, _, result = trained
+    prior = result.artifact.metrics["prior"]
+    assert prior["weight"] == result.artifact.model.config.prior_weight
+    assert prior["weight"] in PRIOR_WEIGHTS and prior["neighbours"] == TrainSettings().prior_neighbours
+    by_weight = prior["valid_ndcg@10_by_weight"]
+    assert set(by_weight) == {str(w) for w in PRIOR_WEIGHTS}
+    assert by_weight[str(prior["weight"])] == max(by_weight.values())
+    assert set(prior["test_without_prior"]) == {"hr@10", "ndcg@10", "mrr"}

@@ -57,7 +57,7 @@ def test_haproxy_accepts_the_configuration_and_checks_readyz(tmp_path):
 # (the client's connection closed without an answer); the cause is not found yet.
 @pytest.mark.slow
 def test_a_replica_killed_under_steady_load_fails_no_request(shop_settings, recommender_tag, tmp_path):
-    from training.recommender.artifact import store_home
+    from training.model_store import store_home
 
     env = {
         "SHOPML_DATA_DIR": str(shop_settings.data_dir),

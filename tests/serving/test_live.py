@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 def bentoml_serve(service: str, env: dict):
     """``bentoml serve`` on 127.0.0.1 at a free port, on the test's model store; yields its URL."""
     from serving.launch import serving
-    from training.recommender.artifact import store_home
+    from training.model_store import store_home
 
     log = Path(env["SHOPML_DATA_DIR"]) / "logs" / f"{service}-{uuid.uuid4().hex[:6]}.log"
     with serving(service, env={**env, "BENTOML_HOME": str(store_home())}, log=log) as running:

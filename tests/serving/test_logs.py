@@ -92,7 +92,7 @@ def test_served_bad_requests_log_one_line(shop_settings, recommender_tag):
     import httpx
 
     from serving.launch import serving
-    from training.recommender.artifact import store_home
+    from training.model_store import store_home
 
     env = {
         "SHOPML_DATA_DIR": str(shop_settings.data_dir),

@@ -20,7 +20,7 @@ def test_pipeline_materialised_and_served_on_postgres_and_redis(production, tiny
     from features.config import FeatureStoreConfig, open_store
     from features.online import open_sequences
     from serving.launch import serving
-    from training.recommender.artifact import store_home
+    from training.model_store import store_home
 
     instance = dagster_instance(production)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"

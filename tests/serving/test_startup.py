@@ -21,7 +21,8 @@ def truncated_recommender(seed: int = 7) -> tuple[str, Path]:
     """A fresh recommender in the model store whose weights file lost its second half."""
     import torch
 
-    from training.recommender.artifact import Artifact, save_to_store, store_home
+    from training.model_store import store_home
+    from training.recommender.artifact import Artifact, save_to_store
     from training.recommender.model import RecommenderConfig, SASRec
 
     torch.manual_seed(seed)
@@ -173,7 +174,7 @@ def test_livez_answers_while_readyz_says_the_store_is_missing(
 
 def serve_until_exit(shop_settings, env: dict, timeout_s: float = 120) -> tuple[float, str]:
     """Start ``bentoml serve`` of the recommender; it must stop by itself. Seconds and its log."""
-    from training.recommender.artifact import store_home
+    from training.model_store import store_home
 
     log = shop_settings.data_dir / "logs" / f"refused-{uuid.uuid4().hex[:6]}.log"
     port = free_port()

@@ -26,6 +26,7 @@ from training.artifact_files import (
     seal,
     verify,
 )
+from training.model_store import store_kwargs
 from training.recommender.baselines import BaselineConfig, BaselineModel
 from training.recommender.model import RecommenderConfig, SASRec
 
@@ -169,26 +170,6 @@ def _flat_metrics(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
 
 
-def store_home(home: Path | str | None = None) -> Path:
-    """The BentoML home in use: ``home`` if given, else BentoML's own (BENTOML_HOME)."""
-    if home is not None:
-        return Path(home)
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return Path(BentoMLContainer.bentoml_home.get())
-
-
-def _store_kwargs(home: Path | str | None) -> dict:
-    # BentoML fixes its home on first use; an explicit store lets tests and jobs use another.
-    if home is None:
-        return {}
-    from bentoml._internal.models import ModelStore
-
-    folder = Path(home) / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    return {"_model_store": ModelStore(str(folder))}
-
-
 def save_to_store(
     artifact: Artifact, name: str = MODEL_NAME, labels: dict | None = None, home: Path | str | None = None
 ) -> str:
@@ -200,7 +181,7 @@ def save_to_store(
         module="training.recommender",
         labels={"model": model_kind(artifact.model), **(labels or {})},
         metadata={**_flat_metrics(artifact.metrics), "num_items": len(artifact.items)},
-        **_store_kwargs(home),
+        **store_kwargs(home),
     ) as stored:
         write_files(artifact, Path(stored.path))
     artifact.tag = str(stored.tag)
@@ -215,7 +196,7 @@ def load_from_store(
 ) -> Artifact:
     import bentoml
 
-    stored = bentoml.models.get(tag, **_store_kwargs(home))
+    stored = bentoml.models.get(tag, **store_kwargs(home))
     artifact = read_files(Path(stored.path), expected_items, expected_config)
     artifact.tag = str(stored.tag)
     return artifact

@@ -3,17 +3,14 @@ model served now on validation; otherwise the best baseline is served, flagged a
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.model_store import read_promotion, write_promotion
 from training.recommender.artifact import (
     Artifact,
     load_from_store,
     save_to_store,
-    store_home,
 )
 from training.recommender.baselines import ItemToItem, fit_baselines
 from training.recommender.data import (
@@ -29,24 +26,17 @@ from training.recommender.evaluation import (
 from training.recommender.inference import Recommender
 
 
-def _promotion_file(name: str, home: Path | str | None) -> Path:
-    return store_home(home) / "promotions" / f"{name}.json"
-
-
 def promoted_tag(name: str = "recommender", home: Path | str | None = None) -> str | None:
     """The tag serving should load, or None if nothing was promoted yet."""
-    path = _promotion_file(name, home)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["tag"]
+    record = read_promotion(name, home)
+    return None if record is None else record["tag"]
 
 
 def previous_tag(name: str = "recommender", home: Path | str | None = None) -> str | None:
     """The tag served before the promoted one, or None if nothing was promoted before it."""
-    path = _promotion_file(name, home)
-    if not path.exists():
+    record = read_promotion(name, home)
+    if record is None:
         return None
-    record = json.loads(path.read_text())
     for decision in reversed(record.get("history", [])):
         if decision.get("served") == record["tag"] and decision.get("previous") not in (None, record["tag"]):
             return decision["previous"]
@@ -63,25 +53,20 @@ def tag_for(spec: str, name: str = "recommender", home: Path | str | None = None
 
 
 def _write_promotion(name: str, home: Path | str | None, tag: str, decision: dict) -> None:
-    path = _promotion_file(name, home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    history = json.loads(path.read_text()).get("history", []) if path.exists() else []
+    history = (read_promotion(name, home) or {}).get("history", [])
     record = {
         "tag": tag,
         "baseline": decision["baseline"],
         "history": [*history, decision],
         **{k: decision[k] for k in ("scores", "split", "at")},
     }
-    # Write then rename, so a reader never sees half a file.
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        json.dump(record, tmp, indent=2)
-    os.replace(tmp.name, path)
+    write_promotion(name, record, home)
 
 
 def promoted_baseline(name: str = "recommender", home: Path | str | None = None) -> str | None:
     """The baseline's name when the promoted artifact is a baseline served in place of a model."""
-    path = _promotion_file(name, home)
-    return json.loads(path.read_text()).get("baseline") if path.exists() else None
+    record = read_promotion(name, home)
+    return None if record is None else record.get("baseline")
 
 
 def baseline_artifact(baseline: ItemToItem, data: SequenceData, max_len: int, metrics: dict) -> Artifact:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from data_contracts.settings import Settings, use_model_store
 from training.artifact_files import ArtifactError, load_tensors, read_json, seal, verify
+from training.model_store import read_promotion, write_promotion
 from training.support.config import SupportConfig
 from training.support.encoder import Document, Retriever, SentenceEncoder, fingerprint, resolve_encoder
 from training.support.generator import Generator, load_base
@@ -264,32 +265,18 @@ def generator_cache(settings: Settings) -> Path:
     return Path(settings.data_dir) / "support" / "generator-base"
 
 
-def _promotion_file(settings: Settings | None) -> Path:
-    _bentoml(settings)
-    # BentoML fixes its home at first use; the promotion record lives next to that model store.
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return Path(BentoMLContainer.bentoml_home.get()) / "promotions" / f"{MODEL_NAME}.json"
-
-
 def promoted_tag(settings: Settings | None = None) -> str | None:
-    path = _promotion_file(settings)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())["tag"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ArtifactError(f"promotion record {path} is corrupt ({exc})") from exc
+    _bentoml(settings)
+    record = read_promotion(MODEL_NAME)
+    return None if record is None else record["tag"]
 
 
 def promoted_metrics(settings: Settings | None = None) -> dict | None:
-    path = _promotion_file(settings)
-    return json.loads(path.read_text())["metrics"] if path.exists() else None
+    _bentoml(settings)
+    record = read_promotion(MODEL_NAME)
+    return None if record is None else record.get("metrics")
 
 
 def promote(tag: str, metrics: dict, settings: Settings | None = None) -> None:
-    path = _promotion_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tag": tag, "metrics": metrics, "promoted_at": time.time()}))
-    tmp.replace(path)  # atomic: a reader sees the old or the new promotion
+    _bentoml(settings)
+    write_promotion(MODEL_NAME, {"tag": tag, "metrics": metrics, "promoted_at": time.time()})

@@ -225,6 +225,11 @@ SUPPORT = (
     "do you have a store near {city}?", "do you ship to {country}?", "can I pick it up in store?",
     "is there a warranty?", "do you do gift cards?", "how do I use a gift card", "what payment methods do you accept?",
     "can I pay with {payment}?", "do you take {payment}", "can I pay in instalments?",
+    # The shop's own contact facts: "what's your name?" is small talk, "what's your number?" is not.
+    "do you have a phone number?", "give me your phone number", "can I call you?", "is there a number I can call?",
+    "what's your email address?", "what email can I write to?", "how do I contact you?",
+    "how can I get in touch?", "what's your customer service number", "where are you located?",
+    "what's your address?", "do you have a live chat?", "what's your website?", "when are you open?",
 )  # fmt: skip
 _SUPPORT_DETAILS = (
     "it's order {order}", "order {order}", "#{order}", "order number {order}", "the order number is {order}",

@@ -110,6 +110,11 @@ SUPPORT_REPLY_SCHEMA: dict[str, pl.DataType] = {
     # written before the router) and the products the reply showed, in order.
     "goal": pl.String(),
     "products": pl.List(pl.String()),
+    # The caller's shopper id when it gave one, the traffic split (serving/experiments.py) and
+    # its variant that replied; null without them (and in lines written before them).
+    "user_id": pl.String(),
+    "experiment": pl.String(),
+    "variant": pl.String(),
 }
 FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
     "feedback_id": pl.String(),

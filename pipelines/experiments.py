@@ -1,17 +1,20 @@
 """Experiment results: per variant of each traffic split, what shoppers did with what it served.
 
-From the served logs (``served_recommendations``, written by the service with the experiment
-and variant of every answer) and the shopper events, per variant: users, served lists,
-click-through (lists with a ``rec_click``), add-to-cart and purchase of a clicked item by the
-same shopper within ``window_hours`` of the click. Shoppers are the unit of assignment, so a
+Recommender splits, from the served logs (``served_recommendations``, written by the service
+with the experiment and variant of every answer) and the shopper events, per variant: users,
+served lists, click-through (lists with a ``rec_click``), add-to-cart and purchase of a clicked
+item by the same shopper within ``window_hours`` of the click. Support splits, from the replies
+log (``support_replies``) and the thumbs up/down (``feedback``): the thumbs-up rate of the rated
+replies and the handover rate of all replies, per shopper (or session, when the caller gave no
+shopper id: the support service's unit of assignment). Shoppers are the unit of assignment, so a
 shopper's lists are not independent: each rate is a ratio of per-shopper sums, its interval
 from the delta method (Deng et al., "Applying the Delta Method in Metric Analytics", 2018), and
 each challenger is tested against the champion with a two-sided z-test. The sample-ratio
 check compares shoppers per variant with the weights the service registered (chi-square).
 
 The ``experiment_guard`` check fails when a challenger is significantly worse than the champion
-on the primary metric (click-through) or the split does not match its weights; ``shopml
-experiment stop`` then sends all traffic back to the champion.
+on a guarded metric (click-through; thumbs-up and handover) or the split does not match its
+weights; ``shopml experiment stop`` then sends all traffic back to the champion.
 """
 
 import io
@@ -41,11 +44,31 @@ from pipelines.resources import ShopSettings
 from serving.experiments import ExperimentRegistry
 
 GROUP = "experiments"
-METRICS = ("ctr", "add_to_cart", "purchase")
-PRIMARY = "ctr"
 ALPHA = 0.05  # two-sided, for the difference of a challenger against the champion
 SRM_ALPHA = 0.001  # a split this unlikely under its weights is broken, not unlucky
 DEFAULT_WINDOW_HOURS = 24.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A rate per variant: the sum of one per-shopper column over the sum of another."""
+
+    name: str
+    numerator: str
+    denominator: str
+    higher_is_better: bool = True
+    guarded: bool = False  # the guard fails when a challenger is significantly worse on it
+
+
+RECOMMENDER_METRICS = (
+    Metric("ctr", "ctr", "served", guarded=True),
+    Metric("add_to_cart", "add_to_cart", "served"),
+    Metric("purchase", "purchase", "served"),
+)
+SUPPORT_METRICS = (
+    Metric("thumbs_up", "thumbs_up", "rated", guarded=True),
+    Metric("handover", "handover", "served", higher_is_better=False, guarded=True),
+)
 
 
 def per_shopper(conn: duckdb.DuckDBPyConnection, experiment: str, window_hours: float) -> pl.DataFrame:
@@ -72,7 +95,7 @@ def per_shopper(conn: duckdb.DuckDBPyConnection, experiment: str, window_hours: 
             GROUP BY c.rec_id
         )
         SELECT s.variant, s.user_id,
-               count(*) AS lists,
+               count(*) AS served,
                count(DISTINCT c.rec_id) AS ctr,
                count(*) FILTER (WHERE v.carted) AS add_to_cart,
                count(*) FILTER (WHERE v.bought) AS purchase
@@ -83,6 +106,40 @@ def per_shopper(conn: duckdb.DuckDBPyConnection, experiment: str, window_hours: 
         """,
         {"name": experiment, "window": float(window_hours)},
     ).pl()
+
+
+def per_support_shopper(
+    conn: duckdb.DuckDBPyConnection, experiment: str, window_hours: float
+) -> pl.DataFrame:
+    """One row per (variant, shopper or session): replies served, handed over, rated, and
+    rated thumbs up (a reply's last rating counts). ``window_hours`` is not used: feedback is
+    on the reply itself."""
+    rated = (
+        "SELECT target_id, arg_max(rating, ts) AS rating FROM feedback WHERE target_kind = 'reply' GROUP BY 1"
+        if warehouse.table_exists(conn, "feedback")
+        else "SELECT NULL::VARCHAR AS target_id, NULL::BIGINT AS rating WHERE false"
+    )
+    return conn.execute(
+        f"""
+        WITH rated AS ({rated})
+        SELECT r.variant, coalesce(r.user_id, r.session_id) AS user_id,
+               count(*) AS served,
+               count(*) FILTER (WHERE r.handover) AS handover,
+               count(f.rating) AS rated,
+               count(*) FILTER (WHERE f.rating = 1) AS thumbs_up
+        FROM support_replies r LEFT JOIN rated f ON f.target_id = r.reply_id
+        WHERE r.experiment = $name
+        GROUP BY ALL
+        """,
+        {"name": experiment},
+    ).pl()
+
+
+# Per service: the log table its answers are in, its per-shopper counts, and its metrics.
+SERVICES = {
+    "recommender": ("served_recommendations", per_shopper, RECOMMENDER_METRICS),
+    "support": ("support_replies", per_support_shopper, SUPPORT_METRICS),
+}
 
 
 @dataclass(frozen=True)
@@ -151,6 +208,19 @@ def sample_ratio_p(users: dict[str, int], weights: dict[str, int]) -> float | No
     return float(stats.chisquare(observed, expected).pvalue)
 
 
+def _experiments(conn: duckdb.DuckDBPyConnection, table: str, only: str | None) -> list[str]:
+    """The experiments that served answers logged in ``table`` (none before it has the column)."""
+    if not warehouse.table_exists(conn, table):
+        return []
+    columns = {row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()}
+    if "experiment" not in columns:
+        return []
+    names = conn.execute(
+        f"SELECT DISTINCT experiment FROM {table} WHERE experiment IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [n for (n,) in names if only is None or n == only]
+
+
 def experiment_results(
     conn: duckdb.DuckDBPyConnection,
     registry: ExperimentRegistry,
@@ -158,72 +228,88 @@ def experiment_results(
     only: str | None = None,
 ) -> pl.DataFrame:
     """One row per experiment, variant and metric (see the module's docstring)."""
-    if not warehouse.table_exists(conn, "served_recommendations") or not warehouse.table_exists(
-        conn, "events"
-    ):
-        return pl.DataFrame(schema=RESULT_SCHEMA)
-    names = [
-        n
-        for (n,) in conn.execute(
-            "SELECT DISTINCT experiment FROM served_recommendations WHERE experiment IS NOT NULL ORDER BY 1"
-        ).fetchall()
-        if only is None or n == only
-    ]
     rows = []
-    for name in names:
-        shoppers = per_shopper(conn, name, window_hours)
-        record = registry.get(name) or {}
-        order = [v["name"] for v in record.get("variants", [])]
-        seen = shoppers["variant"].unique().sort().to_list()
-        variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
-        champion = order[0] if order else variants[0]
-        weights = {v["name"]: v["weight"] for v in record.get("variants", [])}
-        parts = {v: shoppers.filter(pl.col("variant") == v) for v in variants}
-        users = {v: part.height for v, part in parts.items()}
-        srm = sample_ratio_p(users, weights)
-        rates = {}
-        for variant, part in parts.items():
-            n = part["lists"].to_numpy().astype(float)
-            rates[variant] = {m: Rate.of(part[m].to_numpy().astype(float), n) for m in METRICS}
-        for variant, part in parts.items():
-            for metric in METRICS:
-                rate = rates[variant][metric]
-                low, high = rate.interval()
-                versus = (
-                    compare(rates[champion][metric], rate)
-                    if variant != champion and champion in rates
-                    else dict.fromkeys(("diff", "lift", "lift_low", "lift_high", "p_value"), None)
-                )
-                rows.append(
-                    {
-                        "experiment": name,
-                        "variant": variant,
-                        "champion": variant == champion,
-                        "weight": weights.get(variant),
-                        "users": users[variant],
-                        "lists": int(part["lists"].sum()),
-                        "metric": metric,
-                        "value": rate.value,
-                        "ci_low": low,
-                        "ci_high": high,
-                        **versus,
-                        "significant": versus["p_value"] is not None and versus["p_value"] < ALPHA,
-                        "srm_p_value": srm,
-                        "stopped_at": record.get("stopped_at"),
-                        "window_hours": float(window_hours),
-                    }
-                )
+    for service, (table, counts, metrics) in SERVICES.items():
+        if service == "recommender" and not warehouse.table_exists(conn, "events"):
+            continue
+        for name in _experiments(conn, table, only):
+            rows += _experiment_rows(
+                name, service, counts(conn, name, window_hours), metrics, registry, window_hours
+            )
     frame = pl.DataFrame(rows, schema=RESULT_SCHEMA) if rows else pl.DataFrame(schema=RESULT_SCHEMA)
     return frame.with_columns(pl.lit(datetime.now(UTC)).alias("computed_at"))
 
 
+def _experiment_rows(
+    name: str,
+    service: str,
+    shoppers: pl.DataFrame,
+    metrics: tuple[Metric, ...],
+    registry: ExperimentRegistry,
+    window_hours: float,
+) -> list[dict]:
+    record = registry.get(name) or {}
+    order = [v["name"] for v in record.get("variants", [])]
+    seen = shoppers["variant"].unique().sort().to_list()
+    variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
+    champion = order[0] if order else variants[0]
+    weights = {v["name"]: v["weight"] for v in record.get("variants", [])}
+    parts = {v: shoppers.filter(pl.col("variant") == v) for v in variants}
+    users = {v: part.height for v, part in parts.items()}
+    srm = sample_ratio_p(users, weights)
+    rates = {
+        variant: {
+            m.name: Rate.of(
+                part[m.numerator].to_numpy().astype(float), part[m.denominator].to_numpy().astype(float)
+            )
+            for m in metrics
+        }
+        for variant, part in parts.items()
+    }
+    rows = []
+    for variant, part in parts.items():
+        for metric in metrics:
+            rate = rates[variant][metric.name]
+            low, high = rate.interval()
+            versus = (
+                compare(rates[champion][metric.name], rate)
+                if variant != champion and champion in rates
+                else dict.fromkeys(("diff", "lift", "lift_low", "lift_high", "p_value"), None)
+            )
+            significant = versus["p_value"] is not None and versus["p_value"] < ALPHA
+            rows.append(
+                {
+                    "experiment": name,
+                    "service": service,
+                    "variant": variant,
+                    "champion": variant == champion,
+                    "weight": weights.get(variant),
+                    "users": users[variant],
+                    "served": int(part["served"].sum()),
+                    "metric": metric.name,
+                    "value": rate.value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    **versus,
+                    "significant": significant,
+                    "worse": significant and (versus["diff"] < 0) == metric.higher_is_better,
+                    "guarded": metric.guarded,
+                    "srm_p_value": srm,
+                    "stopped_at": record.get("stopped_at"),
+                    "window_hours": float(window_hours),
+                }
+            )
+    return rows
+
+
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "experiment": pl.String(),
+    "service": pl.String(),  # recommender or support
     "variant": pl.String(),
     "champion": pl.Boolean(),
     "weight": pl.Int64(),
-    "users": pl.Int64(),
-    "lists": pl.Int64(),
+    "users": pl.Int64(),  # shoppers (support: shoppers or anonymous sessions)
+    "served": pl.Int64(),  # answers served: recommendation lists or support replies
     "metric": pl.String(),
     "value": pl.Float64(),
     "ci_low": pl.Float64(),
@@ -234,6 +320,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "lift_high": pl.Float64(),
     "p_value": pl.Float64(),
     "significant": pl.Boolean(),
+    "worse": pl.Boolean(),  # significantly worse than the champion, in the metric's direction
+    "guarded": pl.Boolean(),  # the guard fails on a challenger worse on this metric
     "srm_p_value": pl.Float64(),  # null when the experiment's weights are not on record
     "stopped_at": pl.String(),
     "window_hours": pl.Float64(),
@@ -242,18 +330,18 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 
 def verdicts(results: pl.DataFrame) -> dict[str, list[str]]:
     """Experiment -> what is wrong with it (empty: nothing): a challenger significantly worse
-    on the primary metric, or a sample-ratio mismatch."""
+    on a guarded metric, or a sample-ratio mismatch."""
     out: dict[str, list[str]] = {}
     for (name,), part in results.group_by("experiment", maintain_order=True):
         problems = []
         srm = part["srm_p_value"][0]
         if srm is not None and srm < SRM_ALPHA:
-            users = dict(part.filter(pl.col("metric") == PRIMARY).select("variant", "users").iter_rows())
+            first = part["metric"][0]
+            users = dict(part.filter(pl.col("metric") == first).select("variant", "users").iter_rows())
             problems.append(f"sample ratio mismatch (p = {srm:.2g}; shoppers per variant {users})")
-        worse = part.filter((pl.col("metric") == PRIMARY) & pl.col("significant") & (pl.col("diff") < 0))
-        for row in worse.iter_rows(named=True):
+        for row in part.filter(pl.col("guarded") & pl.col("worse")).iter_rows(named=True):
             problems.append(
-                f"{row['variant']} is worse than the champion on {PRIMARY}: lift {row['lift']:+.1%} "
+                f"{row['variant']} is worse than the champion on {row['metric']}: lift {row['lift']:+.1%} "
                 f"[{row['lift_low']:+.1%}, {row['lift_high']:+.1%}], p = {row['p_value']:.2g}"
             )
         out[name] = problems
@@ -269,7 +357,10 @@ def _cell(value, percent: bool = False) -> str:
 def format_results(results: pl.DataFrame) -> str:
     """The results as a text table per experiment, with the guard's verdict."""
     if results.is_empty():
-        return "no experiment has served traffic yet (set SHOPML_RECOMMENDER_VARIANTS and serve)"
+        return (
+            "no experiment has served traffic yet (set SHOPML_RECOMMENDER_VARIANTS or "
+            "SHOPML_SUPPORT_VARIANTS and serve)"
+        )
     lines = []
     problems = verdicts(results)
     for (name,), part in results.group_by("experiment", maintain_order=True):
@@ -277,19 +368,20 @@ def format_results(results: pl.DataFrame) -> str:
         srm = first["srm_p_value"]
         status = f"stopped {first['stopped_at'][:19]}" if first["stopped_at"] else "running"
         lines.append(
-            f"experiment {name} ({status}; window {first['window_hours']:g} h; "
+            f"experiment {name} ({first['service']}; {status}; window {first['window_hours']:g} h; "
             f"sample ratio p = {_cell(srm) if srm is not None else 'unknown (no record)'})"
         )
-        header = f"  {'variant':<16}{'weight':>7}{'users':>8}{'lists':>8}"
-        header += "".join(f"{m:>24}{'lift':>24}{'p':>8}" for m in METRICS)
+        metrics = part["metric"].unique(maintain_order=True).to_list()
+        header = f"  {'variant':<16}{'weight':>7}{'users':>8}{'served':>8}"
+        header += "".join(f"{m:>24}{'lift':>24}{'p':>8}" for m in metrics)
         lines.append(header)
         for (variant,), rows in part.group_by("variant", maintain_order=True):
             by_metric = {r["metric"]: r for r in rows.iter_rows(named=True)}
-            row = by_metric[PRIMARY]
+            row = by_metric[metrics[0]]
             mark = "*" if row["champion"] else ""
             text = f"  {variant + mark:<16}{row['weight'] if row['weight'] is not None else '-':>7}"
-            text += f"{row['users']:>8}{row['lists']:>8}"
-            for metric in METRICS:
+            text += f"{row['users']:>8}{row['served']:>8}"
+            for metric in metrics:
                 r = by_metric[metric]
                 value = f"{_cell(r['value'], True)} [{_cell(r['ci_low'], True)}, {_cell(r['ci_high'], True)}]"
                 lift = (
@@ -311,8 +403,9 @@ def plot_results(results: pl.DataFrame) -> bytes:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3))
-    for ax, metric in zip(axes, METRICS, strict=True):
+    metrics = results["metric"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         part = results.filter(pl.col("metric") == metric)
         labels = [f"{e}\n{v}" for e, v in zip(part["experiment"], part["variant"], strict=True)]
         values, low, high = (
@@ -336,15 +429,21 @@ class ExperimentResultsConfig(Config):
 @asset(
     name="experiment_results",
     group_name=GROUP,
-    deps=[AssetKey("served_recommendations"), AssetKey("events")],
+    deps=[
+        AssetKey("served_recommendations"),
+        AssetKey("events"),
+        AssetKey("support_replies"),
+        AssetKey("feedback"),
+    ],
     description="Per variant of each traffic split: users, served lists, click-through, add-to-cart "
-    "and purchase after a click, with intervals, tests against the champion and a sample-ratio check",
+    "and purchase after a click (recommender); thumbs-up and handover rates (support); with "
+    "intervals, tests against the champion and a sample-ratio check",
     check_specs=[
         AssetCheckSpec(
             "experiment_guard",
             asset="experiment_results",
-            description="No challenger significantly worse than its champion on click-through, "
-            "and every split matches its weights",
+            description="No challenger significantly worse than its champion on click-through "
+            "(recommender) or on thumbs-up or handover (support), and every split matches its weights",
         )
     ],
 )

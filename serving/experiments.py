@@ -57,6 +57,10 @@ class Experiment:
         now = now or datetime.now(UTC)
         return (self.start is None or now >= self.start) and (self.end is None or now < self.end)
 
+    def live(self, stopped: bool) -> bool:
+        """Splitting traffic now: inside its window and not stopped."""
+        return self.running() and not stopped
+
     def assign(self, unit_id: str, now: datetime | None = None) -> Variant:
         """The variant of a shopper (or session): a point in [0, total weight) from a hash of
         the experiment's name and ``unit_id``; the champion while the experiment is not running."""

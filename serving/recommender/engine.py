@@ -358,9 +358,7 @@ class RecommenderEngine:
     def live_experiment(self) -> Experiment | None:
         """The traffic split while it runs and nobody stopped it; else None (the champion answers)."""
         experiment = self.experiment
-        if experiment is None or not experiment.running() or self.experiment_stopped():
-            return None
-        return experiment
+        return experiment if experiment is not None and experiment.live(self.experiment_stopped()) else None
 
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
         experiment = self.live_experiment()

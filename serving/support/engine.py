@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import torch
@@ -20,6 +21,7 @@ from data_contracts.support import FeedbackError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
+from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, experiment_from_env
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
@@ -70,6 +72,24 @@ def _warehouse_catalog(settings: Settings) -> ProductCatalog | None:
         return None
 
 
+def load_variants(
+    settings: Settings, experiment: Experiment, load: Callable[[str], SupportRuntime]
+) -> dict[str, SupportRuntime]:
+    """Each variant's runtime, ``load``ed once per distinct model version."""
+    from training.support.artifact import tag_for
+
+    by_tag: dict[str, SupportRuntime] = {}
+    out = {}
+    for variant in experiment.variants:
+        if variant.model == POPULARITY:
+            raise ValueError(f"variant {variant.name!r}: the support service has no popularity arm")
+        tag = tag_for(variant.model, settings)
+        if tag not in by_tag:
+            by_tag[tag] = load(tag)
+        out[variant.name] = by_tag[tag]
+    return out
+
+
 class UnknownRecommendationError(UnknownReplyError):
     """Feedback names a rec_id the recommender never served (in the window it keeps): 404."""
 
@@ -80,12 +100,27 @@ class FeedbackUnavailable(RuntimeError):
 
 class SupportEngine:
     def __init__(
-        self, runtime: SupportRuntime, landing: LandingLog | None, config: ServingConfig | None = None
+        self,
+        runtime: SupportRuntime,
+        landing: LandingLog | None,
+        config: ServingConfig | None = None,
+        experiment: Experiment | None = None,
+        variants: dict[str, SupportRuntime] | None = None,
+        experiment_stopped: Callable[[], bool] = lambda: False,
     ):
+        """``experiment`` splits /chat traffic between ``variants`` (variant name -> runtime,
+        every variant of the experiment; they share one dialogue store); ``runtime`` is then
+        the champion's, which also answers outside the experiment's window or after
+        ``experiment_stopped()`` says it was stopped."""
         self.runtime = runtime
         self.landing = landing
         self.config = config or ServingConfig()
         self.model_version = runtime.model.tag or "support"
+        self.experiment = experiment
+        self.variants = variants or {}
+        self.experiment_stopped = experiment_stopped
+        if experiment is not None and set(self.variants) != {v.name for v in experiment.variants}:
+            raise ValueError(f"experiment {experiment.name!r} needs a model for each of its variants")
         self.breaker = CircuitBreaker(
             "support pipeline", self.config.breaker_failures, self.config.breaker_reset_s
         )
@@ -100,21 +135,47 @@ class SupportEngine:
         # Product titles (brands included) are the shop's own words: not evidence of a language.
         titles = [item.title for item in Catalog.load(settings.warehouse_path).items.values() if item.title]
         products = load_products(settings)
-        runtime = SupportRuntime.load(
-            settings,
-            tag=config.support_tag,
-            use_generator=config.support_generate,
-            int8_generator=config.support_int8 and not torch.cuda.is_available(),
-            vocabulary=titles,
-            profile=ShopProfile.from_env(),
-            session_ttl_s=config.support_session_ttl_s,
-            products=products,
-            decode_threads=config.support_decode_threads,
-            tracer=tracing.tracer(),
-        )
+        profile = ShopProfile.from_env()
+        stores = []  # the first runtime's dialogue store, shared by every variant
+
+        def load(tag: str | None) -> SupportRuntime:
+            runtime = SupportRuntime.load(
+                settings,
+                tag=tag,
+                store=stores[0] if stores else None,
+                use_generator=config.support_generate,
+                int8_generator=config.support_int8 and not torch.cuda.is_available(),
+                vocabulary=titles,
+                profile=profile,
+                session_ttl_s=config.support_session_ttl_s,
+                products=products,
+                decode_threads=config.support_decode_threads,
+                tracer=tracing.tracer(),
+            )
+            stores.append(runtime.store)
+            return runtime
+
+        experiment = experiment_from_env(SERVICE)
+        variants, stopped = {}, lambda: False
+        if experiment is not None:
+            variants = load_variants(settings, experiment, load)
+            registry = ExperimentRegistry(settings.experiments_dir)
+            registry.register(SERVICE, experiment, {n: r.model.tag for n, r in variants.items()})
+            stopped = StopFlag(registry, experiment.name)
+            log.warning(
+                "experiment %r: %s",
+                experiment.name,
+                ", ".join(f"{v.name} {v.weight} ({variants[v.name].model.tag})" for v in experiment.variants),
+            )
+        runtime = variants[experiment.champion.name] if experiment else load(config.support_tag)
         # After load: the runtime sets the model's training thread count.
         torch.set_num_threads(config.support_torch_threads)
-        return cls(runtime, LandingLog(settings), config)
+        return cls(runtime, LandingLog(settings), config, experiment, variants, stopped)
+
+    def live_experiment(self) -> Experiment | None:
+        """The traffic split while it runs and nobody stopped it; else None (the champion answers)."""
+        experiment = self.experiment
+        return experiment if experiment is not None and experiment.live(self.experiment_stopped()) else None
 
     @property
     def products_ready(self) -> bool:
@@ -134,6 +195,8 @@ class SupportEngine:
     async def chat(self, req: ChatRequest) -> ChatResponse:
         """Raises SessionForbidden (403) when the session is another caller's."""
         session_id, token = req.session_id or uuid.uuid4().hex, None
+        experiment = self.live_experiment()
+        variant, runtime = None, self.runtime
         try:
             # A wrong token is the caller's error, not a failing store: returned, not raised,
             # so that it never opens the breaker.
@@ -143,8 +206,11 @@ class SupportEngine:
             if isinstance(opened, SessionForbidden):
                 raise opened
             session_id, token = opened
+            # A known shopper keeps their variant across sessions; anonymous traffic, its session.
+            variant = experiment.assign(req.user_id or session_id) if experiment is not None else None
+            runtime = self.variants[variant.name] if variant is not None else self.runtime
             out = await self.breaker.call_async(
-                self.runtime.reply, session_id, req.message, timeout_s=self.config.chat_timeout_s
+                runtime.reply, session_id, req.message, timeout_s=self.config.chat_timeout_s
             )
             fallback = None
         except SessionForbidden:
@@ -165,8 +231,10 @@ class SupportEngine:
             **out,
             session_id=session_id,
             session_token=token,
-            model_version=self.model_version,
+            model_version=runtime.model.tag or self.model_version,
             fallback=fallback,
+            experiment=experiment.name if variant is not None else None,
+            variant=variant.name if variant is not None else None,
         )
         self._sessions.put(response.reply_id, (session_id, req.user_id))
         self._log_reply(req, response)
@@ -189,6 +257,7 @@ class SupportEngine:
             "reply_id": response.reply_id,
             "ts": datetime.now(UTC),
             "session_id": response.session_id,
+            "user_id": req.user_id,
             # The log outlives the dialogue store's TTL: no personal data in clear.
             "message": redact(req.message, slot_values),
             "reply": redact(response.reply, slot_values),
@@ -200,6 +269,8 @@ class SupportEngine:
             else f"fallback:{response.fallback}",
             "goal": response.goal,
             "products": [p.item_id for p in response.products],
+            "experiment": response.experiment,
+            "variant": response.variant,
         }
         try:
             self.landing.write("replies", record)

@@ -93,6 +93,11 @@ class ChatResponse(BaseModel):
     candidates: list[CandidateScore] = Field(default_factory=list)
     model_version: str
     fallback: ChatFallback | None = Field(None, description="why the model's reply was not used")
+    experiment: str | None = Field(None, description="the traffic split this reply belongs to, if one runs")
+    variant: str | None = Field(
+        None,
+        description="the experiment's variant that replied (e.g. champion or challenger); null without one",
+    )
     language: str | None = Field(
         None, description="ISO 639-1 code of the message's language; null when too short to tell"
     )

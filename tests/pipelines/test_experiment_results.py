@@ -94,7 +94,7 @@ def test_a_worse_challenger_is_significant_and_fails_the_guard(tmp_path):
     results = experiment_results(conn, registry)
     ctr = {r["variant"]: r for r in results.filter(pl.col("metric") == "ctr").iter_rows(named=True)}
     assert ctr["champion"]["champion"] and ctr["champion"]["p_value"] is None
-    assert ctr["champion"]["lists"] == 4000 and ctr["champion"]["users"] == 2000
+    assert ctr["champion"]["served"] == 4000 and ctr["champion"]["users"] == 2000
     assert ctr["champion"]["ci_low"] < 0.12 < ctr["champion"]["ci_high"]
     assert ctr["challenger"]["significant"] and ctr["challenger"]["diff"] < 0
     assert ctr["challenger"]["srm_p_value"] > 0.01
@@ -114,6 +114,76 @@ def test_an_equal_challenger_passes_and_a_skewed_split_fails(tmp_path):
     shop(skewed, {"champion": 1200, "challenger": 800}, {"champion": 0.1, "challenger": 0.1}, seed=1)
     (problem,) = verdicts(experiment_results(skewed, registry))["rec-exp"]
     assert problem.startswith("sample ratio mismatch")
+
+
+SUPPORT_SPLIT = Experiment(
+    "chat-exp", (Variant("champion", "promoted", 50), Variant("challenger", "support:x", 50))
+)
+
+
+def support_log(conn, sessions: dict[str, int], up: dict[str, float], handover: dict[str, float]) -> None:
+    """support_replies and feedback: ``sessions[v]`` anonymous sessions of variant v, four
+    replies each, handed over with probability ``handover[v]``; half the replies are rated,
+    thumbs up with probability ``up[v]`` (a first rating the other way is overridden later)."""
+    rng = np.random.default_rng(0)
+    replies, feedback = [], []
+    for variant, count in sessions.items():
+        for s in range(count):
+            for k in range(4):
+                reply_id = f"{variant}-{s}-{k}"
+                replies.append(
+                    (
+                        reply_id,
+                        f"s-{variant}-{s}",
+                        None,
+                        "chat-exp",
+                        variant,
+                        bool(rng.random() < handover[variant]),
+                    )
+                )
+                if k % 2 == 0:
+                    rating = 1 if rng.random() < up[variant] else -1
+                    feedback.append((reply_id, "reply", -rating, NOW))
+                    feedback.append((reply_id, "reply", rating, NOW + timedelta(minutes=1)))
+    conn.execute(
+        "CREATE TABLE support_replies (reply_id TEXT, session_id TEXT, user_id TEXT, experiment TEXT, "
+        "variant TEXT, handover BOOLEAN)"
+    )
+    conn.executemany("INSERT INTO support_replies VALUES (?, ?, ?, ?, ?, ?)", replies)
+    conn.execute("CREATE TABLE feedback (target_id TEXT, target_kind TEXT, rating BIGINT, ts TIMESTAMPTZ)")
+    conn.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?)", feedback)
+
+
+def test_a_support_challenger_with_fewer_thumbs_up_or_more_handovers_fails_the_guard(tmp_path):
+    registry = ExperimentRegistry(tmp_path)
+    registry.register("support", SUPPORT_SPLIT, {"champion": "support:a", "challenger": "support:x"})
+    conn = duckdb.connect()
+    support_log(conn, {"champion": 800, "challenger": 800}, {"champion": 0.8, "challenger": 0.8},
+                {"champion": 0.1, "challenger": 0.1})  # fmt: skip
+    results = experiment_results(conn, registry)
+    assert set(results["service"]) == {"support"} and set(results["metric"]) == {"thumbs_up", "handover"}
+    up = {r["variant"]: r for r in results.filter(pl.col("metric") == "thumbs_up").iter_rows(named=True)}
+    assert up["champion"]["served"] == 3200 and up["champion"]["users"] == 800  # sessions, four replies
+    assert up["champion"]["ci_low"] < 0.8 < up["champion"]["ci_high"]  # the last rating counts
+    assert verdicts(results) == {"chat-exp": []}
+
+    worse = duckdb.connect()
+    support_log(worse, {"champion": 800, "challenger": 800}, {"champion": 0.8, "challenger": 0.6},
+                {"champion": 0.1, "challenger": 0.2})  # fmt: skip
+    results = experiment_results(worse, registry)
+    problems = verdicts(results)["chat-exp"]
+    assert [p.split(":")[0] for p in problems] == [
+        "challenger is worse than the champion on thumbs_up",
+        "challenger is worse than the champion on handover",
+    ]
+    # Fewer handovers is better: a challenger that hands over less is not "worse".
+    better = duckdb.connect()
+    support_log(better, {"champion": 800, "challenger": 800}, {"champion": 0.8, "challenger": 0.8},
+                {"champion": 0.2, "challenger": 0.1})  # fmt: skip
+    results = experiment_results(better, registry)
+    handover = results.filter((pl.col("metric") == "handover") & ~pl.col("champion")).row(0, named=True)
+    assert handover["significant"] and handover["diff"] < 0 and not handover["worse"]
+    assert verdicts(results) == {"chat-exp": []}
 
 
 def test_a_cart_outside_the_window_after_the_click_does_not_count(tmp_path):
@@ -172,14 +242,14 @@ def test_the_feedback_loop_job_computes_the_results_and_the_cli_reports_and_stop
     run_job(settings, "feedback_loop_job", instance=instance)
     with warehouse.connect(settings.warehouse_path, read_only=True) as conn:
         rows = conn.execute(
-            "SELECT variant, users, lists, value FROM experiment_results WHERE metric = 'ctr' ORDER BY 1"
+            "SELECT variant, users, served, value FROM experiment_results WHERE metric = 'ctr' ORDER BY 1"
         ).fetchall()
     assert rows == [("challenger", 3, 3, 0.0), ("champion", 3, 3, pytest.approx(1 / 3))]
     assert cli.main(["experiment", "report"]) == 0
     out = capsys.readouterr().out
-    assert "experiment rec-exp (running" in out and "guard: passes" in out and "champion*" in out
+    assert "experiment rec-exp (recommender; running" in out and "guard: passes" in out and "champion*" in out
     assert cli.main(["experiment", "stop", "rec-exp", "--reason", "test"]) == 0
     assert "every worker answers with the champion 'champion'" in capsys.readouterr().out
     assert cli.main(["experiment", "report"]) == 0
-    assert "experiment rec-exp (stopped" in capsys.readouterr().out
+    assert "experiment rec-exp (recommender; stopped" in capsys.readouterr().out
     assert cli.main(["experiment", "stop", "other"]) == cli.USER_ERROR

@@ -229,3 +229,90 @@ def test_the_service_generates_by_default_and_a_switch_turns_it_off(monkeypatch)
     for off in ("0", "false", "no"):
         monkeypatch.setenv("SHOPML_SUPPORT_GENERATE", off)
         assert not ServingConfig.from_env(Settings()).support_generate
+
+
+@pytest.fixture(scope="session")
+def second_support_tag(support_tag) -> str:
+    """Another version of the tiny support model, for a traffic split."""
+    from training.support.artifact import load_support_model, save_support_model
+
+    return save_support_model(load_support_model(support_tag, with_generator=False))
+
+
+def test_a_support_split_answers_each_shopper_with_their_variant_and_logs_it(
+    settings, support_tag, second_support_tag, monkeypatch
+):
+    from serving.experiments import ExperimentRegistry
+
+    monkeypatch.setenv(
+        "SHOPML_SUPPORT_VARIANTS", f"champion={support_tag}:50,challenger={second_support_tag}:50"
+    )
+    monkeypatch.setenv("SHOPML_SUPPORT_EXPERIMENT", "chat-exp")
+    engine = SupportEngine.from_settings(settings, ServingConfig())
+    versions = {"champion": support_tag, "challenger": second_support_tag}
+    seen = {}
+    for n in range(12):
+        user = f"u{n}"
+        first = asyncio.run(engine.chat(ChatRequest(message="how do I get an invoice", user_id=user)))
+        again = asyncio.run(engine.chat(ChatRequest(message="where is my refund", user_id=user)))
+        assert first.experiment == "chat-exp" and first.variant in versions
+        assert again.variant == first.variant and again.session_id != first.session_id  # sticky per shopper
+        assert first.model_version == versions[first.variant]
+        seen[user] = first.variant
+    assert set(seen.values()) == {"champion", "challenger"}
+    logged = landed(settings, "replies")
+    assert len(logged) == 24
+    assert all(r["experiment"] == "chat-exp" and r["variant"] == seen[r["user_id"]] for r in logged)
+    record = ExperimentRegistry(settings.experiments_dir).get("chat-exp")
+    assert record["service"] == "support"
+    assert {v["name"]: v["version"] for v in record["variants"]} == versions
+    # A stop sends everyone to the champion, outside the experiment.
+    ExperimentRegistry(settings.experiments_dir).stop("chat-exp", "test")
+    engine.experiment_stopped = lambda: True
+    after = asyncio.run(engine.chat(ChatRequest(message="thanks", user_id="u1")))
+    assert after.experiment is None and after.variant is None and after.model_version == support_tag
+
+
+def test_a_support_split_refuses_a_popularity_arm_and_a_version_not_in_the_store(
+    settings, support_tag, monkeypatch
+):
+    from training.artifact_files import ArtifactError
+
+    monkeypatch.setenv("SHOPML_SUPPORT_VARIANTS", f"champion={support_tag}:50,popularity:50")
+    with pytest.raises(ValueError, match="no popularity arm"):
+        SupportEngine.from_settings(settings, ServingConfig())
+    monkeypatch.setenv("SHOPML_SUPPORT_VARIANTS", f"champion={support_tag}:50,challenger=support:nothere:50")
+    with pytest.raises(ArtifactError, match="no support model 'support:nothere'"):
+        SupportEngine.from_settings(settings, ServingConfig())
+
+
+@pytest.fixture
+def kept_promotion(settings):
+    """The store's support promotion record, put back as it was after the test."""
+    from training.model_store import promotion_path
+    from training.support.artifact import promoted_tag
+
+    promoted_tag(settings)  # points BentoML at the store first
+    path = promotion_path("support")
+    before = path.read_bytes() if path.exists() else None
+    yield
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(before)
+
+
+def test_a_promotion_keeps_the_version_it_replaced_as_previous(
+    settings, support_tag, second_support_tag, kept_promotion
+):
+    from training.support.artifact import previous_tag, promote, promoted_tag, tag_for
+
+    promote(support_tag, {}, settings)
+    promote(second_support_tag, {}, settings)
+    assert promoted_tag(settings) == second_support_tag and previous_tag(settings) == support_tag
+    promote(second_support_tag, {}, settings)  # promoting it again keeps what came before it
+    assert previous_tag(settings) == support_tag
+    assert (
+        tag_for("previous", settings) == support_tag and tag_for("promoted", settings) == second_support_tag
+    )
+    assert tag_for("support:v", settings) == "support:v"

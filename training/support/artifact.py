@@ -277,6 +277,26 @@ def promoted_metrics(settings: Settings | None = None) -> dict | None:
     return None if record is None else record.get("metrics")
 
 
-def promote(tag: str, metrics: dict, settings: Settings | None = None) -> None:
+def previous_tag(settings: Settings | None = None) -> str | None:
+    """The version promoted before the one promoted now, None if there was none."""
     _bentoml(settings)
-    write_promotion(MODEL_NAME, {"tag": tag, "metrics": metrics, "promoted_at": time.time()})
+    record = read_promotion(MODEL_NAME)
+    return None if record is None else record.get("previous")
+
+
+def tag_for(spec: str, settings: Settings | None = None) -> str:
+    """A support version for a tag or an alias ("promoted", "previous"); ValueError if the
+    alias names nothing yet."""
+    tag = {"promoted": promoted_tag, "previous": previous_tag}.get(spec, lambda _: spec)(settings)
+    if tag is None:
+        raise ValueError(f"no {spec} {MODEL_NAME} model in the model store")
+    return tag
+
+
+def promote(tag: str, metrics: dict, settings: Settings | None = None) -> None:
+    """Serve ``tag`` from now on; the version it replaces stays known as ``previous``."""
+    current = promoted_tag(settings)
+    before = previous_tag(settings) if current == tag else current
+    write_promotion(
+        MODEL_NAME, {"tag": tag, "metrics": metrics, "promoted_at": time.time(), "previous": before}
+    )

@@ -56,12 +56,23 @@ def check_recommender(settings: Settings, config: ServingConfig) -> None:
 
 
 def check_support(settings: Settings, config: ServingConfig) -> None:
-    """The configured or promoted support model exists and every one of its files verifies."""
+    """The configured or promoted support model (every variant's, under a traffic split) exists
+    and every one of its files verifies."""
+    from serving.experiments import POPULARITY, experiment_from_env
     from training.artifact_files import verify
-    from training.support.artifact import resolve_model
+    from training.support.artifact import resolve_model, tag_for
 
-    path, _ = resolve_model(config.support_tag, settings)
-    verify(path)
+    experiment = experiment_from_env("support")  # a malformed split: ValueError, one line
+    specs = [v.model for v in experiment.variants] if experiment is not None else [config.support_tag]
+    for spec in dict.fromkeys(specs):
+        if spec == POPULARITY:
+            raise ArtifactError("a support split has no popularity arm: name support versions")
+        try:
+            tag = tag_for(spec, settings) if spec else None
+        except ValueError as e:
+            raise ArtifactError(str(e)) from e
+        path, _ = resolve_model(tag, settings)
+        verify(path)
 
 
 def preflight(service: str, check: Callable[[Settings, ServingConfig], None]) -> ServingConfig:

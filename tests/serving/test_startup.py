@@ -121,10 +121,20 @@ def test_a_model_that_does_not_load_is_refused_naming_the_file(settings, monkeyp
         preflight("recommender", check_recommender)
 
 
-def test_a_missing_support_model_is_refused(settings, monkeypatch):
+def test_a_missing_support_model_is_refused(settings, monkeypatch, support_tag):
     monkeypatch.setenv("SHOPML_SUPPORT_TAG", "support:nosuchversion")
     with pytest.raises(StartupRefused, match="no support model 'support:nosuchversion'"):
         preflight("support", check_support)
+    # Under a traffic split every variant's model is checked.
+    monkeypatch.delenv("SHOPML_SUPPORT_TAG")
+    monkeypatch.setenv("SHOPML_SUPPORT_VARIANTS", f"a={support_tag}:50,b=support:nosuchversion:50")
+    with pytest.raises(StartupRefused, match="no support model 'support:nosuchversion'"):
+        preflight("support", check_support)
+    monkeypatch.setenv("SHOPML_SUPPORT_VARIANTS", f"a={support_tag}:50,popularity:50")
+    with pytest.raises(StartupRefused, match="no popularity arm"):
+        preflight("support", check_support)
+    monkeypatch.setenv("SHOPML_SUPPORT_VARIANTS", f"a={support_tag}:50,b={support_tag}:50")
+    preflight("support", check_support)
 
 
 def test_readyz_is_false_without_a_model_or_a_feature_store(shop_settings, recommender_tag):

@@ -65,6 +65,8 @@ def recommender_model(warehouse_db: DuckDBResource, settings: ShopSettings) -> M
             "stop_reason": result.stop_reason,
             "train_seconds": round(result.train_seconds, 1),
             **{k: float(metrics[k]) for k in HEADLINE if k in metrics},
+            # The co-occurrence prior's weight chosen on validation (0: the model alone).
+            "prior_weight": float(metrics["prior"]["weight"]) if "prior" in metrics else 0.0,
         }
     )
 

@@ -155,13 +155,17 @@ def test_decode_steps_run_on_the_generators_decode_threads(tiny_lm, decode_threa
     model, tokenizer, info = tiny_lm
     generator = Generator(model, tokenizer, info, 4, decode_threads=decode_threads).quantize()
     seen = []  # (tokens per row, torch threads) of every step
-    step = generator.decoder._step
+    decoder = generator.decoder
 
-    def recording(tokens, *args):
-        seen.append((tokens.shape[1], torch.get_num_threads()))
-        return step(tokens, *args)
+    def recording(step):
+        def record(tokens, *args):
+            seen.append((tokens.shape[1], torch.get_num_threads()))
+            return step(tokens, *args)
 
-    generator.decoder._step = recording
+        return record
+
+    # The prompt through the eager step, each new token through the traced one.
+    decoder._step, decoder._decode_step = recording(decoder._step), recording(decoder._decode_step)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -180,15 +184,14 @@ def test_decodes_on_several_threads_take_turns(tiny_lm):
     def recorded(name: str) -> Generator:
         generator = Generator(model, tokenizer, info, 6, decode_threads=2)
         generator._decoder()
-        step = generator.decoder._step
+        step = generator.decoder._decode_step
 
         def recording(tokens, *args):
-            if tokens.shape[1] == 1:
-                order.append(name)
-                time.sleep(0.005)  # long enough for the other thread to cut in, were it allowed
+            order.append(name)
+            time.sleep(0.005)  # long enough for the other thread to cut in, were it allowed
             return step(tokens, *args)
 
-        generator.decoder._step = recording
+        generator.decoder._decode_step = recording
         return generator
 
     generators = [recorded("a"), recorded("b")]
@@ -202,3 +205,42 @@ def test_decodes_on_several_threads_take_turns(tiny_lm):
         w.join()
     assert sorted(order) == ["a"] * 5 + ["b"] * 5
     assert order in (["a"] * 5 + ["b"] * 5, ["b"] * 5 + ["a"] * 5)  # one decode, then the other
+
+
+def test_traced_decode_steps_write_what_eager_steps_write(tiny_lm):
+    model, tokenizer, _ = tiny_lm
+    eager, traced = LlamaDecoder(model, traced=False), LlamaDecoder(model)
+    for text in ("Shopper: where is my order?\nAgent:", "refund " * 40):
+        ids = prompt_ids(tokenizer, text)
+        assert traced.generate(ids, 12, min_new_tokens=12) == eager.generate(ids, 12, min_new_tokens=12)
+        assert traced.sample(ids, 4, 10, temperature=1.0, seed=3) == eager.sample(
+            ids, 4, 10, temperature=1.0, seed=3
+        )
+    # One trace per (rows, cache length bucket), made once and kept.
+    assert traced._traces and all(t is not None for t in traced._traces.values())
+    assert {rows for rows, _ in traced._traces} == {1, 4}
+    # The step itself: the same logits as the eager step at a later position of the cache.
+    ids = prompt_ids(tokenizer)
+    token = torch.tensor([[5], [7]])
+    with torch.no_grad():
+        keys, values = traced._caches(2, ids.shape[1] + 8)
+        cos, sin = traced._rope(keys.shape[3])
+        traced._step(ids, 0, keys, values, cos, sin)
+        again = (keys.clone(), values.clone())
+        want = traced._step(token, ids.shape[1], keys, values, cos, sin)
+        got = traced._decode_step(token, ids.shape[1], *again, cos, sin)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again[0], keys)  # the new token's keys are in the cache
+
+
+def test_a_step_the_tracer_cannot_follow_decodes_eagerly(tiny_lm, monkeypatch, caplog):
+    model, tokenizer, _ = tiny_lm
+    want = LlamaDecoder(model, traced=False).generate(prompt_ids(tokenizer), 6, min_new_tokens=6)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot trace")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    decoder = LlamaDecoder(model)
+    assert decoder.generate(prompt_ids(tokenizer), 6, min_new_tokens=6) == want
+    assert list(decoder._traces.values()) == [None] and "decoding eagerly" in caplog.text

@@ -48,7 +48,7 @@ TABLE_COMMENTS = {
     "quarantine_served_searches": "Served-search log lines that broke a rule, with the rule",
     "quarantine_support_replies": "Support-reply log lines that broke a rule, with the rule",
     "quarantine_feedback": "Feedback log lines that broke a rule, with the rule",
-    "experiment_results": "Per experiment, variant and metric (ctr, add_to_cart, purchase after a click): users, lists, rate and 95% interval, lift over the champion with its interval and p-value, sample-ratio p-value",
+    "experiment_results": "Per experiment, variant and metric (recommender: ctr, add_to_cart, purchase after a click; support: thumbs_up, handover): users, answers served, rate and 95% interval, lift over the champion with its interval and p-value, sample-ratio p-value",
 }
 
 

@@ -136,13 +136,14 @@ class SupportEngine:
         titles = [item.title for item in Catalog.load(settings.warehouse_path).items.values() if item.title]
         products = load_products(settings)
         profile = ShopProfile.from_env()
-        stores = []  # the first runtime's dialogue store, shared by every variant
+        store = None  # the first runtime's dialogue store, shared by every variant
 
         def load(tag: str | None) -> SupportRuntime:
+            nonlocal store
             runtime = SupportRuntime.load(
                 settings,
                 tag=tag,
-                store=stores[0] if stores else None,
+                store=store,
                 use_generator=config.support_generate,
                 int8_generator=config.support_int8 and not torch.cuda.is_available(),
                 vocabulary=titles,
@@ -152,7 +153,7 @@ class SupportEngine:
                 decode_threads=config.support_decode_threads,
                 tracer=tracing.tracer(),
             )
-            stores.append(runtime.store)
+            store = runtime.store
             return runtime
 
         experiment = experiment_from_env(SERVICE)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from training.recommender.baselines import ItemToItem, fit_baselines
-from training.recommender.data import EvalSet
+from training.recommender.data import EvalSet, left_pad
 from training.recommender.inference import Recommender, mask_seen, score_histories
 from training.recommender.model import SASRec
 
@@ -102,8 +102,6 @@ def choose_prior_weight(
 ) -> tuple[float, dict[float, float]]:
     """The weight of the model's attached prior with the best NDCG@k on ``cases``, and every
     weight's NDCG@k. The model and the prior are scored once per batch; each weight only adds."""
-    from training.recommender.data import left_pad
-
     model.eval()
     ranks: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
     with torch.no_grad():

@@ -14,12 +14,16 @@ one batch: the prompt is read once and its KV cache shared. Other architectures 
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 # Threads of a decode step (one new token per row). A decode step is a row of small matrix
 # products, and each parallel region waits at its barrier for every thread: on a quiet 2-core
@@ -234,9 +238,6 @@ class LlamaDecoder(nn.Module):
         """The decode-step trace for ``rows`` rows and this cache length, made on first use."""
         key = (rows, keys.shape[3])
         if key not in self._traces:
-            import logging
-            import warnings
-
             try:
                 # Outside inference mode: the trace writes its example caches in place.
                 with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -250,7 +251,7 @@ class LlamaDecoder(nn.Module):
                     )
                     self._traces[key] = torch.jit.trace(_StaticStep(self), example, check_trace=False)
             except Exception as e:  # a model the tracer cannot follow still decodes, eagerly
-                logging.getLogger(__name__).warning("decode step not traced (%s); decoding eagerly", e)
+                log.warning("decode step not traced (%s); decoding eagerly", e)
                 self._traces[key] = None
         return self._traces[key]
 

@@ -59,6 +59,26 @@ class Settings:
     search_embed_budget_seconds: int = 600
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    # The retraining loop (pipelines/retraining.py): a weekly run, and one sooner when this
+    # many new served rows (recommendation lists and support replies) have landed since the
+    # last; a model that passes the offline gate then serves ``challenger_weight`` percent of
+    # shoppers for at most ``challenger_days`` days, and is promoted when the experiment's
+    # guard passes with at least ``challenger_min_users`` shoppers in each variant.
+    retrain_cron: str = "0 3 * * 1"
+    retrain_min_new_rows: int = 50_000
+    challenger_weight: int = 10
+    challenger_days: float = 7.0
+    challenger_min_users: int = 200
+
+    def __post_init__(self):
+        if not 0 < self.challenger_weight < 100:
+            raise ValueError(
+                f"SHOPML_CHALLENGER_WEIGHT must be a percentage in 1..99, not {self.challenger_weight}"
+            )
+        if self.challenger_days <= 0:
+            raise ValueError(f"SHOPML_CHALLENGER_DAYS must be positive, not {self.challenger_days}")
+        if self.retrain_min_new_rows < 1 or self.challenger_min_users < 1:
+            raise ValueError("SHOPML_RETRAIN_MIN_NEW_ROWS and SHOPML_CHALLENGER_MIN_USERS must be at least 1")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +98,11 @@ class Settings:
             search_embed_budget_seconds=int(_env("SEARCH_EMBED_BUDGET_SECONDS", "600")),
             redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             postgres_url=_env("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+            retrain_cron=_env("RETRAIN_CRON", "0 3 * * 1"),
+            retrain_min_new_rows=int(_env("RETRAIN_MIN_NEW_ROWS", "50000")),
+            challenger_weight=int(_env("CHALLENGER_WEIGHT", "10")),
+            challenger_days=float(_env("CHALLENGER_DAYS", "7")),
+            challenger_min_users=int(_env("CHALLENGER_MIN_USERS", "200")),
         )
 
     def future_skew(self) -> timedelta:

@@ -3,7 +3,7 @@
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from data_contracts.settings import Settings
-from pipelines import experiments, features, feedback_loop, recommender, search, support
+from pipelines import experiments, features, feedback_loop, recommender, retraining, search, support
 from pipelines.ingest import assets as ingest
 from pipelines.ingest import automation
 from pipelines.resources import build_resources
@@ -12,7 +12,7 @@ from pipelines.resources import build_resources
 def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=load_assets_from_modules(
-            [ingest, features, feedback_loop, recommender, search, support, experiments]
+            [ingest, features, feedback_loop, recommender, search, support, experiments, retraining]
         ),
         jobs=[
             automation.ingest_job,
@@ -22,9 +22,18 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             recommender.recommender_job,
             search.search_job,
             support.support_job,
+            retraining.retraining_job,
         ],
-        schedules=[automation.daily_ingest_schedule, features.features_schedule],
-        sensors=[automation.landing_sensor, feedback_loop.served_logs_sensor],
+        schedules=[
+            automation.daily_ingest_schedule,
+            features.features_schedule,
+            retraining.retraining_schedule,
+        ],
+        sensors=[
+            automation.landing_sensor,
+            feedback_loop.served_logs_sensor,
+            retraining.new_served_data_sensor,
+        ],
         resources=build_resources(settings),
         # DuckDB has one writer at a time: steps run one after another in the run's process.
         executor=in_process_executor,

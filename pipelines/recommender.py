@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from data_contracts.settings import use_model_store
 from pipelines.reports import plot_metadata, write_report
 from pipelines.resources import ShopSettings
+from pipelines.retraining import challenger_mode, start_challenger
 
 # training.recommender is imported inside each asset: it imports torch (about 2 s), and every
 # Dagster process loads these definitions, including an ingest run that needs none of it.
@@ -95,7 +96,12 @@ def recommender_evaluation(
     tag = latest_tag(context, "recommender_model")
     metrics = load_from_store(tag).metrics
     png = metrics_plot_png(metrics)
-    decision = promote_if_better(tag, _dataset(warehouse_db))
+    decision = promote_if_better(tag, _dataset(warehouse_db), challenger=challenger_mode(context))
+    experiment = None
+    if decision["challenger"]:
+        experiment = start_challenger("recommender", decision["previous"], tag, decision["reason"], config)[
+            "name"
+        ]
     paths = write_report(
         config.reports_dir, "recommender", {"tag": tag, **metrics, "promotion": decision}, png
     )
@@ -118,6 +124,8 @@ def recommender_evaluation(
             "promotion": decision["reason"],
             "served": str(decision["served"]),
             "serves_baseline": str(decision["baseline"]),
+            # The experiment the model is tried in first (retraining runs only).
+            "challenger_experiment": str(experiment),
             "report": MetadataValue.path(str(paths["png"])),
         }
     )

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from dagster import (
+    AssetExecutionContext,
     AssetKey,
     AssetSelection,
     AssetSpec,
@@ -18,6 +19,7 @@ from data_contracts import warehouse
 from data_contracts.settings import use_model_store
 from pipelines.reports import plot_metadata, write_report
 from pipelines.resources import ShopSettings
+from pipelines.retraining import challenger_mode, start_challenger
 
 GROUP = "support"
 HEADLINE = ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l", "handover_rate")
@@ -45,12 +47,12 @@ HEADLINE = ("retrieval_recall@1", "retrieval_recall@5", "ranker_r@1", "rouge_l",
         ),
     ]
 )
-def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
+def support_model(context: AssetExecutionContext, settings: ShopSettings, warehouse_db: DuckDBResource):
     """The support model's training run, one step: the corpus's embeddings feed the model."""
     import torch
 
     from training.support import training_steps
-    from training.support.artifact import save_support_model
+    from training.support.artifact import promoted_tag, save_support_model
     from training.support.config import SupportConfig
 
     config = settings.get()
@@ -78,7 +80,15 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
     yield MaterializeResult(
         asset_key="support_model", metadata={"tag": tag, "profile": config.training_profile}
     )
-    decision = training_steps.promote_support_model(tag, report, incumbent, config)
+    champion = promoted_tag(config)
+    decision = training_steps.promote_support_model(
+        tag, report, incumbent, config, challenger=challenger_mode(context)
+    )
+    experiment = None
+    if decision["challenger"]:
+        experiment = start_challenger("support", champion, tag, decision["reason"], config, report.metrics)[
+            "name"
+        ]
     paths = write_report(
         config.reports_dir, "support", {"tag": tag, **report.metrics, "promotion": decision}, report.plot_png
     )
@@ -95,6 +105,8 @@ def support_model(settings: ShopSettings, warehouse_db: DuckDBResource):
             "plot": plot_metadata(report.plot_png),
             "promoted": decision["promoted"],
             "promotion": decision["reason"],
+            # The experiment the model is tried in first (retraining runs only).
+            "challenger_experiment": str(experiment),
             "report": MetadataValue.path(str(paths["png"])),
         },
     )

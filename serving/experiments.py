@@ -18,6 +18,12 @@ derived from the split, so changing the split starts a new one); ``..._EXPERIMEN
 the service writes it when it starts the split (the weights the analysis checks the observed
 split against), and ``shopml experiment stop`` marks it stopped, which every worker reads
 within seconds and answers with the champion from then on, outside the experiment.
+
+The retraining loop (``pipelines/retraining.py``) plans experiments in the same registry: a
+retrained model that passes the offline gate becomes the challenger of the promoted one
+(``ExperimentRegistry.plan``). Without a split in the environment, a service starting up
+serves the newest planned experiment of its own that is neither stopped nor over
+(``planned_experiment``); a split in the environment, or a pinned model tag, always wins.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ALIASES = ("promoted", "previous")
@@ -128,6 +134,39 @@ def experiment_from_env(service: str) -> Experiment | None:
     return experiment
 
 
+def experiment_from_record(record: dict) -> Experiment:
+    """The experiment a registry record describes (its variants by model tag)."""
+    return Experiment(
+        record["name"],
+        tuple(Variant(v["name"], v["model"], int(v["weight"])) for v in record["variants"]),
+        _time("start", record.get("start") or ""),
+        _time("end", record.get("end") or ""),
+    )
+
+
+def planned_experiment(service: str, registry: ExperimentRegistry) -> Experiment | None:
+    """The newest experiment the retraining loop planned for ``service`` that is neither
+    stopped nor over, or None. A service serves it when no split is in its environment and no
+    model tag is pinned."""
+    now = datetime.now(UTC)
+    planned = []
+    for path in sorted(registry.folder.glob("*.json")):
+        try:
+            record = registry.get(path.stem)
+        except ValueError:
+            continue  # a damaged record starts nothing; `shopml experiment report` names it
+        if (
+            record
+            and record.get("service") == service
+            and record.get("planned_by")
+            and not record.get("stopped_at")
+        ):
+            experiment = experiment_from_record(record)
+            if experiment.end is None or now < experiment.end:
+                planned.append((record.get("registered_at", ""), experiment))
+    return max(planned, key=lambda pair: pair[0])[1] if planned else None
+
+
 class ExperimentRegistry:
     """The record of every experiment a service started: ``<folder>/<name>.json``."""
 
@@ -179,14 +218,57 @@ class ExperimentRegistry:
             self._write(record)
         return record
 
-    def stop(self, name: str, reason: str) -> dict:
-        """Mark ``name`` stopped (a second stop keeps the first time and reason)."""
+    def plan(
+        self,
+        service: str,
+        champion: str,
+        challenger: str,
+        weight: int,
+        days: float,
+        reason: str,
+        offline_metrics: dict | None = None,
+        now: datetime | None = None,
+    ) -> dict:
+        """A planned experiment: ``challenger`` (a model tag) serves ``weight`` percent of the
+        shoppers of ``service`` beside ``champion`` (the promoted tag) for ``days`` days, from
+        the next start of the service; ``offline_metrics``, the challenger's figures from the
+        gate, travel with a promotion. Planning the same challenger again returns its record."""
+        name = f"{service}-challenger-{hashlib.sha256(challenger.encode()).hexdigest()[:8]}"
+        record = self.get(name)
+        if record is not None:
+            return record
+        now = now or datetime.now(UTC)
+        record = {
+            "name": name,
+            "service": service,
+            "variants": [
+                {"name": "champion", "model": champion, "weight": 100 - weight, "version": champion},
+                {"name": "challenger", "model": challenger, "weight": weight, "version": challenger},
+            ],
+            "start": now.isoformat(),
+            "end": (now + timedelta(days=days)).isoformat(),
+            "registered_at": now.isoformat(),
+            "planned_by": "retraining",
+            "plan_reason": reason,
+            "offline_metrics": offline_metrics or {},
+            "stopped_at": None,
+            "stop_reason": None,
+            "decision": None,
+        }
+        self._write(record)
+        return record
+
+    def stop(self, name: str, reason: str, decision: str | None = None) -> dict:
+        """Mark ``name`` stopped (a second stop keeps the first time and reason); ``decision``
+        ("promoted", "rejected", "kept") records what the retraining loop made of it."""
         record = self.get(name)
         if record is None:
             known = ", ".join(r["name"] for r in self.all()) or "none"
             raise ValueError(f"no experiment {name!r} was started (known: {known})")
         if record.get("stopped_at") is None:
             record.update(stopped_at=datetime.now(UTC).isoformat(), stop_reason=reason)
+            if decision is not None:
+                record["decision"] = decision
             self._write(record)
         return record
 

@@ -27,7 +27,14 @@ from features.online import OnlineSequences, OnlineStoreError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, experiment_from_env
+from serving.experiments import (
+    POPULARITY,
+    Experiment,
+    ExperimentRegistry,
+    StopFlag,
+    experiment_from_env,
+    planned_experiment,
+)
 from serving.recommender.schemas import (
     EventRequest,
     EventResponse,
@@ -203,11 +210,13 @@ class RecommenderEngine:
     def from_settings(cls, settings: Settings, config: ServingConfig) -> RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
         tracing.configure(SERVICE, config.trace_exporter, config.trace_endpoint, config.trace_sample_rate)
-        experiment = experiment_from_env(SERVICE)
+        registry = ExperimentRegistry(settings.experiments_dir)
+        experiment = experiment_from_env(SERVICE) or (
+            None if config.recommender_tag else planned_experiment(SERVICE, registry)
+        )
         variants = load_variants(settings, experiment) if experiment is not None else {}
         stopped = lambda: False  # noqa: E731
         if experiment is not None:
-            registry = ExperimentRegistry(settings.experiments_dir)
             versions = {name: m.version if m else POPULARITY for name, m in variants.items()}
             registry.register(SERVICE, experiment, versions)
             stopped = StopFlag(registry, experiment.name)

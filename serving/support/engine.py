@@ -21,7 +21,14 @@ from data_contracts.support import FeedbackError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, experiment_from_env
+from serving.experiments import (
+    POPULARITY,
+    Experiment,
+    ExperimentRegistry,
+    StopFlag,
+    experiment_from_env,
+    planned_experiment,
+)
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
@@ -156,11 +163,13 @@ class SupportEngine:
             store = runtime.store
             return runtime
 
-        experiment = experiment_from_env(SERVICE)
+        registry = ExperimentRegistry(settings.experiments_dir)
+        experiment = experiment_from_env(SERVICE) or (
+            None if config.support_tag else planned_experiment(SERVICE, registry)
+        )
         variants, stopped = {}, lambda: False
         if experiment is not None:
             variants = load_variants(settings, experiment, load)
-            registry = ExperimentRegistry(settings.experiments_dir)
             registry.register(SERVICE, experiment, {n: r.model.tag for n, r in variants.items()})
             stopped = StopFlag(registry, experiment.name)
             log.warning(

@@ -101,8 +101,16 @@ def test_sensor_runs_the_catalog_job_when_only_the_catalog_changed(settings, tin
 
 def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
     defs = build_definitions(settings)
-    assert {s.name for s in defs.schedules} == {"ingest_job_schedule", "features_job_schedule"}
-    assert {s.name for s in defs.sensors} == {"landing_sensor", "served_logs_sensor"}
+    assert {s.name for s in defs.schedules} == {
+        "ingest_job_schedule",
+        "features_job_schedule",
+        "retraining_schedule",
+    }
+    assert {s.name for s in defs.sensors} == {
+        "landing_sensor",
+        "served_logs_sensor",
+        "new_served_data_sensor",
+    }
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
     assert keys == {
         "raw_events",
@@ -129,6 +137,7 @@ def test_definitions_hold_the_schedule_sensor_jobs_and_every_asset(settings):
         "support_model",
         "support_evaluation",
         "experiment_results",
+        "experiment_decisions",
     }
 
 

@@ -4,13 +4,14 @@ champion, the sample-ratio check, the guard, and ``shopml experiment report | st
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
+from experiment_data import NOW, shop
 
 from data_contracts import warehouse
 from data_contracts.landing_log import LandingLog
@@ -27,7 +28,6 @@ from pipelines.experiments import (
 from pipelines.resources import build_resources
 from serving.experiments import Experiment, ExperimentRegistry, StopFlag, Variant
 
-NOW = datetime(2026, 1, 6, 12, tzinfo=timezone.utc)
 SPLIT = Experiment(
     "rec-exp", (Variant("champion", "promoted", 50), Variant("challenger", "recommender:x", 50))
 )
@@ -60,30 +60,6 @@ def test_the_sample_ratio_check_compares_shoppers_with_the_weights():
     assert sample_ratio_p({"a": 900, "b": 100}, {"a": 90, "b": 10}) == pytest.approx(1.0)
     assert sample_ratio_p({"a": 500, "b": 500}, {}) is None  # no record of the weights
     assert sample_ratio_p({"a": 5, "c": 5}, {"a": 50, "b": 50}) is None  # a variant not on record
-
-
-def shop(conn, users: dict[str, int], ctr: dict[str, float], seed: int = 0) -> None:
-    """served_recommendations and events: ``users[v]`` shoppers of variant v, two lists each,
-    each list clicked with probability ``ctr[v]``; every click on i1 is carted an hour later."""
-    rng = np.random.default_rng(seed)
-    served, events = [], []
-    for variant, count in users.items():
-        for u in range(count):
-            user = f"{variant}-{u}"
-            for k in range(2):
-                rec_id = f"{user}-{k}"
-                served.append((rec_id, user, "rec-exp", variant))
-                if rng.random() < ctr[variant]:
-                    events.append((rec_id, user, "i1", "rec_click", NOW))
-                    events.append((None, user, "i1", "add_to_cart", NOW + timedelta(hours=1)))
-    conn.execute(
-        "CREATE TABLE served_recommendations (rec_id TEXT, user_id TEXT, experiment TEXT, variant TEXT)"
-    )
-    conn.executemany("INSERT INTO served_recommendations VALUES (?, ?, ?, ?)", served)
-    conn.execute(
-        "CREATE TABLE events (rec_id TEXT, user_id TEXT, item_id TEXT, event_type TEXT, ts TIMESTAMPTZ)"
-    )
-    conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", events)
 
 
 def test_a_worse_challenger_is_significant_and_fails_the_guard(tmp_path):

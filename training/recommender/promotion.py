@@ -63,6 +63,25 @@ def _write_promotion(name: str, home: Path | str | None, tag: str, decision: dic
     write_promotion(name, record, home)
 
 
+def promote_tag(tag: str, reason: str, name: str = "recommender", home: Path | str | None = None) -> dict:
+    """Serve ``tag`` from now on, for ``reason`` (an experiment's verdict); the decision."""
+    current = read_promotion(name, home) or {}
+    decision = {
+        "candidate": tag,
+        "previous": current.get("tag"),
+        "on": "experiment",
+        "promoted": True,
+        "baseline": None,
+        "served": tag,
+        "reason": reason,
+        "scores": current.get("scores", {}),
+        "split": current.get("split"),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    _write_promotion(name, home, tag, decision)
+    return decision
+
+
 def promoted_baseline(name: str = "recommender", home: Path | str | None = None) -> str | None:
     """The baseline's name when the promoted artifact is a baseline served in place of a model."""
     record = read_promotion(name, home)
@@ -85,11 +104,16 @@ def promote_if_better(
     metric: str = "ndcg@10",
     name: str = "recommender",
     home: Path | str | None = None,
+    challenger: bool = False,
 ) -> dict:
     """Promote ``candidate_tag`` only if, on the validation split of ``data``, it beats the
     best baseline and the promoted trained model. When neither trained model beats the best
     baseline, that baseline is saved to the store and promoted in their place (flagged as a
     baseline), so serving answers with it rather than with popularity.
+
+    ``challenger``: a candidate that passes does not replace a promoted trained model at once;
+    the decision says ``challenger: True`` and the caller starts an experiment between the two
+    (``pipelines/retraining.py``). With nothing trained promoted yet it is promoted as usual.
 
     The baselines are refitted on ``data``'s training part; EASE's l2 is tuned on the same
     validation cases, which favours the baseline: the gate errs on the side of not promoting.
@@ -117,7 +141,10 @@ def promote_if_better(
         rec = Recommender(incumbent.model, incumbent.items)
         scores["promoted"] = evaluate_scorer(vocabulary_scorer(rec, data.items), cases, n, sampled=0)[metric]
     bar = scores[best_baseline]
-    promote = scores["candidate"] > bar and scores["candidate"] > scores.get("promoted", float("-inf"))
+    passed = scores["candidate"] > bar and scores["candidate"] > scores.get("promoted", float("-inf"))
+    # A trained champion is there to test the candidate against with shoppers.
+    trial = challenger and passed and "promoted" in scores
+    promote = passed and not trial
     rivals = {k: v for k, v in scores.items() if k != "candidate"}
     best_rival = max(rivals, key=rivals.get)
     decision = {
@@ -128,11 +155,13 @@ def promote_if_better(
         "scores": scores,
         "best_baseline": best_baseline,
         "promoted": promote,
+        "challenger": trial,
         "baseline": None,
         "served": candidate.tag if promote else current,
         "reason": (
             f"{metric} {scores['candidate']:.4f} beats {best_rival} ({rivals[best_rival]:.4f})"
-            if promote
+            + ("; it becomes the challenger of the promoted model" if trial else "")
+            if passed
             else f"{metric} {scores['candidate']:.4f} does not beat {best_rival} ({rivals[best_rival]:.4f})"
         ),
         "split": split_fingerprint(data),
@@ -140,7 +169,7 @@ def promote_if_better(
     }
     if promote:
         _write_promotion(name, home, candidate.tag, decision)
-    elif scores.get("promoted", float("-inf")) <= bar:
+    elif not trial and scores.get("promoted", float("-inf")) <= bar:
         # No trained model beats the best baseline: serve that baseline, flagged as one.
         baseline = baseline_artifact(
             baselines[best_baseline],

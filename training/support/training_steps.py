@@ -334,13 +334,22 @@ def incumbent_report(
 
 
 def promote_support_model(
-    tag: str, report: SupportReport, incumbent: SupportReport | None, settings: Settings
+    tag: str,
+    report: SupportReport,
+    incumbent: SupportReport | None,
+    settings: Settings,
+    challenger: bool = False,
 ) -> dict:
-    """Promote ``tag`` when it beats the promoted model on the same split; returns the decision."""
+    """Promote ``tag`` when it beats the promoted model on the same split; returns the decision.
+    ``challenger``: when a promoted model is there, a passing ``tag`` does not replace it at
+    once (``challenger: True`` in the decision; the caller starts an experiment between them)."""
     better, reason = promote_if_better(report.metrics, incumbent.metrics if incumbent else None)
-    if better:
+    trial = challenger and better and incumbent is not None
+    if better and not trial:
         promote(tag, report.metrics, settings)
-    return {"tag": tag, "promoted": better, "reason": reason}
+    if trial:
+        reason += "; it becomes the challenger of the promoted model"
+    return {"tag": tag, "promoted": better and not trial, "challenger": trial, "reason": reason}
 
 
 def write_report(report: SupportReport, folder: Path, extra: dict | None = None) -> None:

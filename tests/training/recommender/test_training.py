@@ -115,6 +115,31 @@ def test_promotion_only_when_better(trained, tmp_path):
     assert first["scores"]["candidate"] > first["scores"][first["best_baseline"]]
 
 
+def test_in_challenger_mode_a_passing_model_does_not_replace_a_trained_champion(trained, tmp_path):
+    from training.model_store import write_promotion
+    from training.recommender.promotion import promote_tag
+
+    rule_data, _, good = trained
+    home = tmp_path / "store"
+    # A weak trained model is promoted (as if an earlier, worse run had been).
+    untrained = build_model(rule_data, good.split, good.artifact.model.config)
+    weak_tag = save_to_store(replace(good.artifact, model=untrained.eval(), tag=None), home=home)
+    write_promotion("recommender", {"tag": weak_tag, "baseline": None, "history": []}, home)
+    good_tag = save_to_store(good.artifact, home=home)
+    decision = promote_if_better(good_tag, rule_data, home=home, challenger=True)
+    assert decision["challenger"] and not decision["promoted"]
+    assert decision["previous"] == decision["served"] == weak_tag == promoted_tag(home=home)
+    assert "becomes the challenger" in decision["reason"]
+    # The experiment's verdict promotes it; the one it replaces becomes "previous".
+    promote_tag(good_tag, "experiment x: the guard passed", home=home)
+    assert promoted_tag(home=home) == good_tag and previous_tag(home=home) == weak_tag
+    # With nothing trained promoted there is no champion to try it against: promoted at once.
+    fresh = tmp_path / "fresh"
+    first_tag = save_to_store(good.artifact, home=fresh)
+    first = promote_if_better(first_tag, rule_data, home=fresh, challenger=True)
+    assert first["promoted"] and not first["challenger"] and promoted_tag(home=fresh) == first_tag
+
+
 def test_the_best_baseline_is_served_when_no_trained_model_beats_it(trained, tmp_path):
     from training.recommender.baselines import BaselineModel, fit_baselines
     from training.recommender.data import leave_one_out

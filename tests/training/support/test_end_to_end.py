@@ -17,7 +17,7 @@ from training.support.artifact import (
     promoted_tag,
     save_support_model,
 )
-from training.support.evaluate import GATE_THRESHOLDS
+from training.support.evaluate import GATE_THRESHOLDS, PRIMARY_METRIC
 from training.support.runtime import SupportRuntime, UnknownReplyError
 
 
@@ -79,7 +79,11 @@ def test_train_evaluate_save_and_reload(trained):
 
     # the same model evaluated again is not "better": it is not promoted over itself
     again = training_steps.promote_support_model(tag, report, report, settings)
-    assert not again["promoted"]
+    assert not again["promoted"] and not again["challenger"]
+    # In challenger mode a model that beats the promoted one is tried on shoppers first.
+    worse = replace(report, metrics={**report.metrics, PRIMARY_METRIC: report.metrics[PRIMARY_METRIC] - 0.1})
+    trial = training_steps.promote_support_model("support:other", report, worse, settings, challenger=True)
+    assert trial["challenger"] and not trial["promoted"] and promoted_tag(settings) == tag
 
 
 def test_reply_is_multi_turn_and_feedback_is_logged(trained, tmp_path):

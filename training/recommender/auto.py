@@ -20,7 +20,9 @@ The rule, in order (every choice and its reason lands in the training report):
    are timed on the data's own batches before training.
 4. **Schedule**: a cosine rate decaying to zero over as many epochs as the budget holds
    (validation rounds included), at most ``MAX_EPOCHS``; early stopping and the best
-   checkpoint still apply. Without a budget, ``MAX_EPOCHS``.
+   checkpoint still apply. Without a budget, ``MAX_EPOCHS``. The plan is an estimate from a
+   few probed batches: training refits it to the pace of its first epochs, growing or
+   shrinking the schedule (``lightning.TimeBudget``).
 
 Explicit flags win over every choice; the report says which values were chosen and which given.
 """
@@ -206,9 +208,11 @@ def choose(
         why["max_epochs"] = "given"
     else:
         train["max_epochs"] = int(min(MAX_EPOCHS, max(1, fits(loss))))
+        train["epochs_from_cap"] = budget is not None
         why["max_epochs"] = (
             f"{epoch[loss]:.1f} s per epoch and {validation:.1f} s per validation round measured: "
-            f"{train['max_epochs']} epochs fit {BUDGET_SHARE:.0%} of the {minutes:g}-minute cap"
+            f"{train['max_epochs']} epochs fit {BUDGET_SHARE:.0%} of the {minutes:g}-minute cap "
+            "(refitted to the pace of the first epochs)"
             if budget
             else f"no cap: {MAX_EPOCHS}"
         )

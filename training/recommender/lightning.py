@@ -268,14 +268,15 @@ class SASRecModule(pl.LightningModule):
 
 class CosineWithWarmup:
     """Multiplier of the base rate at each step: linear warm-up, then cosine down to zero at
-    ``total_steps``. ``total_steps`` may be shortened during training (``TimeBudget`` does it
-    when the cap holds fewer epochs than planned), so the rate still reaches its end."""
+    ``total_steps``. ``total_steps`` may change during training (``TimeBudget`` fits it to the
+    cap at the pace measured), so the rate still reaches its end inside the cap."""
 
     def __init__(self, total_steps: int, warmup_fraction: float = 0.02) -> None:
         self.warmup_fraction = warmup_fraction
-        self.shorten(total_steps)
+        self.resize(total_steps)
 
-    def shorten(self, total_steps: int) -> None:
+    def resize(self, total_steps: int) -> None:
+        """End the decay at ``total_steps`` instead (the warm-up keeps its share)."""
         self.total_steps = total_steps
         self.warmup = max(1, int(total_steps * self.warmup_fraction))
 
@@ -297,11 +298,19 @@ class TimeBudget(Callback):
 
     MARGIN = 1.25  # reserve this many times the validation round's measured time
     PACE_SHARE = 0.97  # of the cap that the refitted schedule plans for
+    # A schedule planned from the cap grows only in its first epochs: later the cosine is well
+    # under way, and the pace of the first epochs has already corrected the plan's estimate.
+    GROW_EPOCHS = 3
 
-    def __init__(self, minutes: float | None, cpu_minutes: float | None = None) -> None:
+    def __init__(
+        self, minutes: float | None, cpu_minutes: float | None = None, grow_to: int | None = None
+    ) -> None:
+        """``grow_to``: when ``max_epochs`` was planned from the cap (not given), the schedule
+        may also grow, up to this many epochs, when the measured pace fits more."""
         self.limits = {"max_minutes": minutes, "max_cpu_minutes": cpu_minutes}
+        self.grow_to = grow_to
         self.reason: str | None = None
-        self.refitted: int | None = None  # the epochs the schedule was last shortened to
+        self.refitted: int | None = None  # the epochs the schedule was last fitted to
         self._start = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
         self._val_start = dict(self._start)
         self.val_seconds = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
@@ -357,7 +366,9 @@ class TimeBudget(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Fit the schedule to the pace measured so far: when the cap holds fewer epochs than
         planned, ``max_epochs`` and a cosine rate's end move to the last epoch that fits, so
-        the rate decays inside the cap instead of being cut off halfway down."""
+        the rate decays inside the cap instead of being cut off halfway down; when it holds
+        more and the plan came from the cap (``grow_to``), they move out in the first
+        ``GROW_EPOCHS`` epochs, so the cap is used rather than the planner's margin left idle."""
         done = trainer.current_epoch + 1
         schedule = getattr(pl_module, "schedule", None)
         if schedule is None or trainer.should_stop or all(v is None for v in self.limits.values()):
@@ -368,10 +379,16 @@ class TimeBudget(Callback):
             for k, limit in self.limits.items()
             if limit is not None
         )
-        if done <= fits < trainer.fit_loop.max_epochs:
+        planned = trainer.fit_loop.max_epochs
+        if done <= fits < planned:
             trainer.fit_loop.max_epochs = fits
-            schedule.shorten(min(schedule.total_steps, fits * trainer.num_training_batches))
+            schedule.resize(min(schedule.total_steps, fits * trainer.num_training_batches))
             self.refitted = fits
+        elif self.grow_to is not None and done <= self.GROW_EPOCHS and fits > planned:
+            grown = min(fits, self.grow_to)
+            trainer.fit_loop.max_epochs = grown
+            schedule.resize(grown * trainer.num_training_batches)
+            self.refitted = grown
 
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.should_stop or all(v is None for v in self.limits.values()):

@@ -60,6 +60,9 @@ class TrainSettings:
         "after training, add the co-occurrence counts of each item's this many most frequent "
         "followers to the scores, with a weight chosen on validation (0 there: left out); 0 = never",
     )
+    # Set by the auto rule when it planned max_epochs from the cap: the schedule may then grow
+    # to what the measured pace fits, not only shrink (``lightning.TimeBudget``).
+    epochs_from_cap: bool = False
     num_threads: int = 2  # CPU threads for torch; set explicitly, the default oversubscribes
     accelerator: str = "auto"
     devices: int | str = setting("auto", "devices per node (Lightning), e.g. 2")

@@ -139,7 +139,13 @@ def fit(
     if precision == "auto":
         precision = "bf16-mixed" if on_gpu else "32-true"
     early_stopping = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience)
-    budget = TimeBudget(settings.max_minutes, settings.max_cpu_minutes)
+    from training.recommender.auto import MAX_EPOCHS
+
+    budget = TimeBudget(
+        settings.max_minutes,
+        settings.max_cpu_minutes,
+        grow_to=MAX_EPOCHS if settings.epochs_from_cap else None,
+    )
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,
@@ -167,8 +173,8 @@ def fit(
     elif early_stopping.stopped_epoch > 0:
         stop_reason = "early_stopping"
     elif budget.refitted is not None and trainer.current_epoch >= budget.refitted:
-        # The cap held fewer epochs than planned at the pace measured: the schedule was
-        # shortened to end inside it, and it did.
+        # The schedule was fitted to the cap at the pace measured (shortened, or grown when
+        # the plan came from the cap), and it ended inside it.
         stop_reason = "max_epochs_fitted_to_cap"
     elif trainer.current_epoch >= settings.max_epochs:
         stop_reason = "max_epochs"

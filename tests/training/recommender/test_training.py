@@ -289,6 +289,26 @@ def test_a_cosine_schedule_is_shortened_to_end_inside_the_cap(rule_data, tmp_pat
         assert lrs[-1] < 0.1 * max(lrs), lrs[-5:]
 
 
+def test_a_schedule_planned_from_the_cap_grows_to_the_pace_measured(rule_data, tmp_path):
+    from training.recommender.data import leave_one_out
+
+    split = leave_one_out(rule_data)
+    config = model_config(rule_data, "quick", **TINY)
+    cap_minutes = 0.15
+    common = dict(max_epochs=2, patience=10_000, max_minutes=cap_minutes, lr_schedule="cosine")
+    grown = fit_recommender(rule_data, split, config, tiny_settings(tmp_path, **common, epochs_from_cap=True))
+    # Two epochs planned; the tiny model's epochs take a fraction of a second, so the first
+    # epochs' pace fits many more into the cap, and the rate still decays to its end.
+    assert grown.epochs > 2 and grown.train_seconds < cap_minutes * 60
+    assert grown.stop_reason in ("max_epochs_fitted_to_cap", "max_minutes"), grown.stop_reason
+    lrs = _logged_lrs(grown)
+    if grown.stop_reason == "max_epochs_fitted_to_cap":
+        assert lrs[-1] < 0.1 * max(lrs), lrs[-5:]
+    # Given epochs (not planned from the cap) are kept.
+    given = fit_recommender(rule_data, split, config, tiny_settings(tmp_path / "given", **common))
+    assert given.epochs == 2 and given.stop_reason == "max_epochs"
+
+
 def _logged_lrs(result) -> list[float]:
     import csv
     from pathlib import Path

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cachetools
 import numpy as np
 import torch
 from opentelemetry import trace
@@ -48,6 +49,9 @@ from training.support.small_talk import out_of_scope_reply, small_talk_reply
 
 MAX_MESSAGE_CHARS = 2000
 HANDOVER_REPLY = handover_text("en")
+# Passage embeddings kept for grounding generated replies: the passages of a shop's frequent
+# questions repeat, and a passage is several times longer than a reply (384 floats each).
+PASSAGE_CACHE_SIZE = 4096
 
 
 class SessionForbidden(PermissionError):
@@ -158,6 +162,8 @@ class SupportRuntime:
         self.router = model.router if route else None
         self.products = products or ProductAssistant(None, None)
         self.tracer = tracer or trace.NoOpTracer()
+        self._passages: cachetools.LRUCache = cachetools.LRUCache(PASSAGE_CACHE_SIZE)
+        self._passages_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -424,11 +430,22 @@ class SupportRuntime:
         return hits, candidates
 
     def grounding(self, texts: list[str], passages: list[str]) -> list[float]:
-        """Each text's MiniLM cosine to the closest passage (0 without passages)."""
+        """Each text's MiniLM cosine to the closest passage (0 without passages). The texts
+        are encoded apart from the passages (not padded to a passage's length), and passage
+        embeddings are kept in an LRU cache."""
         if not texts or not passages:
             return [0.0] * len(texts)
-        vectors = self.model.retriever.encoder.encode(texts + passages)
-        return (vectors[: len(texts)] @ vectors[len(texts) :].T).max(axis=1).tolist()
+        encoder = self.model.retriever.encoder
+        with self._passages_lock:
+            known = {p: self._passages[p] for p in passages if p in self._passages}
+        missing = list(dict.fromkeys(p for p in passages if p not in known))
+        if missing:
+            vectors = encoder.encode(missing)
+            with self._passages_lock:
+                for passage, vector in zip(missing, vectors, strict=True):
+                    self._passages[passage] = known[passage] = vector
+        keys = np.stack([known[p] for p in passages])
+        return (encoder.encode(texts) @ keys.T).max(axis=1).tolist()
 
     def _answer_goal(
         self,

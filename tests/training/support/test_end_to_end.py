@@ -195,3 +195,21 @@ def test_corrupt_or_mismatched_artifacts_fail_loudly(trained, tmp_path):
         load_support_model(settings=settings, path=meta)
     with pytest.raises(ArtifactError, match="no support model"):
         load_support_model("support:doesnotexist", settings)
+
+
+def test_grounding_is_the_cosine_to_the_closest_passage_and_passages_are_encoded_once(trained, monkeypatch):
+    _, model, _ = trained
+    runtime = SupportRuntime(model, route=False)
+    texts = ["refunds take a few days", "we ship to most countries"]
+    passages = ["Refunds reach your card within 5 days.", "We ship worldwide.", "We ship worldwide."]
+    vectors = model.retriever.encoder.encode(texts + passages)
+    expected = (vectors[:2] @ vectors[2:].T).max(axis=1)
+    assert runtime.grounding(texts, passages) == pytest.approx(expected.tolist(), abs=1e-5)
+    encoded = []
+    encode = model.retriever.encoder.encode
+    monkeypatch.setattr(model.retriever.encoder, "encode", lambda t: encoded.append(list(t)) or encode(t))
+    again = runtime.grounding(["a new reply"], passages[:2])
+    assert encoded == [["a new reply"]]  # the passages came from the cache
+    runtime.grounding(["x"], ["a new passage", "We ship worldwide."])
+    assert encoded[1:] == [["a new passage"], ["x"]]
+    assert len(again) == 1 and runtime.grounding([], passages) == []

@@ -25,7 +25,10 @@ take the same traffic (``haproxy_p50_ms``/``haproxy_p99_ms``), then again with o
 and its workers SIGKILLed halfway through: ``failover_errors`` (must be 0).
 ``/chat`` is measured on the
 retrieve-and-rank path with MiniLM (retriever and cross-encoder of the real size; the
-ranker untrained) over the committed Bitext sample.
+ranker untrained) over the committed Bitext sample: ``chat_rss_mb``, and unless
+``--skip-ab`` the same with a 50/50 split between two such support versions
+(``chat_ab_p50_ms``, ``chat_ab_extra_rss_mb``: the second version in the worker; no generator
+in either, so a generating deployment adds the generator's size per version).
 
 The load generator shares the machine's cores with the server: on 2 shared cores the
 figures include the client's own CPU time.
@@ -458,9 +461,35 @@ def main(argv=None) -> None:
                 chat = asyncio.run(
                     drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
                 )
+                chat_rss = service_rss_mb(running.process.pid)
             result.update(
-                {"chat_p50_ms": chat["p50_ms"], "chat_p99_ms": chat["p99_ms"], "chat_errors": chat["errors"]}
+                {
+                    "chat_p50_ms": chat["p50_ms"],
+                    "chat_p99_ms": chat["p99_ms"],
+                    "chat_errors": chat["errors"],
+                    "chat_rss_mb": chat_rss,
+                }
             )
+            if not args.skip_ab:
+                # A 50/50 split between two support versions (each session its own unit).
+                challenger = save_support_model(data_dir)
+                ab_env = {
+                    **chat_env,
+                    "SHOPML_SUPPORT_VARIANTS": f"champion={support_tag}:50,challenger={challenger}:50",
+                }
+                with launch.serving("support", env=ab_env) as running:
+                    ab = asyncio.run(
+                        drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
+                    )
+                    ab_rss = service_rss_mb(running.process.pid)
+                result.update(
+                    {
+                        "chat_ab_p50_ms": ab["p50_ms"],
+                        "chat_ab_errors": ab["errors"],
+                        "chat_ab_rss_mb": ab_rss,
+                        "chat_ab_extra_rss_mb": round(ab_rss - chat_rss, 1),
+                    }
+                )
     served = ServingConfig.from_env()
     result.update(
         {

@@ -126,7 +126,19 @@ def test_the_ui_shows_assets_checks_schedules_and_sensors(webserver, browser):
     _page_text(
         browser,
         f"{webserver}/automation",
-        ["ingest_job_schedule", "features_job_schedule", "landing_sensor", "served_logs_sensor"],
+        [
+            "ingest_job_schedule",
+            "features_job_schedule",
+            "retraining_schedule",
+            "landing_sensor",
+            "served_logs_sensor",
+            "new_served_data_sensor",
+        ],
+    )
+    _page_text(
+        browser,
+        f"{webserver}/locations/pipelines.definitions/asset-groups/experiments",
+        ["experiment_results", "experiment_decisions"],
     )
     _page_text(browser, f"{webserver}/locations/pipelines.definitions/asset-groups/ingest", ["raw_events"])
     _dismiss_welcome(browser)

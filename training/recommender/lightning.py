@@ -298,9 +298,10 @@ class TimeBudget(Callback):
 
     MARGIN = 1.25  # reserve this many times the validation round's measured time
     PACE_SHARE = 0.97  # of the cap that the refitted schedule plans for
-    # A schedule planned from the cap grows only in its first epochs: later the cosine is well
-    # under way, and the pace of the first epochs has already corrected the plan's estimate.
-    GROW_EPOCHS = 3
+    PACE_EPOCHS = 3  # the pace is the median duration of this many latest epochs
+    # A schedule planned from the cap grows only in the first half of its epochs: later the
+    # cosine is well under way and a longer one would raise the rate again.
+    GROW_SHARE = 0.5
 
     def __init__(
         self, minutes: float | None, cpu_minutes: float | None = None, grow_to: int | None = None
@@ -316,6 +317,7 @@ class TimeBudget(Callback):
         self.val_seconds = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
         self._batch = dict(self.val_seconds)  # the longest training batch so far
         self._last = dict(self.val_seconds)
+        self._epoch_ends: list[dict[str, float]] = []
 
     @staticmethod
     def _now() -> dict[str, float]:
@@ -364,31 +366,39 @@ class TimeBudget(Callback):
         self._last = now
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """Fit the schedule to the pace measured so far: when the cap holds fewer epochs than
+        """Fit the schedule to the pace measured: when the cap holds fewer epochs than
         planned, ``max_epochs`` and a cosine rate's end move to the last epoch that fits, so
         the rate decays inside the cap instead of being cut off halfway down; when it holds
-        more and the plan came from the cap (``grow_to``), they move out in the first
-        ``GROW_EPOCHS`` epochs, so the cap is used rather than the planner's margin left idle."""
+        more and the plan came from the cap (``grow_to``), they move out while the schedule
+        is in its first half, so the cap is used rather than the planner's margin left idle.
+        The pace is that of the latest epochs, so a slow stretch (another process on the
+        machine, the first epoch's set-up) does not shorten the schedule for good."""
         done = trainer.current_epoch + 1
         schedule = getattr(pl_module, "schedule", None)
         if schedule is None or trainer.should_stop or all(v is None for v in self.limits.values()):
             return  # a constant rate loses nothing by being cut off: the cap alone decides
-        now = self._now()
+        self._epoch_ends.append(self._now())
         fits = min(
-            int(limit * 60 * self.PACE_SHARE / ((now[k] - self._start[k]) / done))
-            for k, limit in self.limits.items()
-            if limit is not None
+            self._epochs_that_fit(k, limit, done) for k, limit in self.limits.items() if limit is not None
         )
         planned = trainer.fit_loop.max_epochs
         if done <= fits < planned:
             trainer.fit_loop.max_epochs = fits
             schedule.resize(min(schedule.total_steps, fits * trainer.num_training_batches))
             self.refitted = fits
-        elif self.grow_to is not None and done <= self.GROW_EPOCHS and fits > planned:
+        elif self.grow_to is not None and fits > planned and done <= planned * self.GROW_SHARE:
             grown = min(fits, self.grow_to)
             trainer.fit_loop.max_epochs = grown
             schedule.resize(grown * trainer.num_training_batches)
             self.refitted = grown
+
+    def _epochs_that_fit(self, clock: str, minutes: float, done: int) -> int:
+        """The epochs done, plus the time left of the cap over the latest epochs' pace."""
+        ends = [end[clock] for end in self._epoch_ends]
+        durations = np.diff([self._start[clock], *ends])[-self.PACE_EPOCHS :]
+        pace = max(float(np.median(durations)), 1e-9)
+        left = minutes * 60 * self.PACE_SHARE - (ends[-1] - self._start[clock])
+        return done + int(max(0.0, left) / pace)
 
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.should_stop or all(v is None for v in self.limits.values()):

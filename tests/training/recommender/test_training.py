@@ -309,6 +309,20 @@ def test_a_schedule_planned_from_the_cap_grows_to_the_pace_measured(rule_data, t
     assert given.epochs == 2 and given.stop_reason == "max_epochs"
 
 
+def test_the_pace_is_that_of_the_latest_epochs_not_of_a_slow_start():
+    from training.recommender.lightning import TimeBudget
+
+    budget = TimeBudget(minutes=10.0)
+    budget._start = {"max_minutes": 0.0, "max_cpu_minutes": 0.0}
+    ends = [60.0, 120.0, 130.0, 140.0, 150.0]  # two slow epochs, then three of 10 s
+    budget._epoch_ends = [{"max_minutes": t, "max_cpu_minutes": t} for t in ends]
+    # 600 s x 0.97 - 150 s left, at 10 s an epoch: 43 more after the 5 done.
+    assert budget._epochs_that_fit("max_minutes", 10.0, 5) == 5 + 43
+    # Past the cap's share: only the epochs done.
+    budget._epoch_ends.append({"max_minutes": 700.0, "max_cpu_minutes": 700.0})
+    assert budget._epochs_that_fit("max_minutes", 10.0, 6) == 6
+
+
 def _logged_lrs(result) -> list[float]:
     import csv
     from pathlib import Path

@@ -195,8 +195,13 @@ def experiment_decisions(warehouse_db: DuckDBResource, settings: ShopSettings) -
             if warehouse.table_exists(conn, "experiment_results")
             else pl.DataFrame(schema={"experiment": pl.String()})
         )
-    decisions = []
-    for record in registry.all():
+    decisions, damaged = [], []
+    for path in sorted(registry.folder.glob("*.json")):
+        try:
+            record = registry.get(path.stem)
+        except ValueError as exc:
+            damaged.append(str(exc))  # one damaged record does not hold the others up
+            continue
         if not record or not record.get("planned_by") or record.get("stopped_at"):
             continue
         rows = results.filter(pl.col("experiment") == record["name"])
@@ -219,6 +224,7 @@ def experiment_decisions(warehouse_db: DuckDBResource, settings: ShopSettings) -
         metadata={
             "decided": sum(d["action"] != "continue" for d in decisions),
             "running": sum(d["action"] == "continue" for d in decisions),
+            "damaged_records": MetadataValue.json(damaged),
             "decisions": MetadataValue.md(
                 "| experiment | service | action | why |\n|---|---|---|---|\n" + table
                 if decisions

@@ -138,8 +138,11 @@ def test_the_decisions_asset_promotes_the_challenger_and_stops_the_experiment(se
             conn, "experiment_results", results.vstack(experiment_results(skewed, registry))
         )
     monkeypatch.setenv("SHOPML_CHALLENGER_MIN_USERS", "200")
+    (settings.experiments_dir / "broken.json").write_text("{not json")
     result = materialize([experiment_decisions], resources=build_resources(settings))
     assert result.success
+    metadata = result.asset_materializations_for_node("experiment_decisions")[0].metadata
+    assert "broken.json" in metadata["damaged_records"].value[0]
     # Still running (inside its seven days): nothing decided for the even recommender split.
     assert registry.get(record["name"])["stopped_at"] is None
     stopped = registry.get(rejected["name"])

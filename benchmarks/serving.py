@@ -457,11 +457,16 @@ def main(argv=None) -> None:
                 "change my address",
             ]
             chat_bodies = [{"message": questions[k % 4]} for k in range(2_000)]  # each a new session
-            with launch.serving("support", env=chat_env) as running:
-                chat = asyncio.run(
-                    drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
-                )
-                chat_rss = service_rss_mb(running.process.pid)
+
+            def drive_chat(service_env: dict) -> tuple[dict, float]:
+                """The chat traffic against the support service started with ``service_env``."""
+                with launch.serving("support", env=service_env) as running:
+                    stats = asyncio.run(
+                        drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
+                    )
+                    return stats, service_rss_mb(running.process.pid)
+
+            chat, chat_rss = drive_chat(chat_env)
             result.update(
                 {
                     "chat_p50_ms": chat["p50_ms"],
@@ -477,11 +482,7 @@ def main(argv=None) -> None:
                     **chat_env,
                     "SHOPML_SUPPORT_VARIANTS": f"champion={support_tag}:50,challenger={challenger}:50",
                 }
-                with launch.serving("support", env=ab_env) as running:
-                    ab = asyncio.run(
-                        drive(f"{running.url}/chat", chat_bodies, args.chat_rate, args.chat_seconds, 30)
-                    )
-                    ab_rss = service_rss_mb(running.process.pid)
+                ab, ab_rss = drive_chat(ab_env)
                 result.update(
                     {
                         "chat_ab_p50_ms": ab["p50_ms"],

@@ -116,10 +116,26 @@ def test_an_even_challenger_runs_on_then_is_promoted_with_enough_shoppers(planne
     assert decide(results.clear(), record, min_users=1, now=over)[0] == "keep"
 
 
-def test_the_decisions_asset_promotes_the_challenger_and_stops_the_experiment(settings, monkeypatch):
-    from training.model_store import read_promotion
+@pytest.fixture
+def promotions_restored(settings, monkeypatch):
+    """The promotion records as they were before the test: BentoML fixes its home on first use
+    in a process, so a promotion written here would reach later tests."""
+    from training.model_store import promotion_path
 
     monkeypatch.setenv("BENTOML_HOME", str(settings.model_store.resolve()))
+    paths = [promotion_path(name) for name in ("recommender", "support")]
+    before = {path: path.read_bytes() if path.exists() else None for path in paths}
+    yield
+    for path, content in before.items():
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(content)
+
+
+def test_the_decisions_asset_promotes_the_challenger_and_stops_the_experiment(settings, promotions_restored):
+    from training.model_store import read_promotion
+
     registry = ExperimentRegistry(settings.experiments_dir)
     now = datetime.now(UTC)
     record = registry.plan("recommender", "recommender:old", "recommender:new", 50, 7, "r", now=now)
@@ -137,7 +153,6 @@ def test_the_decisions_asset_promotes_the_challenger_and_stops_the_experiment(se
         warehouse.replace_table(
             conn, "experiment_results", results.vstack(experiment_results(skewed, registry))
         )
-    monkeypatch.setenv("SHOPML_CHALLENGER_MIN_USERS", "200")
     (settings.experiments_dir / "broken.json").write_text("{not json")
     # BentoML fixes its home on first use in a process: compare with what is there now.
     support_before = read_promotion("support")

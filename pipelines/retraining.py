@@ -10,7 +10,7 @@ deciding its promotion.
    promoted trained model at once. A model that passes becomes the challenger of a planned
    experiment (``ExperimentRegistry.plan``): ``SHOPML_CHALLENGER_WEIGHT`` percent of the
    shoppers for at most ``SHOPML_CHALLENGER_DAYS`` days, served from the next start of the
-   service (``serving.experiments.planned_experiment``). A run launched by hand (``shopml
+   service (``serving.experiments.configured_experiment``). A run launched by hand (``shopml
    run``, a job started in the UI) promotes as before.
 3. ``experiment_decisions`` (group ``experiments``, after ``experiment_results``) decides each
    planned experiment still running (``decide``): the guard fails (the challenger significantly
@@ -195,15 +195,9 @@ def experiment_decisions(warehouse_db: DuckDBResource, settings: ShopSettings) -
             if warehouse.table_exists(conn, "experiment_results")
             else pl.DataFrame(schema={"experiment": pl.String()})
         )
-    decisions, damaged = [], []
-    for path in sorted(registry.folder.glob("*.json")):
-        try:
-            record = registry.get(path.stem)
-        except ValueError as exc:
-            damaged.append(str(exc))  # one damaged record does not hold the others up
-            continue
-        if not record or not record.get("planned_by") or record.get("stopped_at"):
-            continue
+    decisions = []
+    planned, damaged = registry.planned()
+    for record in planned:
         rows = results.filter(pl.col("experiment") == record["name"])
         action, why = decide(rows, record, config.challenger_min_users)
         if action == "promote":

@@ -23,7 +23,7 @@ The retraining loop (``pipelines/retraining.py``) plans experiments in the same 
 retrained model that passes the offline gate becomes the challenger of the promoted one
 (``ExperimentRegistry.plan``). Without a split in the environment, a service starting up
 serves the newest planned experiment of its own that is neither stopped nor over
-(``planned_experiment``); a split in the environment, or a pinned model tag, always wins.
+(``configured_experiment``); a split in the environment, or a pinned model tag, always wins.
 """
 
 from __future__ import annotations
@@ -146,25 +146,25 @@ def experiment_from_record(record: dict) -> Experiment:
 
 def planned_experiment(service: str, registry: ExperimentRegistry) -> Experiment | None:
     """The newest experiment the retraining loop planned for ``service`` that is neither
-    stopped nor over, or None. A service serves it when no split is in its environment and no
-    model tag is pinned."""
+    stopped nor over, or None (a damaged record starts nothing; `shopml experiment report`
+    names it)."""
     now = datetime.now(UTC)
-    planned = []
-    for path in sorted(registry.folder.glob("*.json")):
-        try:
-            record = registry.get(path.stem)
-        except ValueError:
-            continue  # a damaged record starts nothing; `shopml experiment report` names it
-        if (
-            record
-            and record.get("service") == service
-            and record.get("planned_by")
-            and not record.get("stopped_at")
-        ):
-            experiment = experiment_from_record(record)
-            if experiment.end is None or now < experiment.end:
-                planned.append((record.get("registered_at", ""), experiment))
-    return max(planned, key=lambda pair: pair[0])[1] if planned else None
+    planned = [
+        (record.get("registered_at", ""), experiment_from_record(record))
+        for record in registry.planned()[0]
+        if record.get("service") == service
+    ]
+    live = [(at, e) for at, e in planned if e.end is None or now < e.end]
+    return max(live, key=lambda pair: pair[0])[1] if live else None
+
+
+def configured_experiment(service: str, registry: ExperimentRegistry, pinned: bool) -> Experiment | None:
+    """The split a starting service serves: its environment's, else (unless a model tag is
+    ``pinned``) the one the retraining loop planned, else None."""
+    experiment = experiment_from_env(service)
+    if experiment is None and not pinned:
+        experiment = planned_experiment(service, registry)
+    return experiment
 
 
 class ExperimentRegistry:
@@ -189,6 +189,20 @@ class ExperimentRegistry:
 
     def all(self) -> list[dict]:
         return [self.get(p.stem) for p in sorted(self.folder.glob("*.json"))]
+
+    def planned(self) -> tuple[list[dict], list[str]]:
+        """The records the retraining loop planned and nobody stopped yet, and why each
+        damaged record could not be read (one damaged record holds none of the others up)."""
+        records, damaged = [], []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                record = self.get(path.stem)
+            except ValueError as exc:
+                damaged.append(str(exc))
+                continue
+            if record and record.get("planned_by") and not record.get("stopped_at"):
+                records.append(record)
+        return records, damaged
 
     def _write(self, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,7 @@ from features.online import OnlineSequences, OnlineStoreError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import (
-    POPULARITY,
-    Experiment,
-    ExperimentRegistry,
-    StopFlag,
-    experiment_from_env,
-    planned_experiment,
-)
+from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, configured_experiment
 from serving.recommender.schemas import (
     EventRequest,
     EventResponse,
@@ -211,9 +204,7 @@ class RecommenderEngine:
         torch.set_num_threads(config.torch_threads)
         tracing.configure(SERVICE, config.trace_exporter, config.trace_endpoint, config.trace_sample_rate)
         registry = ExperimentRegistry(settings.experiments_dir)
-        experiment = experiment_from_env(SERVICE) or (
-            None if config.recommender_tag else planned_experiment(SERVICE, registry)
-        )
+        experiment = configured_experiment(SERVICE, registry, pinned=bool(config.recommender_tag))
         variants = load_variants(settings, experiment) if experiment is not None else {}
         stopped = lambda: False  # noqa: E731
         if experiment is not None:

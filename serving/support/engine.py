@@ -21,14 +21,7 @@ from data_contracts.support import FeedbackError
 from serving import metrics, tracing
 from serving.catalog import Catalog
 from serving.config import ServingConfig
-from serving.experiments import (
-    POPULARITY,
-    Experiment,
-    ExperimentRegistry,
-    StopFlag,
-    experiment_from_env,
-    planned_experiment,
-)
+from serving.experiments import POPULARITY, Experiment, ExperimentRegistry, StopFlag, configured_experiment
 from serving.resilience import BreakerOpen, CircuitBreaker, TTLCache, in_thread
 from serving.served import ServedLog
 from serving.support.schemas import ChatRequest, ChatResponse, FeedbackRequest, FeedbackResponse
@@ -164,9 +157,7 @@ class SupportEngine:
             return runtime
 
         registry = ExperimentRegistry(settings.experiments_dir)
-        experiment = experiment_from_env(SERVICE) or (
-            None if config.support_tag else planned_experiment(SERVICE, registry)
-        )
+        experiment = configured_experiment(SERVICE, registry, pinned=bool(config.support_tag))
         variants, stopped = {}, lambda: False
         if experiment is not None:
             variants = load_variants(settings, experiment, load)

@@ -174,12 +174,15 @@ class CoOccurrence(ItemToItem):
         self.matrix = matrix
         self.popular = torch.from_numpy(counts)
 
-    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def neighbours(self, k: int, both_directions: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Each item's ``k`` most frequent followers and their counts, (N+1, k) each, 0-padded:
-        the prior a trained model adds (``SASRec.set_prior``)."""
+        the prior a trained model adds (``SASRec.set_prior``). ``both_directions`` counts the
+        items that came before it too: where the log's order is weak (reviews written weeks
+        after the purchase), which item came first says little."""
+        matrix = (self.matrix + self.matrix.T).tocsr() if both_directions else self.matrix
         items = np.zeros((self.n, k), dtype=np.int64)
         counts = np.zeros((self.n, k), dtype=np.float32)
-        indptr, indices, data = self.matrix.indptr, self.matrix.indices, self.matrix.data
+        indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
         for row in range(self.n):
             cols, vals = indices[indptr[row] : indptr[row + 1]], data[indptr[row] : indptr[row + 1]]
             if len(cols) > k:

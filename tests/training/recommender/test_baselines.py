@@ -124,3 +124,7 @@ def test_cooccurrence_neighbours_keep_each_items_most_frequent_followers():
     assert (items[4, 0].item(), counts[4, 0].item()) == (0, 0.0)
     items, counts = cooc.neighbours(3)
     assert sorted(zip(items[1].tolist(), counts[1].tolist(), strict=True)) == [(0, 0.0), (2, 2.0), (4, 1.0)]
+    # Both directions: 4 came after 1 once and after 3 once, and nothing came after it.
+    items, counts = cooc.neighbours(3, both_directions=True)
+    assert sorted(zip(items[4].tolist(), counts[4].tolist(), strict=True)) == [(0, 0.0), (1, 1.0), (3, 1.0)]
+    assert sorted(zip(items[2].tolist(), counts[2].tolist(), strict=True)) == [(0, 0.0), (1, 2.0), (3, 1.0)]

@@ -251,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dialogues", action="store_true", help="only the held-out reply figures")
     parser.add_argument(
         "--split",
-        choices=("test", "dev"),
+        choices=("test", "dev", "holdout"),
         default="test",
-        help="dialogue half (default test; look at the dev half's misses when changing anything)",
+        help="dialogue split (default the test half; holdout: dialogues written after the test half "
+        "had been read; look at the dev half's misses when changing anything)",
     )
     args = parser.parse_args(argv)
     if args.decode_threads is None:

@@ -3,7 +3,8 @@
 ``tests/data/assistant_dialogues/dialogues.jsonl`` (see its README): one dialogue a line,
 each turn labelled with its goal (``GOALS``), the support intent, the language, the product
 constraints of the whole dialogue so far, or the product referred to, and what a correct
-answer must contain. Whatever is tuned is tuned on ``split == "dev"``; ``"test"`` only measures.
+answer must contain. Whatever is tuned is tuned on ``split == "dev"``; ``"test"`` only measures,
+and so does ``"holdout"``, written after the test half had been read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Literal
 
 DEV_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "assistant_dialogues" / "dialogues.jsonl"
 GOALS = ("support", "product_request", "product_question", "small_talk", "out_of_scope", "other_language")
-Split = Literal["dev", "test"]
+SPLITS = ("dev", "test", "holdout")
+Split = Literal["dev", "test", "holdout"]
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,14 @@ class DevTurn:
 
 
 def load_dev_set(split: Split | None = None, path: Path = DEV_SET) -> list[list[DevTurn]]:
-    """The dialogues (lists of turns, in order) of ``split`` (both when None)."""
+    """The dialogues (lists of turns, in order) of ``split`` (all when None)."""
     dialogues = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
-        if row["split"] not in ("dev", "test"):
-            raise ValueError(f"{path}:{number}: split must be dev or test, not {row['split']!r}")
+        if row["split"] not in SPLITS:
+            raise ValueError(f"{path}:{number}: split must be one of {SPLITS}, not {row['split']!r}")
         if split is not None and row["split"] != split:
             continue
         turns = []

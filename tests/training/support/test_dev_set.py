@@ -20,11 +20,13 @@ def turns(split=None):
 
 def test_size_and_split():
     assert len(ALL) >= 40 and sum(len(d) for d in ALL) >= 300
-    dev, test = load_dev_set("dev"), load_dev_set("test")
-    assert len(dev) + len(test) == len(ALL) and min(len(dev), len(test)) >= 20
-    assert {t.dialogue_id for t in turns("dev")}.isdisjoint({t.dialogue_id for t in turns("test")})
+    dev, test, holdout = load_dev_set("dev"), load_dev_set("test"), load_dev_set("holdout")
+    assert len(dev) + len(test) + len(holdout) == len(ALL) and min(len(dev), len(test)) >= 20
+    assert len(holdout) >= 12 and sum(len(d) for d in holdout) >= 60
+    ids = [{t.dialogue_id for t in turns(split)} for split in ("dev", "test", "holdout")]
+    assert sum(map(len, ids)) == len(set().union(*ids)) == len(ALL)
     # Every goal is measured on the test half, and tuned on the dev half.
-    for split in ("dev", "test"):
+    for split in ("dev", "test", "holdout"):
         assert set(Counter(t.goal for t in turns(split))) == set(GOALS), split
     # Dialogues mix goals the way shoppers do.
     assert sum(len({t.goal for t in d}) >= 3 for d in ALL) >= 30

@@ -250,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zero-shot", action="store_true", help="also score the generator's base model")
     parser.add_argument("--skip-dialogues", action="store_true", help="only the held-out reply figures")
     parser.add_argument(
+        "--show-turns",
+        action="store_true",
+        help="also write every turn (expected goal, routed goal, handover, reply) to stderr",
+    )
+    parser.add_argument(
         "--split",
         choices=("test", "dev", "holdout"),
         default="test",
@@ -330,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             if out["goal"] == "product_request" and out["products"]:
                 shown = out["products"]
             rows.append(row)
+            if args.show_turns:
+                print(
+                    f"{turn.dialogue_id}/{turn.turn} {turn.goal}->{out['goal']}"
+                    f"{' HANDOVER' if out['handover'] else ''} {turn.text!r}: {out['reply'][:100]!r}",
+                    file=sys.stderr,
+                )
 
     def share(values) -> float | None:
         values = list(values)

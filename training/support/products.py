@@ -324,7 +324,8 @@ class ProductAnswer:
     text: str
     products: list[Product]
     state: ProductState
-    # Why there are no products: "no_match", "no_index", "nothing_shown", "unknown_reference", "no_match_shown".
+    # Why there are no products: "no_match", "no_index", "nothing_shown", "unknown_reference",
+    # "no_match_shown"; "relaxed": nothing fitted every constraint, the nearest products are shown.
     problem: str | None = None
 
 
@@ -478,6 +479,16 @@ class ProductAssistant:
             )
         constraints = self.parse(message, state)
         found, exact = self.find(constraints)
+        if not found and (nearest := self.relaxed(constraints)) is not None:
+            # Said plainly, then the nearest products: the state carries what is on screen.
+            relaxed, found = nearest
+            lines = [
+                f"Sorry, I couldn't find any {constraints.describe()}. "
+                f"Here {'is' if len(found) == 1 else 'are'} {len(found)} {relaxed.describe()} instead:"
+            ] + [self._line(i, p) for i, p in enumerate(found, 1)]
+            return ProductAnswer(
+                "\n".join(lines), found, ProductState(relaxed, [p.item_id for p in found], None), "relaxed"
+            )
         if not found:
             text = f"Sorry, I couldn't find any {constraints.describe()} in our catalog."
             if constraints.exclude_brands or constraints.max_price is not None or constraints.brand:
@@ -491,12 +502,34 @@ class ProductAssistant:
             if exact
             else f"I found nothing that matches {constraints.describe()} exactly; the closest items are:"
         )
-        lines = [lead] + [
-            f"{i}. {p.title} — {format_price(p.price, p.currency)}, {stock_text(p.in_stock)}"
-            for i, p in enumerate(found, 1)
-        ]
+        lines = [lead] + [self._line(i, p) for i, p in enumerate(found, 1)]
         new_state = ProductState(constraints, [p.item_id for p in found], None)
         return ProductAnswer("\n".join(lines), found, new_state)
+
+    @staticmethod
+    def _line(position: int, p: Product) -> str:
+        return f"{position}. {p.title} — {format_price(p.price, p.currency)}, {stock_text(p.in_stock)}"
+
+    def relaxed(self, c: Constraints) -> tuple[Constraints, list[Product]] | None:
+        """The nearest constraints that some products fit, and those products; None if none.
+
+        Dropped one at a time, most specific first: the category when a product word is
+        named (the word says more: "a home gym dumbbell" is no Home product), the brand, the
+        range. Price bounds and excluded brands are the shopper's limits and stay.
+        """
+        steps = []
+        if c.nouns and (c.top_category or c.sub_category):
+            steps.append({"top_category": None, "sub_category": None})
+        if c.brand:
+            steps.append({"brand": None})
+        if c.sub_category:
+            steps.append({"sub_category": None})
+        for dropped in steps:
+            candidate = replace(_copy(c), **dropped)
+            found, exact = self.find(candidate)
+            if found and exact:
+                return candidate, found
+        return None
 
     def find(self, c: Constraints) -> tuple[list[Product], bool]:
         """Up to ``shown`` products that satisfy ``c``, and whether they match its words

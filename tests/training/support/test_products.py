@@ -116,6 +116,30 @@ def test_nothing_fits_is_said_plainly_and_keeps_the_dialogue(assistant):
     assert none.state.shown == shown.state.shown and prices_in(none.text) == ["$1.00"]
 
 
+def test_a_category_the_product_word_never_occurs_in_gives_way_to_the_word(assistant):
+    # Dumbbells are Sports products: "home" names the gym, not the Home category.
+    (answer,) = talk(assistant, [("r", "got any dumbbells for my home gym?")])
+    assert answer.problem == "relaxed" and answer.products
+    assert answer.text.startswith("Sorry, I couldn't find any dumbbells in Home. Here are")
+    assert all("Dumbbell" in p.title and p.category.startswith("Sports") for p in answer.products)
+    assert answer.state.constraints.top_category is None
+    assert answer.state.shown == [p.item_id for p in answer.products]
+
+
+def test_nothing_cheaper_from_the_brand_offers_cheaper_ones_from_others(assistant, catalog_frame):
+    mats = catalog_frame.filter(pl.col("title").str.contains("Yoga Mat"))
+    by_brand = mats.group_by("brand").agg(pl.len().alias("n"), pl.col("price").min().alias("low"))
+    # A brand whose every mat is shown at once, and that another brand undercuts.
+    brand = by_brand.filter((pl.col("n") <= 3) & (pl.col("low") > mats["price"].min()))["brand"][0]
+    shown, cheaper = talk(assistant, [("r", f"yoga mats from {brand}"), ("r", "something cheaper")])
+    assert shown.products and all(p.brand == brand for p in shown.products)
+    floor = min(p.price for p in shown.products)
+    assert cheaper.problem == "relaxed" and cheaper.products
+    assert cheaper.text.startswith(f"Sorry, I couldn't find any {brand} yoga mats under ")
+    assert all(p.price < floor and "Yoga Mat" in p.title and p.brand != brand for p in cheaper.products)
+    assert cheaper.state.constraints.brand is None and cheaper.state.constraints.max_price < floor
+
+
 def test_questions_are_answered_from_the_catalog_row_of_the_product_meant(assistant):
     listed, price, stock, brand, cheapest = talk(
         assistant,

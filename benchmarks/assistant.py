@@ -380,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                     for goal in by_goal
                 },
                 "product_turns_with_products": share(bool(r["out"]["products"]) for r in requests),
+                # Of those: nothing fitted every constraint, said so, and the nearest were shown.
+                "product_turns_nearest_only": share(
+                    r["out"]["reply"].startswith("Sorry, I couldn't find") for r in answered
+                ),
                 "product_turns_without_products": [
                     f"{r['turn'].dialogue_id}/{r['turn'].turn} {r['turn'].text!r} -> {r['out']['goal']}: "
                     f"{r['out']['reply'][:80]!r}"

@@ -45,6 +45,7 @@ from training.support.language import LanguageConfig, LanguageDetector, handover
 from training.support.placeholders import ask_for, clean_generated, fill_reply
 from training.support.products import ProductAnswer, ProductAssistant, ProductState
 from training.support.router import CLARIFY
+from training.support.shop_facts import shop_fact_reply
 from training.support.small_talk import out_of_scope_reply, small_talk_reply
 
 MAX_MESSAGE_CHARS = 2000
@@ -266,6 +267,23 @@ class SupportRuntime:
             )
 
         goal, confidence = self.route(turns, timings)
+        if goal in ("support", "clarify") and (fact := shop_fact_reply(message, self.profile)):
+            # Asked for a fact the shop's profile holds: stated from it, not looked up.
+            text, facts = fact
+            return self._direct_reply(
+                session_id,
+                context,
+                text,
+                language.language,
+                timings,
+                goal="support",
+                confidence=confidence,
+                sources=[
+                    {"doc_id": f"shop_profile:{f}", "kind": "shop_profile", "intent": None, "score": 1.0}
+                    for f in facts
+                ],
+                category="shop_profile",
+            )
         if goal != "support":
             return self._answer_goal(
                 session_id, message, context, goal, confidence, language.language, timings
@@ -500,9 +518,11 @@ class SupportRuntime:
         handover: bool = False,
         confidence: float | None = None,
         products: list | None = None,
+        sources: list | None = None,
+        category: str | None = None,
     ) -> dict:
-        """A reply that is not retrieved or ranked (product turns, small talk, handovers): saved
-        for feedback, added to the dialogue, answered in the /chat shape."""
+        """A reply that is not retrieved or ranked (product turns, small talk, handovers, the
+        shop's facts): saved for feedback, added to the dialogue, answered in the /chat shape."""
         reply_id = uuid.uuid4().hex
         self.store.save_reply(
             reply_id,
@@ -510,7 +530,7 @@ class SupportRuntime:
                 "session_id": session_id,
                 "context": context,
                 "reply": text,
-                "category": None,
+                "category": category,
                 "handover": handover,
                 "goal": goal,
             },
@@ -521,7 +541,7 @@ class SupportRuntime:
             "reply_id": reply_id,
             "handover": handover,
             "missing_slots": [],
-            "sources": [],
+            "sources": sources or [],
             "candidates": [],
             "language": language,
             "goal": goal,

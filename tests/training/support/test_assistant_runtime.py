@@ -119,6 +119,21 @@ def test_support_turns_take_retrieve_and_rank(runtime):
     assert out["goal"] == "support" and out["candidates"] and out["sources"]
 
 
+def test_a_question_about_the_shops_own_facts_is_answered_from_its_profile(runtime):
+    out = say(runtime, "f1", "support", "what's your phone number?")
+    assert runtime.profile.support_phone in out["reply"] and not out["handover"]
+    assert out["goal"] == "support" and out["candidates"] == []  # stated, not retrieved and ranked
+    assert out["sources"] == [
+        {"doc_id": "shop_profile:phone", "kind": "shop_profile", "intent": None, "score": 1.0}
+    ]
+    # An unsure router does not stop a question the profile answers.
+    unsure = say(runtime, "f1", None, "and when are you open?")
+    assert runtime.profile.support_hours in unsure["reply"] and unsure["goal"] == "support"
+    # A product request that names no fact is not one.
+    listed = say(runtime, "f1", "product_request", "do you sell phone chargers?")
+    assert listed["goal"] == "product_request"
+
+
 def test_a_support_turn_is_matched_alone_and_with_the_message_before_it(runtime):
     say(runtime, "s2", "product_request", "I'm looking for headphones")
     turns = runtime.store.turns("s2", runtime.model.config.context_turns) + [

@@ -293,10 +293,10 @@ def make_store(profile: str, data_dir: Path, redis_url: str, ttl_s: float = DEFA
 _EXTRACTORS = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
     "invoice_number": re.compile(
-        r"\b(?:invoice|bill)\s*(?:number|no\.?|#|id)?\s*[:#]?\s*([A-Z0-9-]{4,})\b", re.I
+        r"\b(?:invoice|bill)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*((?=[A-Z0-9-]*\d)[A-Z0-9-]{4,})\b", re.I
     ),
     "order_number": re.compile(
-        r"\b(?:order|purchase)\s*(?:number|no\.?|#|id)?\s*[:#]?\s*([A-Z0-9-]*\d[A-Z0-9-]{3,})\b", re.I
+        r"\b(?:order|purchase)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*([A-Z0-9-]*\d[A-Z0-9-]{3,})\b", re.I
     ),
     "name": re.compile(r"\bmy name is ([A-Z][a-z]+(?: [A-Z][a-z]+)?)"),
 }
@@ -320,6 +320,27 @@ def extract_slots(text: str) -> dict[str, str]:
         if match:
             found["order_number"] = match.group(1)
     return found
+
+
+# Words around a slot value in a message that only gives it: "it's order 77342109", "here
+# is my invoice number: INV-55210", "sure, my email is ann@example.com".
+_SLOT_WORDS = frozenset(
+    """order purchase invoice bill number no id email e mail address name my the it its it's is
+    was here there this that sure yes yeah ok okay of for and please thanks thank you s""".split()
+)
+
+
+def only_slots(text: str) -> bool:
+    """Whether the message gives slot values and nothing else: the answer to a question the
+    assistant asked ("which order?"), to be read with the request it completes."""
+    found = extract_slots(text)
+    if not found:
+        return False
+    rest = text
+    for value in found.values():
+        rest = rest.replace(value, " ")
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?", rest.lower())
+    return all(w in _SLOT_WORDS for w in words)
 
 
 _REDACT = (

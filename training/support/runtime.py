@@ -38,6 +38,7 @@ from training.support.dialogue import (
     Turn,
     extract_slots,
     make_store,
+    only_slots,
     redact,
 )
 from training.support.encoder import Hit
@@ -89,8 +90,14 @@ def support_contexts(turns: list[Turn]) -> list[str]:
     to the message before it. A follow-up ("it's order 48213377", "and make it the default")
     means nothing alone, while a new question after a product turn ("can I pay with PayPal"
     after "is the second racket in stock") is only diluted by it; the ranker's best score over
-    both decides (on the dev dialogues each alone answered 22 and 27 of 35 support turns)."""
+    both decides (on the dev dialogues each alone answered 22 and 27 of 35 support turns).
+    A message that only gives slot values ("order 77342109") answers the last reply's
+    question: the request before it is matched instead."""
     said = [text for role, text in turns if role == "user"]
+    if len(said) >= 2 and only_slots(said[-1]):
+        # "order 77342109" answers the question the last reply asked: the request it completes
+        # is what to answer again, now with the order number known.
+        return [said[-2]]
     return [said[-1]] if len(said) < 2 else [said[-1], " ".join(said[-2:])]
 
 

@@ -142,6 +142,13 @@ def test_a_support_turn_is_matched_alone_and_with_the_message_before_it(runtime)
     contexts = support_contexts(turns)
     assert contexts == ["can I pay with PayPal", "I'm looking for headphones can I pay with PayPal"]
     assert support_contexts(turns[:1]) == ["I'm looking for headphones"]
+    # A message that only gives what the last reply asked for is read with the request it completes.
+    follow_up = [
+        ("user", "I want to cancel my order"),
+        ("assistant", "… your order number?"),
+        ("user", "order 77342109"),
+    ]
+    assert support_contexts(follow_up) == ["I want to cancel my order"]
 
     _, candidates = runtime.support_candidates("s2", turns, contexts, {})
     # The message alone keeps its own answers: the product turn cannot crowd them out.

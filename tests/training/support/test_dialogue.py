@@ -11,6 +11,7 @@ from training.support.dialogue import (
     SQLiteStore,
     extract_slots,
     make_store,
+    only_slots,
     redact,
 )
 
@@ -25,6 +26,16 @@ def test_extract_slots():
     # a number alone is not an order number unless the message speaks of an order
     assert extract_slots("I was charged 123456 times") == {}
     assert extract_slots("how do I order shoes?") == {}
+    # "number" is a word, not the invoice number; "is" may stand between.
+    assert extract_slots("the invoice number is INV-55210") == {"invoice_number": "INV-55210"}
+    assert extract_slots("can I have the invoice number please") == {}
+
+
+def test_a_message_that_only_gives_slot_values():
+    for message in ("order 77342109", "it's order #48213377", "sure, my invoice number is INV-9981"):
+        assert only_slots(message), message
+    for message in ("I want to cancel order 77342109", "order 77342109 never arrived", "hello"):
+        assert not only_slots(message), message
 
 
 def check_store(store):

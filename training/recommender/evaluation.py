@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch
 from training.recommender.baselines import ItemToItem, fit_baselines
 from training.recommender.data import EvalSet, left_pad
 from training.recommender.inference import Recommender, mask_seen, score_histories
-from training.recommender.model import SASRec
+from training.recommender.model import SASRec, neighbour_scores
 
 Scorer = Callable[[Sequence[np.ndarray]], torch.Tensor]
 
@@ -101,9 +102,41 @@ def choose_prior_weight(
     model: SASRec, cases: EvalSet, weights: Sequence[float], k: int = 10, batch_size: int = 1024
 ) -> tuple[float, dict[float, float]]:
     """The weight of the model's attached prior with the best NDCG@k on ``cases``, and every
-    weight's NDCG@k. The model and the prior are scored once per batch; each weight only adds."""
+    weight's NDCG@k."""
+    c = model.config
+    tables = {"attached": PriorTables(model.prior_items, model.prior_counts, c.prior_recent, c.prior_decay)}
+    ndcg = prior_ndcg(model, cases, tables, weights, k, batch_size)["attached"]
+    return best_weight(ndcg), ndcg
+
+
+@dataclass(frozen=True)
+class PriorTables:
+    """One way to build the prior: each item's neighbours and counts (N+1, K), how many of a
+    history's newest items add theirs, and the decay per step of age."""
+
+    items: torch.Tensor
+    counts: torch.Tensor
+    recent: int
+    decay: float
+
+
+def best_weight(ndcg: dict[float, float]) -> float:
+    # Ties go to the smaller weight: the prior must earn its place.
+    return max(sorted(ndcg), key=lambda w: (ndcg[w], -w))
+
+
+def prior_ndcg(
+    model: SASRec,
+    cases: EvalSet,
+    variants: dict[str, PriorTables],
+    weights: Sequence[float],
+    k: int = 10,
+    batch_size: int = 1024,
+) -> dict[str, dict[float, float]]:
+    """NDCG@k on ``cases`` of the model's scores plus each variant's prior at each weight.
+    The model scores each batch once; a variant adds its prior, a weight only a sum."""
     model.eval()
-    ranks: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
+    ranks = {name: {w: [] for w in weights} for name in variants}
     with torch.no_grad():
         for start in range(0, len(cases.targets), batch_size):
             seq = torch.from_numpy(
@@ -111,17 +144,18 @@ def choose_prior_weight(
             )
             h = model(seq)[:, -1, :]
             learned = (h @ model.item_vectors().T).float()  # without the prior
-            prior = model.prior_scores(seq).float()
             targets = torch.from_numpy(cases.targets[start : start + batch_size])
-            for w in weights:
-                scores = learned + w * prior
-                scores[:, 0] = float("-inf")
-                mask_seen(scores, cases.filtered[start : start + batch_size])
-                ranks[w].append(target_ranks(scores, targets))
-    ndcg = {w: ranking_metrics(torch.cat(r), k)[f"ndcg@{k}"] for w, r in ranks.items()}
-    # Ties go to the smaller weight: the prior must earn its place.
-    best = max(sorted(weights), key=lambda w: (ndcg[w], -w))
-    return best, ndcg
+            for name, t in variants.items():
+                prior = neighbour_scores(seq, t.items, t.counts, t.recent, t.decay).float()
+                for w in weights:
+                    scores = learned + w * prior
+                    scores[:, 0] = float("-inf")
+                    mask_seen(scores, cases.filtered[start : start + batch_size])
+                    ranks[name][w].append(target_ranks(scores, targets))
+    return {
+        name: {w: ranking_metrics(torch.cat(r), k)[f"ndcg@{k}"] for w, r in by_weight.items()}
+        for name, by_weight in ranks.items()
+    }
 
 
 def model_scorer(model: SASRec, batch_size: int = 1024) -> Scorer:

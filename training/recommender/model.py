@@ -204,13 +204,9 @@ class SASRec(nn.Module):
     def prior_scores(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, T) left-padded histories -> (B, N+1) unweighted prior: the decayed follower
         counts of the newest ``prior_recent`` items (padding has no followers)."""
-        recent = seq[:, -self.config.prior_recent :]  # (B, R), newest last
-        B, R = recent.shape
-        age = torch.arange(R - 1, -1, -1, device=seq.device)
-        w = (self.config.prior_decay ** age.to(self.prior_counts.dtype)) * (recent > 0)  # (B, R)
-        values = (self.prior_counts[recent] * w.unsqueeze(-1)).reshape(B, -1)  # (B, R*K)
-        out = torch.zeros(B, self.config.num_items + 1, dtype=values.dtype, device=seq.device)
-        return out.scatter_add_(1, self.prior_items[recent].reshape(B, -1), values)
+        return neighbour_scores(
+            seq, self.prior_items, self.prior_counts, self.config.prior_recent, self.config.prior_decay
+        )
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Representation of ``items`` (any shape), or of the whole table (N+1, C)."""
@@ -261,3 +257,17 @@ class SASRec(nn.Module):
             scores = scores + self.config.prior_weight * self.prior_scores(seq).to(scores.dtype)
         scores[:, 0] = float("-inf")
         return scores
+
+
+def neighbour_scores(
+    seq: torch.Tensor, items: torch.Tensor, counts: torch.Tensor, recent: int, decay: float
+) -> torch.Tensor:
+    """(B, T) left-padded histories -> (B, N+1): the ``counts`` of the neighbours ``items``
+    (both (N+1, K)) of each history's newest ``recent`` items, weighted ``decay ** age``."""
+    newest = seq[:, -recent:]  # (B, R), newest last
+    B, R = newest.shape
+    age = torch.arange(R - 1, -1, -1, device=seq.device)
+    w = (decay ** age.to(counts.dtype)) * (newest > 0)  # (B, R); padding has no neighbours
+    values = (counts[newest] * w.unsqueeze(-1)).reshape(B, -1)  # (B, R*K)
+    out = torch.zeros(B, items.shape[0], dtype=values.dtype, device=seq.device)
+    return out.scatter_add_(1, items[newest].reshape(B, -1), values)

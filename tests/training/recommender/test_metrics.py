@@ -114,3 +114,27 @@ def test_the_prior_weight_is_taken_when_the_prior_knows_the_answer_and_left_out_
     prior(follows % 20 + 1)  # one item off: never the target
     best, ndcg = choose_prior_weight(model, cases, weights)
     assert best == 0.0 and ndcg[5.0] <= ndcg[0.0]
+
+
+def test_each_way_of_building_the_prior_is_scored_on_the_same_cases():
+    from training.recommender.evaluation import PriorTables, prior_ndcg
+    from training.recommender.model import RecommenderConfig, SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(RecommenderConfig(num_items=20, max_len=4, hidden=16, num_blocks=1, dropout=0.0)).eval()
+    # Histories of two items; only the older one has a neighbour, and it is the target.
+    older, newest = np.arange(1, 11), np.arange(11, 21)
+    target = 11 + older % 10
+    cases = EvalSet(np.arange(10), [np.array([a, b]) for a, b in zip(older, newest, strict=True)], target)
+    items = torch.zeros(21, 1, dtype=torch.long)
+    items[1:11, 0] = torch.from_numpy(target)
+    counts = (items > 0).float()
+    ndcg = prior_ndcg(
+        model,
+        cases,
+        {"newest only": PriorTables(items, counts, 1, 1.0), "two newest": PriorTables(items, counts, 2, 0.5)},
+        (0.0, 10.0),
+    )
+    # Only the variant that reads the older item finds the targets.
+    assert ndcg["two newest"][10.0] == pytest.approx(1.0) and ndcg["newest only"][10.0] < 0.5
+    assert ndcg["two newest"][0.0] == ndcg["newest only"][0.0]  # the model alone is the same

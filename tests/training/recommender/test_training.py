@@ -401,16 +401,20 @@ def test_bf16_mixed_precision_on_a_cpu_learns_the_rule_and_keeps_fp32_weights(ru
 
 
 def test_the_prior_weight_is_chosen_on_validation_and_reported(trained):
-    from training.recommender.training import PRIOR_DIRECTIONS, PRIOR_WEIGHTS
+    from training.recommender.training import PRIOR_DIRECTIONS, PRIOR_RECENCY, PRIOR_WEIGHTS
 
     _, _, result = trained
     prior = result.artifact.metrics["prior"]
     assert prior["weight"] == result.artifact.model.config.prior_weight
     assert prior["weight"] in PRIOR_WEIGHTS and prior["neighbours"] == TrainSettings().prior_neighbours
-    tried = prior["valid_ndcg@10_by_weight"]
-    assert set(tried) == set(PRIOR_DIRECTIONS) and prior["direction"] in PRIOR_DIRECTIONS
-    assert all(set(by_weight) == {str(w) for w in PRIOR_WEIGHTS} for by_weight in tried.values())
-    # The kept direction and weight are the best on validation of everything tried.
-    best = max(v for by_weight in tried.values() for v in by_weight.values())
-    assert tried[prior["direction"]][str(prior["weight"])] == best
+    by_weight = prior["valid_ndcg@10_by_weight"]
+    assert set(by_weight) == {str(w) for w in PRIOR_WEIGHTS}
+    assert by_weight[str(prior["weight"])] == max(by_weight.values())
+    # Every way of building the prior was tried; the kept one is the best on validation.
+    tried = prior["valid_ndcg@10_best_by_variant"]
+    assert len(tried) == len(PRIOR_DIRECTIONS) * len(PRIOR_RECENCY)
+    chosen = f"{prior['direction']}/recent={prior['recent']}/decay={prior['decay']}"
+    assert tried[chosen] == max(tried.values()) == max(by_weight.values())
+    model = result.artifact.model
+    assert (model.config.prior_recent, model.config.prior_decay) == (prior["recent"], prior["decay"])
     assert set(prior["test_without_prior"]) == {"hr@10", "ndcg@10", "mrr"}

@@ -212,35 +212,32 @@ def fit(
 # flat from 2 to 8; 0 keeps the model alone where the prior does not help.
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0)
 # How the prior is built, chosen on validation with its weight: "followers" counts what came
-# after an item, "both" what came before or after it; a history's newest 1, 3 or 5 items add
-# their neighbours, each step of age weighted by the decay. The first is the co-occurrence
-# baseline's own and wins ties.
+# after an item, "both" what came before or after it; the first is the co-occurrence
+# baseline's own and wins ties. The newest items read and their decay stay the baseline's:
+# on Sports (S3Rec file, one run) the best of seven (recent, decay) pairs differed from the
+# baseline's by 0.0001 validation NDCG@10, within the noise of 35k cases, and scoring them
+# took 490 s after the capped training.
 PRIOR_DIRECTIONS = ("followers", "both")
-PRIOR_RECENCY = ((3, 0.6), (1, 1.0), (3, 0.3), (3, 1.0), (5, 0.3), (5, 0.6), (5, 1.0))
 
 
 def attach_prior(model: SASRec, split: Split, neighbours: int, weights=PRIOR_WEIGHTS) -> dict:
-    """Add the co-occurrence baseline's counts to the trained model's scores, built and
-    weighted the way that scores best on the validation cases.
+    """Add the co-occurrence baseline's counts (its window, recency and decay) to the trained
+    model's scores, in the direction and with the weight that score best on the validation
+    cases.
 
     Sparse shop data is where the two differ most: a transformer over 8-item histories
     smooths away which item followed which, and co-occurrence keeps exactly that. The choice,
-    the validation NDCG@10 of its weights and the best of every other way tried are returned
-    for the report.
+    the validation NDCG@10 of its weights and the best of each direction are returned for the
+    report.
     """
     start = time.perf_counter()
     co = CoOccurrence(split.train, model.config.num_items, positive=split.train_positive)
     tables = {d: co.neighbours(neighbours, both_directions=d == "both") for d in PRIOR_DIRECTIONS}
-    variants = {
-        f"{d}/recent={r}/decay={decay}": (d, PriorTables(*tables[d], r, decay))
-        for d in PRIOR_DIRECTIONS
-        for r, decay in PRIOR_RECENCY
-    }
-    ndcg = prior_ndcg(model, split.valid, {name: t for name, (_, t) in variants.items()}, weights)
-    best_ndcg = {name: max(by_weight.values()) for name, by_weight in ndcg.items()}
-    chosen = max(variants, key=lambda name: best_ndcg[name])  # the first of equals
-    direction, t = variants[chosen]
-    weight = best_weight(ndcg[chosen])
+    variants = {d: PriorTables(*tables[d], co.recent, co.decay) for d in PRIOR_DIRECTIONS}
+    ndcg = prior_ndcg(model, split.valid, variants, weights)
+    best_ndcg = {d: max(by_weight.values()) for d, by_weight in ndcg.items()}
+    direction = max(PRIOR_DIRECTIONS, key=lambda d: best_ndcg[d])  # the first of equals
+    t, weight = variants[direction], best_weight(ndcg[direction])
     model.set_prior(t.items, t.counts, weight, t.recent, t.decay)
     return {
         "weight": weight,
@@ -248,8 +245,8 @@ def attach_prior(model: SASRec, split: Split, neighbours: int, weights=PRIOR_WEI
         "neighbours": neighbours,
         "recent": t.recent,
         "decay": t.decay,
-        "valid_ndcg@10_by_weight": {str(w): round(v, 5) for w, v in ndcg[chosen].items()},
-        "valid_ndcg@10_best_by_variant": {name: round(v, 5) for name, v in best_ndcg.items()},
+        "valid_ndcg@10_by_weight": {str(w): round(v, 5) for w, v in ndcg[direction].items()},
+        "valid_ndcg@10_best_by_direction": {d: round(v, 5) for d, v in best_ndcg.items()},
         "seconds": round(time.perf_counter() - start, 1),  # after the capped training
     }
 

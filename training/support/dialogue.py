@@ -293,10 +293,12 @@ def make_store(profile: str, data_dir: Path, redis_url: str, ttl_s: float = DEFA
 _EXTRACTORS = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
     "invoice_number": re.compile(
-        r"\b(?:invoice|bill)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*((?=[A-Z0-9-]*\d)[A-Z0-9-]{4,})\b", re.I
+        r"\b(?:invoice|bill)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*((?=[A-Z0-9-]*\d)[A-Z0-9-]{4,})\b",
+        re.I,
     ),
     "order_number": re.compile(
-        r"\b(?:order|purchase)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*([A-Z0-9-]*\d[A-Z0-9-]{3,})\b", re.I
+        r"\b(?:order|purchase)\s*(?:number|no\.?|#|id)?\s*(?:is\s+)?[:#]?\s*([A-Z0-9-]*\d[A-Z0-9-]{3,})\b",
+        re.I,
     ),
     "name": re.compile(r"\bmy name is ([A-Z][a-z]+(?: [A-Z][a-z]+)?)"),
 }

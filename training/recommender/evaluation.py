@@ -98,17 +98,6 @@ def evaluate_scorer(
     return result
 
 
-def choose_prior_weight(
-    model: SASRec, cases: EvalSet, weights: Sequence[float], k: int = 10, batch_size: int = 1024
-) -> tuple[float, dict[float, float]]:
-    """The weight of the model's attached prior with the best NDCG@k on ``cases``, and every
-    weight's NDCG@k."""
-    c = model.config
-    tables = {"attached": PriorTables(model.prior_items, model.prior_counts, c.prior_recent, c.prior_decay)}
-    ndcg = prior_ndcg(model, cases, tables, weights, k, batch_size)["attached"]
-    return best_weight(ndcg), ndcg
-
-
 @dataclass(frozen=True)
 class PriorTables:
     """One way to build the prior: each item's neighbours and counts (N+1, K), how many of a

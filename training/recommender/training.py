@@ -232,8 +232,10 @@ def attach_prior(model: SASRec, split: Split, neighbours: int, weights=PRIOR_WEI
     """
     start = time.perf_counter()
     co = CoOccurrence(split.train, model.config.num_items, positive=split.train_positive)
-    tables = {d: co.neighbours(neighbours, both_directions=d == "both") for d in PRIOR_DIRECTIONS}
-    variants = {d: PriorTables(*tables[d], co.recent, co.decay) for d in PRIOR_DIRECTIONS}
+    variants = {
+        d: PriorTables(*co.neighbours(neighbours, both_directions=d == "both"), co.recent, co.decay)
+        for d in PRIOR_DIRECTIONS
+    }
     ndcg = prior_ndcg(model, split.valid, variants, weights)
     best_ndcg = {d: max(by_weight.values()) for d, by_weight in ndcg.items()}
     direction = max(PRIOR_DIRECTIONS, key=lambda d: best_ndcg[d])  # the first of equals

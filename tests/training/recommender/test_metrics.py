@@ -93,7 +93,7 @@ def test_evaluate_scorer_filters_seen_items_batched():
 
 
 def test_the_prior_weight_is_taken_when_the_prior_knows_the_answer_and_left_out_when_it_misleads():
-    from training.recommender.evaluation import choose_prior_weight
+    from training.recommender.evaluation import PriorTables, best_weight, prior_ndcg
     from training.recommender.model import RecommenderConfig, SASRec
 
     torch.manual_seed(0)
@@ -103,16 +103,16 @@ def test_the_prior_weight_is_taken_when_the_prior_knows_the_answer_and_left_out_
     cases = EvalSet(np.arange(20), [np.array([i]) for i in last], follows)
     weights = (0.0, 1.0, 5.0)
 
-    def prior(table: np.ndarray) -> None:
+    def choose(table: np.ndarray) -> tuple[float, dict[float, float]]:
         items = torch.zeros(21, 1, dtype=torch.long)
         items[1:, 0] = torch.from_numpy(table)
-        model.set_prior(items, (items > 0).float(), 0.0, recent=1, decay=1.0)
+        prior = PriorTables(items, (items > 0).float(), recent=1, decay=1.0)
+        ndcg = prior_ndcg(model, cases, {"prior": prior}, weights)["prior"]
+        return best_weight(ndcg), ndcg
 
-    prior(follows)
-    best, ndcg = choose_prior_weight(model, cases, weights)
+    best, ndcg = choose(follows)
     assert best > 0 and ndcg[best] == pytest.approx(1.0) and ndcg[0.0] < 0.5
-    prior(follows % 20 + 1)  # one item off: never the target
-    best, ndcg = choose_prior_weight(model, cases, weights)
+    best, ndcg = choose(follows % 20 + 1)  # one item off: never the target
     assert best == 0.0 and ndcg[5.0] <= ndcg[0.0]
 
 

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.support.dev_set import GOALS, load_dev_set
     from training.support.language import handover_text
     from training.support.placeholders import leaks
-    from training.support.products import ProductAssistant, ProductCatalog
+    from training.support.products import NOTHING_FITS, ProductAssistant, ProductCatalog
     from training.support.runtime import InMemoryStore, SupportRuntime
 
     settings = Settings.from_env()
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 "product_turns_with_products": share(bool(r["out"]["products"]) for r in requests),
                 # Of those: nothing fitted every constraint, said so, and the nearest were shown.
                 "product_turns_nearest_only": share(
-                    r["out"]["reply"].startswith("Sorry, I couldn't find") for r in answered
+                    r["out"]["reply"].startswith(NOTHING_FITS) for r in answered
                 ),
                 "product_turns_without_products": [
                     f"{r['turn'].dialogue_id}/{r['turn'].turn} {r['turn'].text!r} -> {r['out']['goal']}: "

@@ -81,6 +81,8 @@ _FILLER = frozenset(
     over above least most max maximum min minimum only just too very really possible friendly
     available anyone hey hi hello thanks thank while here now today""".split()
 )
+# How a reply that found nothing fitting every condition starts (with or without the nearest).
+NOTHING_FITS = "Sorry, I couldn't find any"
 SHOWN = 3  # products shown per answer (cards in the chat window)
 SEARCH_DEPTH = 100  # results read before the dialogue's own filters (brand, product word)
 
@@ -479,32 +481,29 @@ class ProductAssistant:
             )
         constraints = self.parse(message, state)
         found, exact = self.find(constraints)
+        shown, problem = constraints, None  # what the products on screen satisfy
         if not found and (nearest := self.relaxed(constraints)) is not None:
-            # Said plainly, then the nearest products: the state carries what is on screen.
-            relaxed, found = nearest
-            lines = [
-                f"Sorry, I couldn't find any {constraints.describe()}. "
-                f"Here {'is' if len(found) == 1 else 'are'} {len(found)} {relaxed.describe()} instead:"
-            ] + [self._line(i, p) for i, p in enumerate(found, 1)]
-            return ProductAnswer(
-                "\n".join(lines), found, ProductState(relaxed, [p.item_id for p in found], None), "relaxed"
-            )
+            shown, found = nearest
+            problem = "relaxed"
         if not found:
-            text = f"Sorry, I couldn't find any {constraints.describe()} in our catalog."
+            text = f"{NOTHING_FITS} {constraints.describe()} in our catalog."
             if constraints.exclude_brands or constraints.max_price is not None or constraints.brand:
                 text += " Would you like me to drop one of those conditions?"
             else:
                 text += " Could you describe it another way?"
             # The dialogue keeps what it had: the next "cheaper" reads the list still on screen.
             return ProductAnswer(text, [], state, "no_match")
-        lead = (
-            f"Here {'is' if len(found) == 1 else 'are'} {len(found)} {constraints.describe()}:"
-            if exact
-            else f"I found nothing that matches {constraints.describe()} exactly; the closest items are:"
-        )
+        here = f"Here {'is' if len(found) == 1 else 'are'} {len(found)} {shown.describe()}"
+        if problem == "relaxed":  # said plainly, then the nearest products
+            lead = f"{NOTHING_FITS} {constraints.describe()}. {here} instead:"
+        elif exact:
+            lead = f"{here}:"
+        else:
+            lead = f"I found nothing that matches {constraints.describe()} exactly; the closest items are:"
         lines = [lead] + [self._line(i, p) for i, p in enumerate(found, 1)]
-        new_state = ProductState(constraints, [p.item_id for p in found], None)
-        return ProductAnswer("\n".join(lines), found, new_state)
+        return ProductAnswer(
+            "\n".join(lines), found, ProductState(shown, [p.item_id for p in found], None), problem
+        )
 
     @staticmethod
     def _line(position: int, p: Product) -> str:

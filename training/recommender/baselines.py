@@ -274,6 +274,18 @@ class EASE(ItemToItem):
         self.params["items_modelled"] = len(kept)
         del self._x
 
+    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each item's ``k`` largest positive weights and their items, (N+1, k) each, 0-padded,
+        scaled so that the mean kept weight is 1: the second prior a trained model adds
+        (``SASRec.set_ease_prior``), in units that do not depend on the ridge strength."""
+        weights = torch.from_numpy(self.weights)
+        values, items = torch.topk(weights, min(k, self.n), dim=1)
+        keep = values > 0
+        items, values = items * keep, values * keep
+        if keep.any():
+            values = values / values[keep].mean()
+        return items, values.float()
+
     def _fit(self, l2: float) -> None:
         b = ease_weights(self._x, l2)
         full = np.zeros((self.n, self.n), dtype=np.float32)

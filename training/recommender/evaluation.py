@@ -100,7 +100,7 @@ def evaluate_scorer(
 
 @dataclass(frozen=True)
 class PriorTables:
-    """One way to build the prior: each item's neighbours and counts (N+1, K), how many of a
+    """One way to build a prior: each item's neighbours and counts (N+1, K), how many of a
     history's newest items add theirs, and the decay per step of age."""
 
     items: torch.Tensor
@@ -121,9 +121,11 @@ def prior_ndcg(
     weights: Sequence[float],
     k: int = 10,
     batch_size: int = 1024,
+    chosen: Sequence[tuple[PriorTables, float]] = (),
 ) -> dict[str, dict[float, float]]:
     """NDCG@k on ``cases`` of the model's scores plus each variant's prior at each weight.
-    The model scores each batch once; a variant adds its prior, a weight only a sum."""
+    The model scores each batch once; a variant adds its prior, a weight only a sum.
+    ``chosen``: priors already settled, with their weights, added before the variants."""
     model.eval()
     ranks = {name: {w: [] for w in weights} for name in variants}
     with torch.no_grad():
@@ -133,6 +135,8 @@ def prior_ndcg(
             )
             h = model(seq)[:, -1, :]
             learned = (h @ model.item_vectors().T).float()  # without the prior
+            for t, w in chosen:
+                learned += w * neighbour_scores(seq, t.items, t.counts, t.recent, t.decay).float()
             targets = torch.from_numpy(cases.targets[start : start + batch_size])
             for name, t in variants.items():
                 prior = neighbour_scores(seq, t.items, t.counts, t.recent, t.decay).float()

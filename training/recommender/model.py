@@ -51,6 +51,11 @@ class RecommenderConfig:
     prior_recent: int = 3
     prior_decay: float = 0.6
     prior_weight: float = 0.0
+    # A second prior from a linear item-to-item model (EASE, ``SASRec.set_ease_prior``): each
+    # item keeps its ``ease_prior_neighbours`` largest positive weights; every item of a
+    # history adds them (EASE reads the whole history), times ``ease_prior_weight``.
+    ease_prior_neighbours: int = 0
+    ease_prior_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,12 +137,19 @@ class SASRec(nn.Module):
             self.text_proj = nn.Linear(config.text_dim, config.hidden, bias=False)
         if config.prior_neighbours:
             self._prior_buffers(config.prior_neighbours)
+        if config.ease_prior_neighbours:
+            self._ease_prior_buffers(config.ease_prior_neighbours)
         self.apply(self._init_weights)
 
     def _prior_buffers(self, k: int) -> None:
         n = self.config.num_items + 1
         self.register_buffer("prior_items", torch.zeros(n, k, dtype=torch.long))  # (N+1, K), 0 = none
         self.register_buffer("prior_counts", torch.zeros(n, k))  # (N+1, K)
+
+    def _ease_prior_buffers(self, k: int) -> None:
+        n = self.config.num_items + 1
+        self.register_buffer("ease_prior_items", torch.zeros(n, k, dtype=torch.long))  # 0 = none
+        self.register_buffer("ease_prior_values", torch.zeros(n, k))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Models saved before items could carry several categories held one per item.
@@ -185,21 +197,33 @@ class SASRec(nn.Module):
         if has_id is not None and has_id.shape[0] != n:
             raise ValueError("has_id must have one entry per item plus padding")
 
+    def _check_prior_tables(self, items: torch.Tensor, values: torch.Tensor) -> None:
+        n = self.config.num_items + 1
+        if items.shape != values.shape or items.dim() != 2 or items.shape[0] != n:
+            raise ValueError(
+                f"prior tables must both be ({n}, K); got {tuple(items.shape)}, {tuple(values.shape)}"
+            )
+
     def set_prior(
         self, items: torch.Tensor, counts: torch.Tensor, weight: float, recent: int, decay: float
     ) -> None:
         """Attach an item-to-item prior: ``items``/``counts`` (N+1, K) are each item's K
         followers and how often they followed it (0-padded); see the config's prior fields."""
-        n = self.config.num_items + 1
-        if items.shape != counts.shape or items.dim() != 2 or items.shape[0] != n:
-            raise ValueError(
-                f"prior tables must both be ({n}, K); got {tuple(items.shape)}, {tuple(counts.shape)}"
-            )
+        self._check_prior_tables(items, counts)
         self.config.prior_neighbours = items.shape[1]
         self.config.prior_weight, self.config.prior_recent, self.config.prior_decay = weight, recent, decay
         self._prior_buffers(items.shape[1])
         self.prior_items.copy_(items)
         self.prior_counts.copy_(counts)
+
+    def set_ease_prior(self, items: torch.Tensor, values: torch.Tensor, weight: float) -> None:
+        """Attach the linear prior: ``items``/``values`` (N+1, K) are each item's K largest
+        positive EASE weights (0-padded), added for every item of a history."""
+        self._check_prior_tables(items, values)
+        self.config.ease_prior_neighbours, self.config.ease_prior_weight = items.shape[1], weight
+        self._ease_prior_buffers(items.shape[1])
+        self.ease_prior_items.copy_(items)
+        self.ease_prior_values.copy_(values)
 
     def prior_scores(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, T) left-padded histories -> (B, N+1) unweighted prior: the decayed follower
@@ -255,6 +279,9 @@ class SASRec(nn.Module):
         scores = h @ (self.item_vectors() if item_table is None else item_table).T
         if self.config.prior_neighbours and self.config.prior_weight:
             scores = scores + self.config.prior_weight * self.prior_scores(seq).to(scores.dtype)
+        if self.config.ease_prior_neighbours and self.config.ease_prior_weight:
+            ease = neighbour_scores(seq, self.ease_prior_items, self.ease_prior_values, seq.shape[1], 1.0)
+            scores = scores + self.config.ease_prior_weight * ease.to(scores.dtype)
         scores[:, 0] = float("-inf")
         return scores
 

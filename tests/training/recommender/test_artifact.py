@@ -164,8 +164,10 @@ def test_a_model_with_its_prior_round_trips(tmp_path):
     artifact = make_artifact()
     items = torch.tensor([[0, 0]] + [[i % 6 + 1, (i + 1) % 6 + 1] for i in range(1, 7)])
     artifact.model.set_prior(items, torch.rand(7, 2), weight=2.0, recent=3, decay=0.6)
+    artifact.model.set_ease_prior(items.flip(1), torch.rand(7, 2), weight=0.5)
     loaded = load_from_store(save_to_store(artifact, home=tmp_path), home=tmp_path)
     assert loaded.model.config.prior_weight == 2.0 and loaded.model.config.prior_neighbours == 2
+    assert loaded.model.config.ease_prior_weight == 0.5 and loaded.model.config.ease_prior_neighbours == 2
     seq = torch.tensor([[1, 2, 3]])
     torch.testing.assert_close(
         loaded.model.full_sort_scores(seq)[:, 1:], artifact.model.full_sort_scores(seq)[:, 1:]

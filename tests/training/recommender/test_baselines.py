@@ -46,6 +46,19 @@ def test_ease_keeps_the_most_interacted_items_when_the_catalogue_is_too_large():
     assert ease.weights[1, 2] > 0
 
 
+def test_ease_neighbours_keep_each_items_largest_positive_weights_scaled_to_mean_one():
+    ease = EASE([np.array([1, 2])], num_items=3, l2=1.0)
+    ease.weights = np.array(
+        [[0, 0, 0, 0], [0, 0, 0.4, -0.1], [0, 0.2, 0, 0.3], [0, -0.5, -0.2, 0]], dtype=np.float32
+    )
+    items, values = ease.neighbours(2)
+    # Item 1: only 2 is positive; item 2: 3 then 1; item 3 and the padding row: none.
+    assert items.tolist() == [[0, 0], [2, 0], [3, 1], [0, 0]]
+    mean = (0.4 + 0.3 + 0.2) / 3
+    expected = np.array([[0, 0], [0.4, 0], [0.3, 0.2], [0, 0]]) / mean
+    assert values.numpy() == pytest.approx(expected, rel=1e-5)
+
+
 def test_ease_chooses_l2_on_the_validation_cases():
     # Item 1 is always followed by 2 in training and in the validation cases.
     train = [np.array([1, 2])] * 5 + [np.array([3, 4])] * 2 + [np.array([1, 3])]

@@ -286,6 +286,26 @@ def test_the_prior_adds_decayed_follower_counts_by_hand():
         model.set_prior(items[:5], counts[:5], 1.0, 3, 0.5)
 
 
+def test_the_ease_prior_adds_every_history_items_weights_by_hand():
+    model = tiny()
+    items = torch.zeros(21, 2, dtype=torch.long)
+    values = torch.zeros(21, 2)
+    items[3], values[3] = torch.tensor([7, 9]), torch.tensor([1.5, 0.5])
+    items[5], values[5] = torch.tensor([9, 0]), torch.tensor([2.0, 0.0])
+    seq = torch.tensor([[0, 3, 4, 5, 6, 8, 10, 11]])  # 3 is the oldest of eight: still read
+    learned = model.full_sort_scores(seq)
+    model.set_ease_prior(items, values, weight=0.0)
+    assert torch.equal(model.full_sort_scores(seq), learned)  # weight 0: the model alone
+    model.config.ease_prior_weight = 2.0
+    got = model.full_sort_scores(seq)
+    expected = learned.clone()
+    expected[0, 7] += 2.0 * 1.5
+    expected[0, 9] += 2.0 * (0.5 + 2.0)  # no decay: old and new items weigh the same
+    torch.testing.assert_close(got[:, 1:], expected[:, 1:])
+    with pytest.raises(ValueError, match="prior tables"):
+        model.set_ease_prior(items[:5], values[:5], 1.0)
+
+
 def test_traced_scorer_scores_the_prior_as_the_model_does():
     from training.recommender.inference import TracedScorer
 
@@ -294,6 +314,7 @@ def test_traced_scorer_scores_the_prior_as_the_model_does():
     model.set_prior(
         torch.randint(0, 21, (21, 4), generator=gen), torch.rand(21, 4, generator=gen), 3.0, 3, 0.6
     )
+    model.set_ease_prior(torch.randint(0, 21, (21, 3), generator=gen), torch.rand(21, 3, generator=gen), 2.0)
     with torch.inference_mode():
         table = model.item_vectors()
     traced = TracedScorer(model, table)

@@ -194,6 +194,14 @@ def test_vocabulary_scorer_maps_between_vocabularies(trained):
     state = model.state_dict()
     for key in ("item_emb.weight", "item_has_id"):
         state[key] = state[key][perm]
+    # The priors' tables: rows by the new order, the neighbours they name renumbered too.
+    new_index = torch.argsort(perm)
+    for key in ("prior_items", "ease_prior_items"):
+        if key in state:
+            state[key] = new_index[state[key][perm]]
+    for key in ("prior_counts", "ease_prior_values"):
+        if key in state:
+            state[key] = state[key][perm]
     clone.load_state_dict(state)
     mapped = evaluate_scorer(
         vocabulary_scorer(Recommender(clone.eval(), shuffled), rule_data.items),
@@ -401,7 +409,7 @@ def test_bf16_mixed_precision_on_a_cpu_learns_the_rule_and_keeps_fp32_weights(ru
 
 
 def test_the_prior_weight_is_chosen_on_validation_and_reported(trained):
-    from training.recommender.training import PRIOR_DIRECTIONS, PRIOR_WEIGHTS
+    from training.recommender.training import EASE_PRIOR_WEIGHTS, PRIOR_DIRECTIONS, PRIOR_WEIGHTS
 
     _, _, result = trained
     prior = result.artifact.metrics["prior"]
@@ -414,4 +422,12 @@ def test_the_prior_weight_is_chosen_on_validation_and_reported(trained):
     tried = prior["valid_ndcg@10_best_by_direction"]
     assert set(tried) == set(PRIOR_DIRECTIONS)
     assert tried[prior["direction"]] == max(tried.values()) == max(by_weight.values())
+    # EASE's weights, tried on top of the chosen co-occurrence prior: 0 is the prior alone.
+    ease = prior["ease"]
+    assert ease["weight"] == result.artifact.model.config.ease_prior_weight
+    assert set(ease["valid_ndcg@10_by_weight"]) == {str(w) for w in EASE_PRIOR_WEIGHTS}
+    assert ease["valid_ndcg@10_by_weight"]["0.0"] == max(by_weight.values())
+    assert ease["valid_ndcg@10_by_weight"][str(ease["weight"])] == max(
+        ease["valid_ndcg@10_by_weight"].values()
+    )
     assert set(prior["test_without_prior"]) == {"hr@10", "ndcg@10", "mrr"}

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.recommender.data import EvalSet, Split, left_pad, training_windows
@@ -285,6 +285,24 @@ class CosineWithWarmup:
             return (step + 1) / self.warmup
         progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
         return 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+
+class ScheduleAwareEarlyStopping(EarlyStopping):
+    """Early stopping that waits out the first half of a cosine schedule.
+
+    While the rate is high, validation NDCG wanders and a patience window can end training
+    before the decay it was planned for: a Sports run stopped at epoch 34 of 56 with its best
+    at 24 (model alone 0.0279 test NDCG@10), where the same setting run to the end of its
+    schedule peaked at epoch 55 of 64 (0.0301). Past the half, and with a constant rate
+    throughout, it is Lightning's early stopping unchanged.
+    """
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        module = trainer.lightning_module
+        cosine = getattr(module, "lr_schedule", "constant") == "cosine"
+        if cosine and trainer.max_epochs and trainer.current_epoch + 1 < trainer.max_epochs / 2:
+            return
+        super()._run_early_stopping_check(trainer)
 
 
 class TimeBudget(Callback):

@@ -58,7 +58,8 @@ class TrainSettings:
     prior_neighbours: int = setting(
         64,
         "after training, add the co-occurrence counts of each item's this many most frequent "
-        "followers to the scores, with a weight chosen on validation (0 there: left out); 0 = never",
+        "followers, and its this many largest EASE weights, to the scores, each with a weight "
+        "chosen on validation (0 there: left out); 0 = never",
     )
     # Set by the auto rule when it planned max_epochs from the cap: the schedule may then grow
     # to what the measured pace fits, not only shrink (``lightning.TimeBudget``).

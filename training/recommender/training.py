@@ -107,10 +107,15 @@ def fit(
 ) -> TrainResult:
     """Train with Lightning, keep the best validation NDCG@10 weights, return them unevaluated."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from training.recommender.lightning import SASRecModule, SequenceDataModule, TimeBudget
+    from training.recommender.lightning import (
+        SASRecModule,
+        ScheduleAwareEarlyStopping,
+        SequenceDataModule,
+        TimeBudget,
+    )
 
     torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -140,7 +145,7 @@ def fit(
     precision = settings.precision
     if precision == "auto":
         precision = "bf16-mixed" if on_gpu else "32-true"
-    early_stopping = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience)
+    early_stopping = ScheduleAwareEarlyStopping(monitor="val/ndcg@10", mode="max", patience=settings.patience)
     from training.recommender.auto import MAX_EPOCHS
 
     budget = TimeBudget(

@@ -431,3 +431,33 @@ def test_the_prior_weight_is_chosen_on_validation_and_reported(trained):
         ease["valid_ndcg@10_by_weight"].values()
     )
     assert set(prior["test_without_prior"]) == {"hr@10", "ndcg@10", "mrr"}
+
+
+def test_early_stopping_waits_out_the_first_half_of_a_cosine_schedule():
+    from types import SimpleNamespace
+
+    from training.recommender.lightning import ScheduleAwareEarlyStopping
+
+    def run(schedule: str) -> int | None:
+        """Validation NDCG falls from the first epoch on; returns the epoch training stopped at."""
+        stopping = ScheduleAwareEarlyStopping(monitor="val/ndcg@10", mode="max", patience=2)
+        trainer = SimpleNamespace(
+            lightning_module=SimpleNamespace(lr_schedule=schedule),
+            max_epochs=10,
+            current_epoch=0,
+            callback_metrics={},
+            fast_dev_run=False,
+            should_stop=False,
+            strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision),
+        )
+        for epoch in range(10):
+            trainer.current_epoch = epoch
+            trainer.callback_metrics = {"val/ndcg@10": torch.tensor(0.5 - 0.01 * epoch)}
+            stopping._run_early_stopping_check(trainer)
+            if trainer.should_stop:
+                return epoch
+        return None
+
+    assert run("constant") == 2  # Lightning's rule: two rounds without a better figure
+    # Cosine: the checks start at epoch 4 (the fifth of ten), then two more rounds.
+    assert run("cosine") == 6

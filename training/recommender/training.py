@@ -234,7 +234,7 @@ def attach_prior(
     model: SASRec,
     split: Split,
     neighbours: int,
-    baselines: dict[str, ItemToItem] | None = None,
+    baselines: dict[str, ItemToItem],
     weights=PRIOR_WEIGHTS,
     ease_weights=EASE_PRIOR_WEIGHTS,
 ) -> dict:
@@ -244,13 +244,11 @@ def attach_prior(
 
     Sparse shop data is where they differ most: a transformer over 8-item histories smooths
     away which item followed which, and co-occurrence keeps exactly that; EASE reads the whole
-    history without order. ``baselines`` (``fit_baselines``) are fitted here when not given. The
-    choices, the validation NDCG@10 of their weights and the best of each direction are
+    history without order. ``baselines`` are ``fit_baselines`` on ``split``, the ones the report
+    compares against. The choices, the validation NDCG@10 of their weights and the best of each direction are
     returned for the report.
     """
     start = time.perf_counter()
-    if baselines is None:
-        baselines = fit_baselines(split.train, model.config.num_items, split.valid, split.train_positive)
     co = baselines["cooccurrence"]
     variants = {
         d: PriorTables(*co.neighbours(neighbours, both_directions=d == "both"), co.recent, co.decay)

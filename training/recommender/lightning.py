@@ -298,8 +298,7 @@ class ScheduleAwareEarlyStopping(EarlyStopping):
     """
 
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        module = trainer.lightning_module
-        cosine = getattr(module, "lr_schedule", "constant") == "cosine"
+        cosine = trainer.lightning_module.lr_schedule == "cosine"
         if cosine and trainer.max_epochs and trainer.current_epoch + 1 < trainer.max_epochs / 2:
             return
         super()._run_early_stopping_check(trainer)

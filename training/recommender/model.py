@@ -136,20 +136,26 @@ class SASRec(nn.Module):
             self.register_buffer("item_text", torch.zeros(n, config.text_dim))
             self.text_proj = nn.Linear(config.text_dim, config.hidden, bias=False)
         if config.prior_neighbours:
-            self._prior_buffers(config.prior_neighbours)
+            self._prior_buffers("prior_items", "prior_counts", config.prior_neighbours)
         if config.ease_prior_neighbours:
-            self._ease_prior_buffers(config.ease_prior_neighbours)
+            self._prior_buffers("ease_prior_items", "ease_prior_values", config.ease_prior_neighbours)
         self.apply(self._init_weights)
 
-    def _prior_buffers(self, k: int) -> None:
+    def _prior_buffers(self, items: str, values: str, k: int) -> None:
+        """A prior's two (N+1, K) tables: each item's neighbours (0 = none) and their values."""
         n = self.config.num_items + 1
-        self.register_buffer("prior_items", torch.zeros(n, k, dtype=torch.long))  # (N+1, K), 0 = none
-        self.register_buffer("prior_counts", torch.zeros(n, k))  # (N+1, K)
+        self.register_buffer(items, torch.zeros(n, k, dtype=torch.long))
+        self.register_buffer(values, torch.zeros(n, k))
 
-    def _ease_prior_buffers(self, k: int) -> None:
+    def _copy_prior(self, names: tuple[str, str], items: torch.Tensor, values: torch.Tensor) -> None:
         n = self.config.num_items + 1
-        self.register_buffer("ease_prior_items", torch.zeros(n, k, dtype=torch.long))  # 0 = none
-        self.register_buffer("ease_prior_values", torch.zeros(n, k))
+        if items.shape != values.shape or items.dim() != 2 or items.shape[0] != n:
+            raise ValueError(
+                f"prior tables must both be ({n}, K); got {tuple(items.shape)}, {tuple(values.shape)}"
+            )
+        self._prior_buffers(*names, items.shape[1])
+        getattr(self, names[0]).copy_(items)
+        getattr(self, names[1]).copy_(values)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Models saved before items could carry several categories held one per item.
@@ -197,33 +203,20 @@ class SASRec(nn.Module):
         if has_id is not None and has_id.shape[0] != n:
             raise ValueError("has_id must have one entry per item plus padding")
 
-    def _check_prior_tables(self, items: torch.Tensor, values: torch.Tensor) -> None:
-        n = self.config.num_items + 1
-        if items.shape != values.shape or items.dim() != 2 or items.shape[0] != n:
-            raise ValueError(
-                f"prior tables must both be ({n}, K); got {tuple(items.shape)}, {tuple(values.shape)}"
-            )
-
     def set_prior(
         self, items: torch.Tensor, counts: torch.Tensor, weight: float, recent: int, decay: float
     ) -> None:
         """Attach an item-to-item prior: ``items``/``counts`` (N+1, K) are each item's K
         followers and how often they followed it (0-padded); see the config's prior fields."""
-        self._check_prior_tables(items, counts)
+        self._copy_prior(("prior_items", "prior_counts"), items, counts)
         self.config.prior_neighbours = items.shape[1]
         self.config.prior_weight, self.config.prior_recent, self.config.prior_decay = weight, recent, decay
-        self._prior_buffers(items.shape[1])
-        self.prior_items.copy_(items)
-        self.prior_counts.copy_(counts)
 
     def set_ease_prior(self, items: torch.Tensor, values: torch.Tensor, weight: float) -> None:
         """Attach the linear prior: ``items``/``values`` (N+1, K) are each item's K largest
         positive EASE weights (0-padded), added for every item of a history."""
-        self._check_prior_tables(items, values)
+        self._copy_prior(("ease_prior_items", "ease_prior_values"), items, values)
         self.config.ease_prior_neighbours, self.config.ease_prior_weight = items.shape[1], weight
-        self._ease_prior_buffers(items.shape[1])
-        self.ease_prior_items.copy_(items)
-        self.ease_prior_values.copy_(values)
 
     def prior_scores(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, T) left-padded histories -> (B, N+1) unweighted prior: the decayed follower

@@ -245,8 +245,8 @@ def attach_prior(
     Sparse shop data is where they differ most: a transformer over 8-item histories smooths
     away which item followed which, and co-occurrence keeps exactly that; EASE reads the whole
     history without order. ``baselines`` are ``fit_baselines`` on ``split``, the ones the report
-    compares against. The choices, the validation NDCG@10 of their weights and the best of each direction are
-    returned for the report.
+    compares against. The choices, the validation NDCG@10 of their weights and the best of each
+    direction are returned for the report.
     """
     start = time.perf_counter()
     co = baselines["cooccurrence"]
